@@ -1,0 +1,74 @@
+"""Turn (prompt, response, step spans) into token ids: prompt via the chat template, response tokenized once with offsets."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .rewards import token_steps
+
+TEMPLATES = ("auto", "chat", "plain")
+OVERLONG = ("error", "skip", "truncate")
+
+
+@dataclass
+class Encoded:
+    prompt_ids: list[int]
+    response_ids: list[int]
+    token_steps: list[int]  # step index of each response token
+    n_steps: int
+    truncated: bool = False
+
+    @property
+    def ids(self) -> list[int]:
+        return self.prompt_ids + self.response_ids
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids) + len(self.response_ids)
+
+
+class Overlong(ValueError):
+    """A sequence longer than max_length under overlong='error' (the caller adds file/line)."""
+
+
+class Encoder:
+    """Tokenizes prompts (cached: many responses share one) and responses for one tokenizer and template."""
+
+    def __init__(self, tokenizer, template: str = "auto", max_length: int = 2048, overlong: str = "error"):
+        if template not in TEMPLATES:
+            raise ValueError(f"template must be one of {TEMPLATES}")
+        if overlong not in OVERLONG:
+            raise ValueError(f"overlong must be one of {OVERLONG}")
+        self.tok = tokenizer
+        self.use_chat = template == "chat" or (template == "auto" and bool(getattr(tokenizer, "chat_template", None)))
+        self.max_length, self.overlong = max_length, overlong
+        self._prompts: dict[str, list[int]] = {}
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        ids = self._prompts.get(prompt)
+        if ids is None:
+            if self.use_chat:  # the template writes the special tokens itself
+                text = self.tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                    add_generation_prompt=True)
+                ids = self.tok(text, add_special_tokens=False)["input_ids"]
+            else:
+                ids = self.tok(prompt + "\n", add_special_tokens=True)["input_ids"]
+            self._prompts[prompt] = ids
+        return ids
+
+    def encode(self, prompt: str, response: str, spans: list[tuple[int, int]]) -> Encoded | None:
+        """Encode one response. Returns None if it is over max_length and overlong='skip'."""
+        p_ids = self.prompt_ids(prompt)
+        enc = self.tok(response, add_special_tokens=False, return_offsets_mapping=True)
+        r_ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        steps = token_steps(offsets, spans)
+        truncated = False
+        if len(p_ids) + len(r_ids) > self.max_length:
+            room = self.max_length - len(p_ids)
+            what = (f"prompt ({len(p_ids)} tokens) + response ({len(r_ids)} tokens) exceed max_length "
+                    f"{self.max_length}")
+            if self.overlong == "skip":
+                return None
+            if self.overlong == "error" or room < 1:
+                raise Overlong(what + ("" if room >= 1 else "; the prompt alone leaves no room for the response")
+                               + " (raise --max-length, or use --overlong skip|truncate)")
+            r_ids, steps, truncated = r_ids[:room], steps[:room], True  # keep the start of the response
+        return Encoded(p_ids, r_ids, steps, len(spans), truncated)

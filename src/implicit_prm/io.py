@@ -1,0 +1,77 @@
+"""File helpers: JSONL reading with line numbers, and atomic writes (nothing half-written survives a crash)."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .errors import InputError
+
+
+def read_json_records(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """Yield (line_number, record) from a JSONL file, or (item_number, record) from a JSON array file.
+
+    Blank lines are skipped. Malformed JSON or a non-object record raises InputError naming the line.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, None, None, "file not found")
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):  # a JSON array, as ProcessBench ships
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(path, e.lineno, None, f"malformed JSON: {e.msg}") from None
+        for i, rec in enumerate(items, start=1):
+            if not isinstance(rec, dict):
+                raise InputError(path, i, None, f"item {i} is {type(rec).__name__}, expected a JSON object")
+            yield i, rec
+        return
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(path, lineno, None, f"malformed JSON: {e.msg} (column {e.colno})") from None
+        if not isinstance(rec, dict):
+            raise InputError(path, lineno, None, f"expected a JSON object, got {type(rec).__name__}")
+        yield lineno, rec
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w"):
+    """Open a temporary file beside `path`; rename it over `path` only if the block finishes without error."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> int:
+    """Write records as JSONL atomically; returns the number written."""
+    n = 0
+    with atomic_open(path) as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write one JSON document atomically (indented, for humans)."""
+    with atomic_open(path) as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False, default=str)
+        f.write("\n")

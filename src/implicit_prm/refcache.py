@@ -1,0 +1,55 @@
+"""On-disk cache of reference-model log-probs, keyed by reference fingerprint, precision and token ids.
+
+The reference model is frozen, so its per-token log-probs of a (prompt, response) never change: training computes
+them once before the first step, and scoring new checkpoints on the same responses reuses them.
+"""
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .encoding import Encoded
+
+
+def entry_key(model_key: str, enc: Encoded) -> str:
+    h = hashlib.sha1(model_key.encode())
+    h.update(np.asarray(enc.prompt_ids, dtype=np.int64).tobytes())
+    h.update(b"|")
+    h.update(np.asarray(enc.response_ids, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+class RefCache:
+    """A sqlite file of float32 arrays: key -> log-probs of the response tokens. Safe for concurrent readers."""
+
+    def __init__(self, path: str | Path, model_key: str):
+        self.path, self.model_key = Path(path), model_key
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=600)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS ref (key TEXT PRIMARY KEY, logps BLOB)")
+        self.db.commit()
+
+    def keys(self, encs: Sequence[Encoded]) -> list[str]:
+        return [entry_key(self.model_key, e) for e in encs]
+
+    def get(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        uniq = list(dict.fromkeys(keys))
+        for s in range(0, len(uniq), 500):
+            part = uniq[s:s + 500]
+            rows = self.db.execute(f"SELECT key, logps FROM ref WHERE key IN ({','.join('?' * len(part))})", part)
+            found.update((k, np.frombuffer(b, dtype=np.float32)) for k, b in rows)
+        return found
+
+    def put(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO ref VALUES (?, ?)",
+                            [(k, np.asarray(a, dtype=np.float32).tobytes()) for k, a in items])
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.close()
