@@ -72,3 +72,23 @@ class Encoder:
                                + " (raise --max-length, or use --overlong skip|truncate)")
             r_ids, steps, truncated = r_ids[:room], steps[:room], True  # keep the start of the response
         return Encoded(p_ids, r_ids, steps, len(spans), truncated)
+
+
+def encode_samples(encoder: Encoder, samples, split: str = "auto", step_regex: str | None = None,
+                   separator: str = "\n\n") -> list[Encoded | None]:
+    """Encode data.Sample objects; errors name the sample's file and line. None marks a skipped overlong sample."""
+    from .errors import InputError
+    from .rewards import step_spans
+
+    out = []
+    for s in samples:
+        path, line = s.source
+        field = "steps" if s.steps is not None else "response"
+        try:
+            spans = step_spans(s.response, s.steps, split, step_regex, separator)
+            out.append(encoder.encode(s.prompt, s.response, spans))
+        except Overlong as e:
+            raise InputError(path, line, field, str(e)) from None
+        except ValueError as e:
+            raise InputError(path, line, field, str(e)) from None
+    return out

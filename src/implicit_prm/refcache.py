@@ -32,6 +32,7 @@ class RefCache:
         self.db = sqlite3.connect(self.path, timeout=600)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("CREATE TABLE IF NOT EXISTS ref (key TEXT PRIMARY KEY, logps BLOB)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS fingerprint (stat TEXT PRIMARY KEY, fp TEXT)")
         self.db.commit()
 
     def keys(self, encs: Sequence[Encoded]) -> list[str]:
@@ -49,6 +50,15 @@ class RefCache:
     def put(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
         self.db.executemany("INSERT OR REPLACE INTO ref VALUES (?, ?)",
                             [(k, np.asarray(a, dtype=np.float32).tobytes()) for k, a in items])
+        self.db.commit()
+
+    def get_fingerprint(self, stat: str) -> str | None:
+        """Weight fingerprint of a local model dir, memoized by its files' paths, sizes and mtimes."""
+        row = self.db.execute("SELECT fp FROM fingerprint WHERE stat = ?", (stat,)).fetchone()
+        return row[0] if row else None
+
+    def put_fingerprint(self, stat: str, fp: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO fingerprint VALUES (?, ?)", (stat, fp))
         self.db.commit()
 
     def close(self) -> None:

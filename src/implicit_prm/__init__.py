@@ -1,0 +1,13 @@
+"""implicit-prm: process reward models from outcome labels only (Yuan et al. 2024, arXiv 2412.01981).
+
+Python API: `ImplicitPRM.from_pretrained(dir).score(prompt, steps)`; training: `implicit_prm.train.train(TrainConfig(...))`.
+"""
+__version__ = "0.1.0"
+
+
+def __getattr__(name):  # lazy, so `import implicit_prm` stays fast until the API is used
+    if name == "ImplicitPRM":
+        from .score import ImplicitPRM
+
+        return ImplicitPRM
+    raise AttributeError(name)

@@ -1,0 +1,6 @@
+"""`python -m implicit_prm` runs the CLI."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,210 @@
+"""Score responses with an implicit PRM: step rewards, q-values and response scores; resumable, atomic, cached ref."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import rewards as R
+from .batching import response_logprobs
+from .config import field, save_config
+from .data import read_samples
+from .encoding import Encoded, Encoder, encode_samples
+from .errors import UserError
+from .io import write_jsonl
+from .logprobs import TokenLogProbs, resolve_precision
+from .losses import DEFAULT_BETA
+from .models import METADATA_FILE, adapter_base, check_same_tokenizer, load_model, load_tokenizer, resolve
+from .reference import RefTable, reference_logprobs
+
+
+@dataclass
+class ScoreConfig:
+    input: str = field(help="responses to score (JSONL/JSON, any input format)")
+    output: str = field(help="output JSONL: one record per response with step_rewards, q_values, scores")
+    prm: str = field(help="the trained implicit PRM (dir from `implicit-prm train`, any causal LM, or adapter)")
+    ref: Optional[str] = field(None, help="reference model (default: from the PRM's implicit_prm.json; for a LoRA "
+                                          "PRM, its base with the adapter disabled)")
+    reference_free: bool = field(False, help="reward = beta * log pi_theta, no reference model")
+    beta: Optional[float] = field(None, help="reward scale (default: the PRM's training beta, else 0.05)")
+    split: Literal["auto", "steps", "markers", "blank", "regex"] = field(
+        "auto", help="step boundaries: the input's steps list, 'Step k:' markers, blank lines, or --step-regex")
+    step_regex: Optional[str] = field(None, help="with --split regex: a regex matching the text that ends a step")
+    step_separator: str = field("\n\n", help="joins the 'steps' of pre-split inputs")
+    template: Literal["auto", "chat", "plain"] = field("auto", help="prompt format (default: as the PRM was trained)")
+    max_length: int = field(4096, help="max tokens of prompt + response")
+    overlong: Literal["error", "skip", "truncate"] = field("error", help="longer sequences: fail, leave out, or "
+                                                                         "score only the first max_length tokens")
+    token_rewards: bool = field(False, help="also write per-token rewards")
+    batch_tokens: int = field(8192, help="padded tokens per batch")
+    dtype: Literal["auto", "bf16", "fp32"] = field("auto", help="bf16 autocast where fast, else fp32")
+    ref_cache: str = field("", help="reference log-prob cache file ('' = default, 'none' = off)")
+    progress: bool = field(True, help="show progress bars")
+
+
+def prm_metadata(prm: str) -> dict:
+    path = Path(resolve(prm)) / METADATA_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def reference_spec(prm: str, ref: str | None, reference_free: bool) -> tuple[str | None, bool]:
+    """(reference model spec, whether the PRM's own base weights with the adapter disabled serve as reference)."""
+    if reference_free:
+        return None, False
+    base = adapter_base(resolve(prm))
+    ref = ref or prm_metadata(prm).get("reference_model") or base
+    if ref is None:
+        raise UserError(f"'{prm}' has no {METADATA_FILE} naming its reference model: pass --ref MODEL, "
+                        "or --reference-free to score with beta * log pi_theta")
+    return ref, base is not None and ref in (base, resolve(base))
+
+
+def rewards_record(enc: Encoded, policy: np.ndarray, ref: np.ndarray | None, beta: float,
+                   with_tokens: bool) -> dict:
+    """step_rewards, q_values, scores (and optionally token_rewards) of one response."""
+    as_t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    tok_r = R.token_rewards(as_t(policy), None if ref is None else as_t(ref), beta)  # (T,)
+    step_r = R.step_rewards(tok_r, torch.tensor(enc.token_steps, dtype=torch.long), enc.n_steps)  # (n_steps,)
+    rec = {"step_rewards": step_r.tolist(), "q_values": R.q_values(step_r).tolist(),
+           "scores": R.aggregate(step_r.tolist())}
+    if with_tokens:
+        rec["token_rewards"] = tok_r.tolist()
+    if enc.truncated:
+        rec["truncated"] = True
+    return rec
+
+
+class ImplicitPRM:
+    """Python API: `ImplicitPRM.from_pretrained(dir).score(prompt, steps)` -> step rewards, q-values, scores."""
+
+    def __init__(self, model: TokenLogProbs, tokenizer, ref: str | None, ref_in_memory: bool, beta: float,
+                 template: str = "auto", dtype: str = "auto", max_length: int = 4096, ref_cache: str = "",
+                 device: str | torch.device = "cpu"):
+        self.model, self.tok, self.beta = model, tokenizer, beta
+        self.ref, self.ref_in_memory, self.ref_cache = ref, ref_in_memory, ref_cache
+        self.device = torch.device(device)
+        self.precision = resolve_precision(self.device, dtype)
+        self.encoder = Encoder(tokenizer, template, max_length, "error")
+        self.max_tokens = 8192
+
+    @classmethod
+    def from_pretrained(cls, prm: str, ref: str | None = None, reference_free: bool = False,
+                        beta: float | None = None, device: str | None = None, **kw) -> "ImplicitPRM":
+        meta = prm_metadata(prm)
+        ref_spec, in_memory = reference_spec(prm, ref, reference_free)
+        tok = load_tokenizer(prm)
+        if ref_spec and not in_memory:
+            check_same_tokenizer(tok, load_tokenizer(ref_spec), prm, ref_spec)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model = TokenLogProbs(load_model(prm)).to(device).eval()
+        kw.setdefault("template", meta.get("template", "auto"))
+        return cls(model, tok, ref_spec, in_memory, beta if beta is not None else meta.get("beta", DEFAULT_BETA),
+                   device=device, **kw)
+
+    def reference(self, encs: Sequence[Encoded], acc, show: bool) -> RefTable | None:
+        if self.ref is None:
+            return None
+        return reference_logprobs(self.ref, self.model if self.ref_in_memory else None, encs, self.tok.pad_token_id,
+                                  acc, self.precision, self.ref_cache, self.max_tokens, show)
+
+    def score_encoded(self, encs: Sequence[Encoded], acc=None, show: bool = False, token_rewards: bool = False,
+                      on_record=None) -> list[dict]:
+        """Reference pass (cached), then the PRM pass by length buckets; `on_record(i, rec)` streams results."""
+        acc = acc or _SingleProcess(self.device)
+        table = self.reference(encs, acc, show)
+        out: list[dict | None] = [None] * len(encs)
+
+        def finished(idx: list[int], arrays: list[np.ndarray]) -> None:
+            for i, a in zip(idx, arrays):
+                ref = None if table is None else table.logps(encs[i])
+                out[i] = rewards_record(encs[i], a, ref, self.beta, token_rewards)
+                if on_record is not None:
+                    on_record(i, out[i])
+
+        response_logprobs(self.model, encs, self.tok.pad_token_id, self.device, self.precision, self.max_tokens,
+                          desc="PRM pass", on_batch=finished, show=show)
+        return out  # type: ignore[return-value]
+
+    def score(self, prompt: str, steps: list[str] | str, separator: str = "\n\n", split: str = "auto") -> dict:
+        """Score one response given as a list of steps (or a string, split by `split`)."""
+        if isinstance(steps, str):
+            response, spans = steps, R.step_spans(steps, None, split, None, separator)
+        else:
+            response = separator.join(steps)
+            spans = R.spans_from_steps(steps, separator)
+        return self.score_encoded([self.encoder.encode(prompt, response, spans)])[0]
+
+
+class _SingleProcess:
+    """The few accelerate.Accelerator attributes the reference pass uses, for single-process API calls."""
+
+    process_index, num_processes, is_main_process = 0, 1, True
+
+    def __init__(self, device):
+        self.device = device
+
+    def wait_for_everyone(self):
+        pass
+
+
+def score(cfg: ScoreConfig) -> Path:
+    """The `implicit-prm score` command: read, encode, resume, score, write atomically."""
+    out = Path(cfg.output)
+    partial = out.with_name(out.name + ".partial")
+    samples = read_samples(cfg.input, cfg.step_separator)
+    meta = prm_metadata(cfg.prm)
+    template = cfg.template if cfg.template != "auto" else meta.get("template", "auto")
+    prm = ImplicitPRM.from_pretrained(cfg.prm, cfg.ref, cfg.reference_free, cfg.beta, template=template,
+                                      dtype=cfg.dtype, max_length=cfg.max_length, ref_cache=cfg.ref_cache)
+    prm.max_tokens = cfg.batch_tokens
+    prm.encoder.overlong = cfg.overlong
+    encs = encode_samples(prm.encoder, samples, cfg.split, cfg.step_regex, cfg.step_separator)
+
+    done = _read_partial(partial) if partial.exists() else {}
+    if done:
+        print(f"[implicit-prm] resuming: {len(done)} of {len(samples)} responses already scored", flush=True)
+    todo = [i for i, e in enumerate(encs) if e is not None and i not in done]
+    n_skipped = sum(e is None for e in encs)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(partial, "a", encoding="utf-8") as f:
+        def on_record(j: int, rec: dict) -> None:
+            f.write(json.dumps({"i": todo[j], "r": rec}) + "\n")
+            f.flush()
+        if todo:
+            prm.score_encoded([encs[i] for i in todo], show=cfg.progress, token_rewards=cfg.token_rewards,
+                              on_record=on_record)
+        f.flush()
+        os.fsync(f.fileno())
+    done = _read_partial(partial)
+
+    def records():
+        for i, (s, e) in enumerate(zip(samples, encs)):
+            if e is None:
+                continue
+            spans = R.step_spans(s.response, s.steps, cfg.split, cfg.step_regex, cfg.step_separator)
+            yield {**s.record, "step_spans": [list(x) for x in spans], **done[i]}
+
+    n = write_jsonl(out, records())
+    save_config(cfg, out.with_name(out.name + ".config.json"))
+    partial.unlink()
+    print(f"[implicit-prm] wrote {n} scored responses to {out}"
+          + (f" ({n_skipped} over max_length left out)" if n_skipped else ""), flush=True)
+    return out
+
+
+def _read_partial(path: Path) -> dict[int, dict]:
+    """Finished records of an interrupted run (a torn last line is dropped)."""
+    done = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        done[item["i"]] = item["r"]
+    return done
