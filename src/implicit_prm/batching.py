@@ -38,12 +38,17 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch
     return ids.to(device), mask.to(device)
 
 
-def response_slices(token_lp: torch.Tensor, encs: Sequence[Encoded]) -> list[torch.Tensor]:
-    """Cut each row of (B, T-1) next-token log-probs down to its response tokens."""
+def first_response_position(encs: Sequence[Encoded]) -> int:
+    """The earliest position in a batch that predicts a response token (earlier ones need no LM head)."""
+    return min(len(e.prompt_ids) for e in encs) - 1
+
+
+def response_slices(token_lp: torch.Tensor, encs: Sequence[Encoded], start: int = 0) -> list[torch.Tensor]:
+    """Cut each row of (B, T-1-start) next-token log-probs (from position `start`) down to its response tokens."""
     out = []
     for row, e in zip(token_lp, encs):
-        start = len(e.prompt_ids) - 1  # position predicting the first response token
-        out.append(row[start:start + len(e.response_ids)])
+        first = len(e.prompt_ids) - 1 - start  # position predicting the first response token
+        out.append(row[first:first + len(e.response_ids)])
     return out
 
 
@@ -64,9 +69,10 @@ def response_logprobs(model: torch.nn.Module, encs: Sequence[Encoded], pad_id: i
     for idx in batches:
         batch = [encs[i] for i in idx]
         ids, mask = pad_batch([e.ids for e in batch], pad_id, device)
+        start = first_response_position(batch)
         with autocast_context(torch.device(device), dtype):
-            lp = model(ids, mask)  # (B, T-1)
-        arrays = [s.float().cpu().numpy() for s in response_slices(lp, batch)]
+            lp = model(ids, mask, start)  # (B, T-1-start)
+        arrays = [s.float().cpu().numpy() for s in response_slices(lp, batch, start)]
         for i, a in zip(idx, arrays):
             out[i] = a
         if on_batch is not None:

@@ -70,7 +70,7 @@ def autocast_context(device: torch.device, dtype: str):
 
 
 class TokenLogProbs(nn.Module):
-    """Wraps a causal LM so that forward(ids, mask) returns (B, T-1) log p(ids[:, 1:]).
+    """Wraps a causal LM so that forward(ids, mask) returns (B, T-1) log p(ids[:, 1:]) (or from `start` on).
 
     It is one nn.Module so that accelerate/DDP/FSDP wrap it and see the whole computation in forward().
     """
@@ -83,8 +83,10 @@ class TokenLogProbs(nn.Module):
         self.softcap = getattr(cfg, "final_logit_softcapping", None)
         self.scale = getattr(cfg, "logit_scale", None)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """(B, T-1-start) log-probs of input_ids[:, start+1:]; positions before `start` (the prompt) skip the
+        LM head, which is a fifth of a small model's FLOPs per token."""
         decoder = self.lm.get_decoder()
         hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
-        return chunked_token_logprobs(hidden[:, :-1], self.lm.get_output_embeddings(), input_ids[:, 1:],
-                                      self.chunk, self.softcap, self.scale)  # (B, T-1)
+        return chunked_token_logprobs(hidden[:, start:-1], self.lm.get_output_embeddings(), input_ids[:, start + 1:],
+                                      self.chunk, self.softcap, self.scale)  # (B, T-1-start)

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import losses
-from .batching import pad_batch
+from .batching import first_response_position, pad_batch
 from .config import field, save_config, to_dict
 from .data import build_pairs, read_samples, unpaired
 from .encoding import Encoded, Encoder, encode_samples
@@ -152,11 +152,12 @@ def lr_lambda(schedule: str, warmup: int, total: int):
 def sequence_logps(model, seqs: list[Encoded], pad_id: int, device, precision: str) -> torch.Tensor:
     """Summed log-probs of each sequence's response tokens, (B,), with grad."""
     ids, mask = pad_batch([e.ids for e in seqs], pad_id, device)  # (B, T)
-    resp = torch.zeros_like(mask[:, 1:], dtype=torch.bool)  # (B, T-1): position t predicts token t+1
+    start = first_response_position(seqs)
+    resp = torch.zeros_like(mask[:, start + 1:], dtype=torch.bool)  # (B, T-1-start): position t predicts t+1
     for i, e in enumerate(seqs):
-        resp[i, len(e.prompt_ids) - 1:len(e) - 1] = True
+        resp[i, len(e.prompt_ids) - 1 - start:len(e) - 1 - start] = True
     with autocast_context(device, precision):
-        lp = model(ids, mask)  # (B, T-1)
+        lp = model(ids, mask, start)  # (B, T-1-start)
     return (lp * resp).sum(-1)
 
 
@@ -306,7 +307,7 @@ def train(cfg: TrainConfig) -> Path:
                "reward_correct": _mean(r_all[l_all == 1]), "reward_incorrect": _mean(r_all[l_all == 0]),
                "acc": ((r_all > 0).float() == l_all).float().mean().item(),
                "grad_norm": None if grad_norm is None else float(grad_norm),
-               "tokens_per_s": tokens_seen / (time.time() - t0)}
+               "tokens": tokens_seen, "elapsed_s": time.time() - t0, "tokens_per_s": tokens_seen / (time.time() - t0)}
         if main:
             with open(log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(rec) + "\n")
