@@ -147,7 +147,8 @@ def test_write_builtin(tmp_path):
     assert write_builtin(c) == 7
     lines = out.read_text(encoding="utf-8").splitlines()
     assert [json.loads(x) for x in lines] == generate_rollouts(c)
-    assert [p.name for p in out.parent.iterdir()] == ["builtin.jsonl"]  # no temp file left behind
+    # the data and its config, no temp file left behind
+    assert sorted(p.name for p in out.parent.iterdir()) == ["builtin.jsonl", "builtin.jsonl.config.json"]
 
 
 def test_config_validation():

@@ -61,6 +61,11 @@ def _coerce(name: str, tp, value: Any, source: str):
             raise ConfigError(f"{source}: field '{name}' must be an integer, got {value!r}")
         return value
     if base is float:
+        if isinstance(value, str):  # YAML 1.1 reads '1e-5' (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: field '{name}' must be a number, got {value!r}")
         return float(value)

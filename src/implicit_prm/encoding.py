@@ -28,6 +28,10 @@ class Encoded:
 class Overlong(ValueError):
     """A sequence longer than max_length under overlong='error' (the caller adds file/line)."""
 
+    def __init__(self, message: str, prompt_only: bool = False):
+        super().__init__(message)
+        self.prompt_only = prompt_only
+
 
 class Encoder:
     """Tokenizes prompts (cached: many responses share one) and responses for one tokenizer and template."""
@@ -69,8 +73,9 @@ class Encoder:
                 return None
             if self.overlong == "error" or room < 1:
                 raise Overlong(what + ("" if room >= 1 else "; the prompt alone leaves no room for the response")
-                               + " (raise --max-length, or use --overlong skip|truncate)")
+                               + " (raise --max-length, or use --overlong skip|truncate)", prompt_only=room < 1)
             r_ids, steps, truncated = r_ids[:room], steps[:room], True  # keep the start of the response
+            return Encoded(p_ids, r_ids, steps, steps[-1] + 1, truncated)  # steps past the cut are dropped
         return Encoded(p_ids, r_ids, steps, len(spans), truncated)
 
 
@@ -88,7 +93,8 @@ def encode_samples(encoder: Encoder, samples, split: str = "auto", step_regex: s
             spans = step_spans(s.response, s.steps, split, step_regex, separator)
             out.append(encoder.encode(s.prompt, s.response, spans))
         except Overlong as e:
-            raise InputError(path, line, field, str(e)) from None
+            prompt_field = "problem" if "problem" in s.record and "prompt" not in s.record else "prompt"
+            raise InputError(path, line, prompt_field if e.prompt_only else field, str(e)) from None
         except ValueError as e:
             raise InputError(path, line, field, str(e)) from None
     return out

@@ -15,7 +15,7 @@ import torch
 
 # The paper's step markers: "Step 1:", "Step 2." at the start of a line.
 STEP_MARKER = re.compile(r"(?m)^[ \t]*Step\s*\d+\s*[:.]")
-BLANK_LINE = re.compile(r"\n[ \t]*\n\s*")
+BLANK_LINE = re.compile(r"\r?\n[ \t\r]*\n(?:[ \t\r]*\n)*")  # the next step keeps its indentation
 SPLIT_MODES = ("auto", "steps", "markers", "blank", "regex")
 
 
@@ -64,7 +64,8 @@ def step_spans(response: str, steps: list[str] | None = None, mode: str = "auto"
             raise ValueError("response is not the steps joined by the step separator")
         return spans_from_steps(steps, separator)
     if mode == "markers":
-        return spans_from_starts([m.start() for m in STEP_MARKER.finditer(response)], len(response))
+        starts = [m.start() for m in STEP_MARKER.finditer(response)]
+        return spans_from_starts(starts[1:], len(response))  # text before the first marker joins step 0
     if mode == "blank":
         return spans_from_separator(response, BLANK_LINE)
     if mode == "regex":

@@ -1,6 +1,8 @@
 """Score responses with an implicit PRM: step rewards, q-values and response scores; resumable, atomic, cached ref."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -12,14 +14,15 @@ import torch
 
 from . import rewards as R
 from .batching import response_logprobs
-from .config import field, save_config
+from .config import field, save_config, to_dict
 from .data import read_samples
 from .encoding import Encoded, Encoder, encode_samples
 from .errors import UserError
-from .io import write_jsonl
+from .io import atomic_open, write_jsonl
 from .logprobs import TokenLogProbs, resolve_precision
 from .losses import DEFAULT_BETA
-from .models import METADATA_FILE, adapter_base, check_same_tokenizer, load_model, load_tokenizer, resolve
+from .models import (METADATA_FILE, adapter_base, check_same_tokenizer, fingerprint, load_model, load_tokenizer,
+                     resolve)
 from .reference import RefTable, reference_logprobs
 
 
@@ -165,9 +168,11 @@ def score(cfg: ScoreConfig) -> Path:
     prm.encoder.overlong = cfg.overlong
     encs = encode_samples(prm.encoder, samples, cfg.split, cfg.step_regex, cfg.step_separator)
 
-    done = _read_partial(partial) if partial.exists() else {}
+    signature = _signature(cfg, prm)
+    done = _read_partial(partial, signature)
     if done:
         print(f"[implicit-prm] resuming: {len(done)} of {len(samples)} responses already scored", flush=True)
+    _rewrite_partial(partial, signature, done)  # drops a torn last line and any stale run's records
     todo = [i for i, e in enumerate(encs) if e is not None and i not in done]
     n_skipped = sum(e is None for e in encs)
 
@@ -181,30 +186,58 @@ def score(cfg: ScoreConfig) -> Path:
                               on_record=on_record)
         f.flush()
         os.fsync(f.fileno())
-    done = _read_partial(partial)
+    done = _read_partial(partial, signature)
 
     def records():
         for i, (s, e) in enumerate(zip(samples, encs)):
             if e is None:
                 continue
             spans = R.step_spans(s.response, s.steps, cfg.split, cfg.step_regex, cfg.step_separator)
-            yield {**s.record, "step_spans": [list(x) for x in spans], **done[i]}
+            extra = {"n_steps_total": len(spans)} if e.truncated else {}
+            yield {**s.record, "step_spans": [list(x) for x in spans[:e.n_steps]], **done[i], **extra}
 
     n = write_jsonl(out, records())
-    save_config(cfg, out.with_name(out.name + ".config.json"))
+    resolved = dataclasses.replace(cfg, beta=prm.beta, template=template, ref=prm.ref)
+    save_config(resolved, out.with_name(out.name + ".config.json"))
     partial.unlink()
     print(f"[implicit-prm] wrote {n} scored responses to {out}"
           + (f" ({n_skipped} over max_length left out)" if n_skipped else ""), flush=True)
     return out
 
 
-def _read_partial(path: Path) -> dict[int, dict]:
-    """Finished records of an interrupted run (a torn last line is dropped)."""
+def _signature(cfg: ScoreConfig, prm: ImplicitPRM) -> str:
+    """What an interrupted run's records depend on: settings, input file, PRM and reference weights."""
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("output", "progress", "batch_tokens", "ref_cache")}
+    st = Path(cfg.input).stat()
+    return hashlib.sha1(json.dumps([settings, st.st_size, st.st_mtime_ns, fingerprint(prm.model.lm), prm.ref,
+                                    prm.beta, prm.precision], sort_keys=True).encode()).hexdigest()
+
+
+def _read_partial(path: Path, signature: str) -> dict[int, dict]:
+    """Finished records of an interrupted run of the same job; a torn last line is dropped."""
+    if not path.exists():
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        header = json.loads(lines[0]) if lines else {}
+    except json.JSONDecodeError:
+        header = {}
+    if header.get("signature") != signature:
+        if lines:
+            print(f"[implicit-prm] {path} is from a different input, PRM or settings: starting over", flush=True)
+        return {}
     done = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in lines[1:]:
         try:
             item = json.loads(line)
         except json.JSONDecodeError:
             break
         done[item["i"]] = item["r"]
     return done
+
+
+def _rewrite_partial(path: Path, signature: str, done: dict[int, dict]) -> None:
+    with atomic_open(path) as f:
+        f.write(json.dumps({"signature": signature}) + "\n")
+        for i, r in done.items():
+            f.write(json.dumps({"i": i, "r": r}) + "\n")

@@ -226,6 +226,7 @@ def train(cfg: TrainConfig) -> Path:
                           separator=cfg.step_separator)
     examples, stats = build_examples(cfg, samples, encs)
     schedule = make_schedule(len(examples), cfg, acc.num_processes)
+    n_trunc = sum(1 for e in encs if e is not None and e.truncated)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "train_config.json")
@@ -233,6 +234,9 @@ def train(cfg: TrainConfig) -> Path:
         print(f"[implicit-prm] {cfg.objective}: {stats['n_examples']} examples from {stats['n_samples']} responses "
               + (f"({stats['n_prompts_without_pair']} of {stats['n_prompts']} prompts had no correct/incorrect "
                  f"pair and were dropped) " if "n_prompts" in stats else "")
+              + (f"({stats['n_skipped_overlong']} over max_length {cfg.max_length} left out by --overlong skip) "
+                 if stats["n_skipped_overlong"] else "")
+              + (f"({n_trunc} truncated to max_length {cfg.max_length}) " if n_trunc else "")
               + f"-> {len(schedule)} steps, precision {precision}", flush=True)
 
     lora = LoraSpec(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target) if cfg.lora else None
@@ -273,7 +277,7 @@ def train(cfg: TrainConfig) -> Path:
     log_path = out / "train_log.jsonl"
     if main:  # drop log lines past the checkpoint we resumed from
         kept = [l for l in (log_path.read_text().splitlines() if log_path.exists() else [])
-                if json.loads(l)["step"] <= start]
+                if _step_of(l) <= start]
         with atomic_open(log_path) as f:
             f.write("".join(l + "\n" for l in kept))
 
@@ -326,6 +330,14 @@ class _null:
 
     def __exit__(self, *a):
         return False
+
+
+def _step_of(line: str) -> float:
+    """The step of a train_log line; a torn line (killed mid-write) counts as past any checkpoint."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError):
+        return math.inf
 
 
 def _mean(t: torch.Tensor) -> float | None:

@@ -12,9 +12,10 @@ Records use the rollout schema (format 1): {"prompt", "completions", "correctnes
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from dataclasses import dataclass
 
-from ..config import field
+from ..config import field, save_config
 from ..errors import ConfigError
 from ..io import write_jsonl
 
@@ -179,5 +180,7 @@ def generate_rollouts(cfg: BuiltinDataConfig) -> list[dict]:
 
 
 def write_builtin(cfg: BuiltinDataConfig) -> int:
-    """Generate the rollouts and write them atomically to cfg.output; returns the number of records."""
-    return write_jsonl(cfg.output, generate_rollouts(cfg))
+    """Generate the rollouts and write them atomically to cfg.output (config beside it); returns the count."""
+    n = write_jsonl(cfg.output, generate_rollouts(cfg))
+    save_config(cfg, Path(cfg.output).with_name(Path(cfg.output).name + ".config.json"))
+    return n

@@ -1,0 +1,173 @@
+"""Chunked per-token log-probs against the full log_softmax, TokenLogProbs on a tiny model, and length batching."""
+import pytest
+import torch
+from torch import nn
+
+import implicit_prm.logprobs as L
+from implicit_prm.batching import length_batches, pad_batch, response_slices
+from implicit_prm.encoding import Encoded
+from implicit_prm.logprobs import TokenLogProbs, chunked_token_logprobs, full_token_logprobs
+
+B, T, H, V = 2, 7, 8, 11
+
+
+@pytest.fixture
+def setup():
+    torch.manual_seed(0)
+    head = nn.Linear(H, V)
+    with torch.no_grad():
+        head.weight.mul_(4)  # spread the logits
+    hidden = torch.randn(B, T, H)
+    targets = torch.randint(0, V, (B, T))
+    return head, hidden, targets
+
+
+@pytest.mark.parametrize("chunk", [1, 3, T, T + 5])
+def test_chunked_equals_full(setup, chunk):
+    head, hidden, targets = setup
+    with torch.no_grad():
+        full = full_token_logprobs(head(hidden), targets)  # (B, T)
+        got = chunked_token_logprobs(hidden, head, targets, chunk=chunk)
+    assert got.shape == (B, T) and got.dtype == torch.float32
+    torch.testing.assert_close(got, full, atol=1e-5, rtol=0)
+    assert (got < 0).all()
+
+
+def test_full_token_logprobs_by_hand():
+    # logits [0, ln 3] -> softmax [1/4, 3/4]; target 1 -> log 0.75, target 0 -> log 0.25
+    logits = torch.tensor([[[0.0, torch.log(torch.tensor(3.0)).item()]] * 2])  # (1, 2, 2)
+    got = full_token_logprobs(logits, torch.tensor([[1, 0]]))
+    torch.testing.assert_close(got, torch.log(torch.tensor([[0.75, 0.25]])))
+
+
+@pytest.mark.parametrize("chunk", [1, 3, T, T + 5])
+def test_chunked_gradients_match_full(setup, chunk, monkeypatch):
+    head, hidden, targets = setup
+    weights = torch.randn(B, T)  # a loss that weighs each position differently
+
+    h_full = hidden.clone().requires_grad_()
+    (full_token_logprobs(head(h_full), targets) * weights).sum().backward()
+    grads_full = (h_full.grad, head.weight.grad.clone(), head.bias.grad.clone())
+    head.zero_grad()
+
+    calls = []
+    real = L.checkpoint
+    monkeypatch.setattr(L, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    h = hidden.clone().requires_grad_()
+    (chunked_token_logprobs(h, head, targets, chunk=chunk) * weights).sum().backward()
+    assert len(calls) == -(-T // chunk)  # every chunk was checkpointed
+    for got, want in zip((h.grad, head.weight.grad, head.bias.grad), grads_full):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_no_checkpoint_without_autograd(setup, monkeypatch):
+    head, hidden, targets = setup
+    monkeypatch.setattr(L, "checkpoint", lambda *a, **k: pytest.fail("checkpoint used under no_grad"))
+    with torch.no_grad():
+        chunked_token_logprobs(hidden.requires_grad_(), head, targets, chunk=3)
+    # hidden without grad, head with grad: no checkpoint, but the head still gets its gradient
+    chunked_token_logprobs(hidden.detach(), head, targets, chunk=3).sum().backward()
+    assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("softcap,scale", [(2.0, None), (None, 0.25), (3.0, 1.5)])
+def test_softcap_and_scale(setup, softcap, scale):
+    head, hidden, targets = setup
+    with torch.no_grad():
+        logits = head(hidden)
+        if scale is not None:
+            logits = logits * scale  # logit_scale (Cohere)
+        if softcap is not None:
+            logits = softcap * torch.tanh(logits / softcap)  # final_logit_softcapping (Gemma 2)
+        want = torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0]
+        got = chunked_token_logprobs(hidden, head, targets, chunk=3, softcap=softcap, scale=scale)
+        plain = chunked_token_logprobs(hidden, head, targets, chunk=3)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert (got - plain).abs().max() > 1e-2  # the option did something
+
+
+# ---------------------------------------------------------------- TokenLogProbs on the tiny model
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+
+
+def test_token_logprobs_equal_model_logits(lm):
+    torch.manual_seed(1)
+    ids = torch.randint(3, 1000, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0  # right padding
+    mask[2, 4:] = 0
+    ids[mask == 0] = 2  # pad id
+    with torch.no_grad():
+        got = TokenLogProbs(lm, chunk=4)(ids, mask)  # (3, 8)
+        logits = lm(input_ids=ids, attention_mask=mask).logits  # (3, 9, V)
+    want = torch.log_softmax(logits.float(), -1)[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]  # (3, 8)
+    assert got.shape == (3, 8)
+    real = mask[:, 1:].bool()  # positions whose target is a real token
+    torch.testing.assert_close(got[real], want[real], atol=1e-5, rtol=0)
+
+
+def test_right_padding_does_not_change_real_tokens(lm):
+    tlp = TokenLogProbs(lm)
+    short, long = [5, 17, 300, 42, 7], [9, 8, 7, 6, 5, 4, 3, 200, 100]
+    with torch.no_grad():
+        alone = tlp(torch.tensor([short]), torch.ones(1, 5, dtype=torch.long))[0]  # (4,)
+        ids, mask = pad_batch([short, long], pad_id=2, device="cpu")
+        batched = tlp(ids, mask)  # (2, 8)
+        long_alone = tlp(torch.tensor([long]), torch.ones(1, 9, dtype=torch.long))[0]
+    torch.testing.assert_close(batched[0, :4], alone, atol=1e-5, rtol=0)
+    torch.testing.assert_close(batched[1], long_alone, atol=1e-5, rtol=0)
+
+
+def test_token_logprobs_reads_softcap_and_scale_from_config(lm):
+    tlp = TokenLogProbs(lm)
+    assert tlp.softcap is None and tlp.scale is None
+    lm.config.final_logit_softcapping, lm.config.logit_scale = 30.0, 0.5
+    try:
+        tlp = TokenLogProbs(lm)
+        assert (tlp.softcap, tlp.scale) == (30.0, 0.5)
+    finally:
+        del lm.config.final_logit_softcapping, lm.config.logit_scale
+
+
+# ---------------------------------------------------------------- batching
+
+
+def test_length_batches_worked_example():
+    # lengths 5 3 8 2 8, max_tokens 16. Longest first (ties by index): 2(8) 4(8) 0(5) 1(3) 3(2)
+    # [2]; +4: 8*2 = 16 <= 16 -> [2, 4]; +0: 8*3 = 24 > 16 -> close
+    # [0] longest 5; +1: 5*2 = 10; +3: 5*3 = 15 <= 16 -> [0, 1, 3]
+    assert length_batches([5, 3, 8, 2, 8], max_tokens=16) == [[2, 4], [0, 1, 3]]
+    # a sequence longer than max_tokens still gets a batch of its own
+    assert length_batches([20, 3], max_tokens=16) == [[0], [1]]
+    # max_batch caps the count: 5 items of length 1, max_batch 2
+    assert length_batches([1] * 5, max_tokens=100, max_batch=2) == [[0, 1], [2, 3], [4]]
+    assert length_batches([], max_tokens=16) == []
+
+
+def test_length_batches_cover_every_index_once():
+    lengths = [(i * 37) % 23 + 1 for i in range(50)]
+    batches = length_batches(lengths, max_tokens=60, max_batch=8)
+    assert sorted(i for b in batches for i in b) == list(range(50))
+    for b in batches:
+        assert len(b) == 1 or (len(b) <= 8 and max(lengths[i] for i in b) * len(b) <= 60)
+
+
+def test_pad_batch_exact_tensors():
+    ids, mask = pad_batch([[5, 6, 7], [8], [9, 10]], pad_id=0, device="cpu")
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0], [9, 10, 0]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0], [1, 1, 0]]
+    assert ids.dtype == mask.dtype == torch.long
+
+
+def test_response_slices():
+    # prompt of 3 tokens, response of 2: positions 2, 3 of the (T-1) next-token row predict the response
+    lp = torch.arange(12.0).reshape(2, 6)
+    encs = [Encoded([1, 2, 3], [4, 5], [0, 0], 1), Encoded([1], [4, 5, 6], [0, 0, 0], 1)]
+    got = response_slices(lp, encs)
+    assert [g.tolist() for g in got] == [[2.0, 3.0], [6.0, 7.0, 8.0]]
