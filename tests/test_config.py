@@ -10,18 +10,28 @@ from pathlib import Path
 import pytest
 import yaml
 
-from implicit_prm.cli import _verbs, build_parser, main
+from implicit_prm.cli import VERBS as CLI_VERBS, _resolve, build_parser, main
 from implicit_prm.config import from_args
 from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
 from implicit_prm.score import ScoreConfig
 from implicit_prm.train import TrainConfig
 
-VERBS = ["train", "score", "data", "demo"]
+VERBS = ["train", "score", "data", "demo", "grade", "eval bon", "eval steps", "report"]
+
+
+def config_class(verb: str):
+    spec = CLI_VERBS
+    for word in verb.split():
+        spec = spec[word]
+    return _resolve(spec)[0]
 
 
 def subparser(verb: str) -> argparse.ArgumentParser:
-    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
-    return sub.choices[verb]
+    parser = build_parser(verb.split())
+    for word in verb.split():
+        (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        parser = sub.choices[word]
+    return parser
 
 
 def write_config(path: Path, mapping: dict) -> Path:
@@ -36,7 +46,7 @@ def squash(text: str) -> str:
 
 @pytest.mark.parametrize("verb", VERBS)
 def test_every_field_has_a_flag_with_its_help(verb):
-    cls = _verbs()[verb][0]
+    cls = config_class(verb)
     actions = {a.dest: a for a in subparser(verb)._actions}
     assert set(actions) - {"help", "config"} == {f.name for f in dataclasses.fields(cls)}
     for f in dataclasses.fields(cls):
@@ -49,11 +59,11 @@ def test_every_field_has_a_flag_with_its_help(verb):
 @pytest.mark.parametrize("verb", VERBS)
 def test_help_lists_every_help_text(verb, capsys):
     with pytest.raises(SystemExit) as e:
-        main([verb, "--help"])
+        main([*verb.split(), "--help"])
     assert e.value.code == 0
     text = squash(capsys.readouterr().out)
     assert "--config CONFIG" in text
-    for f in dataclasses.fields(_verbs()[verb][0]):
+    for f in dataclasses.fields(config_class(verb)):
         assert squash(f.metadata["help"]) in text, f.name
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         assert ("--" + f.name.replace("_", "-")) in text
@@ -66,7 +76,8 @@ def test_config_file_and_flags_override_it(tmp_path, suffix):
     cfg_file = write_config(tmp_path / f"train{suffix}", {
         "data": "d.jsonl", "output": "runs/x", "lr": 0.001, "objective": "dpo", "lora": True, "max_steps": 3,
         "beta": 1, "step_separator": "\n"})
-    ns = build_parser().parse_args(["train", "--config", str(cfg_file), "--lr", "0.5", "--no-lora",
+    ns = build_parser(["train", "--config", str(cfg_file), "--lr", "0.5", "--no-lora",
+                                    "--output", "runs/y"]).parse_args(["train", "--config", str(cfg_file), "--lr", "0.5", "--no-lora",
                                     "--output", "runs/y"])
     cfg = from_args(TrainConfig, ns)
     assert cfg == TrainConfig(data="d.jsonl", output="runs/y", lr=0.5, objective="dpo", lora=False, max_steps=3,
@@ -75,7 +86,7 @@ def test_config_file_and_flags_override_it(tmp_path, suffix):
 
     cfg_file = write_config(tmp_path / f"score{suffix}", {"input": "i.jsonl", "prm": "m", "beta": 0.2,
                                                           "split": "markers", "token_rewards": True})
-    ns = build_parser().parse_args(["score", "--config", str(cfg_file), "--output", "o.jsonl", "--split", "blank"])
+    ns = build_parser(["score", "--config", str(cfg_file), "--output", "o.jsonl", "--split", "blank"]).parse_args(["score", "--config", str(cfg_file), "--output", "o.jsonl", "--split", "blank"])
     assert from_args(ScoreConfig, ns) == ScoreConfig(input="i.jsonl", output="o.jsonl", prm="m", beta=0.2,
                                                      split="blank", token_rewards=True)
 
@@ -83,7 +94,7 @@ def test_config_file_and_flags_override_it(tmp_path, suffix):
 def test_yaml_exponent_without_dot_is_a_number(tmp_path):
     cfg_file = tmp_path / "train.yaml"
     cfg_file.write_text("data: d.jsonl\noutput: o\nlr: 1e-5\n", encoding="utf-8")
-    ns = build_parser().parse_args(["train", "--config", str(cfg_file)])
+    ns = build_parser(["train", "--config", str(cfg_file)]).parse_args(["train", "--config", str(cfg_file)])
     assert from_args(TrainConfig, ns).lr == 1e-5
 
 
@@ -165,7 +176,7 @@ def test_train_saves_its_full_resolved_config(tmp_path, capsys, tiny_model):
     # the saved file is itself a valid --config for the same run (less the "command" tag)
     saved.pop("command")
     again = write_config(tmp_path / "again.json", saved)
-    assert from_args(TrainConfig, build_parser().parse_args(["train", "--config", str(again)])) == want
+    assert from_args(TrainConfig, build_parser(["train", "--config", str(again)]).parse_args(["train", "--config", str(again)])) == want
 
 
 def test_score_saves_its_full_resolved_config(tmp_path, capsys, builtin_data, tiny_model, tiny_model_b):

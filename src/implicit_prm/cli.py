@@ -2,47 +2,76 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from .config import add_arguments, from_args
 from .errors import UserError
 
 
-def _verbs():
-    from .data.builtin import BuiltinDataConfig, write_builtin
-    from .demo import DemoConfig, demo
-    from .score import ScoreConfig, score
-    from .train import TrainConfig, train
+# verb -> (module, config class, function, help); a dict is a group of sub-verbs (`implicit-prm eval bon`).
+# Only the chosen verb's module is imported, so `--help` and light verbs start fast.
+VERBS: dict = {
+    "data": ("data.builtin", "BuiltinDataConfig", "write_builtin", "generate built-in verifiable arithmetic rollouts"),
+    "train": ("train", "TrainConfig", "train", "train an implicit PRM on outcome-labelled responses"),
+    "score": ("score", "ScoreConfig", "score", "write step rewards, q-values and scores for responses"),
+    "grade": ("eval.grading", "GradeConfig", "grade_file", "extract final answers and grade them against references"),
+    "eval": {
+        "bon": ("eval.bon", "BonConfig", "run_bon",
+                "best-of-N accuracy against majority, weighted majority, random and pass@N"),
+        "steps": ("eval.steps", "StepsConfig", "run_steps",
+                  "ProcessBench step-error detection: accuracy on erroneous and correct samples, F1"),
+        "outcome": ("eval.outcome", "OutcomeConfig", "run_outcome", "AUROC of each score at telling right from wrong"),
+    },
+    "report": ("eval.report", "ReportConfig", "make_report",
+               "one Markdown/HTML page with tables, plots and step-shaded solutions"),
+    "demo": ("demo", "DemoConfig", "demo", "the whole idea on the embedded model: data -> train -> score -> evaluate"),
+}
 
-    return {
-        "train": (TrainConfig, train, "train an implicit PRM on outcome-labelled responses"),
-        "score": (ScoreConfig, score, "write step rewards, q-values and scores for responses"),
-        "data": (BuiltinDataConfig, write_builtin, "generate built-in verifiable arithmetic rollouts"),
-        "demo": (DemoConfig, demo, "the whole idea on the embedded model: data -> train -> score -> evaluate"),
-    }
+
+def _resolve(spec):
+    module, cls, fn, _ = spec
+    mod = importlib.import_module(f"implicit_prm.{module}")
+    return getattr(mod, cls), getattr(mod, fn)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add(sub, name: str, spec, prog: str, chosen: list[str]) -> None:
+    """Add a verb; only the chosen verb (chosen[0]) gets its flags, which needs its module imported."""
+    if isinstance(spec, dict):
+        group = sub.add_parser(name, help=f"{' | '.join(spec)}", description=f"{prog} {name}")
+        inner = group.add_subparsers(dest="subcommand", required=True)
+        for sub_name, sub_spec in spec.items():
+            _add(inner, sub_name, sub_spec, f"{prog} {name}", chosen[1:] if chosen and chosen[0] == name else [])
+        return
+    p = sub.add_parser(name, help=spec[3], description=spec[3])
+    if chosen and chosen[0] == name:
+        cls, fn = _resolve(spec)
+        add_arguments(p, cls)
+        p.set_defaults(func=(cls, fn), verb=f"{prog} {name}")
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")][:2]
     parser = argparse.ArgumentParser(prog="implicit-prm", description="Process rewards from outcome labels "
                                      "(implicit PRMs, Yuan et al. 2024, arXiv 2412.01981)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (cls, fn, help_text) in _verbs().items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        add_arguments(p, cls)
-        p.set_defaults(func=(cls, fn))
+    for name, spec in VERBS.items():
+        _add(sub, name, spec, "implicit-prm", words)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     cls, fn = args.func
+    verb = args.verb
+    del args.verb
     try:
         fn(from_args(cls, args))
     except UserError as e:
-        print(f"implicit-prm {args.command}: error: {e}", file=sys.stderr)
+        print(f"{verb}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print(f"implicit-prm {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        print(f"{verb}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     return 0
 

@@ -152,9 +152,8 @@ def from_args(cls: type[C], ns: argparse.Namespace) -> C:
     """Merge defaults < --config file < explicit flags into a config instance."""
     given = dict(vars(ns))
     cfg_path = given.pop("config", None)
-    given.pop("command", None)
-    given.pop("subcommand", None)
-    given.pop("func", None)
+    for internal in ("command", "subcommand", "func", "verb"):  # argparse bookkeeping, not config fields
+        given.pop(internal, None)
     merged = load_config_file(cfg_path) if cfg_path else {}
     merged.update(given)
     return from_mapping(cls, merged, source=str(cfg_path) if cfg_path else "command line")

@@ -24,6 +24,7 @@ class DemoConfig:
     lr: float = field(1e-5, help="learning rate")
     batch_size: int = field(8, help="responses per step")
     lora: bool = field(False, help="train a LoRA adapter instead of all weights")
+    system_prompt: str = field("", help="system message (empty: shorter sequences than the template's default)")
     dtype: str = field("auto", help="auto, bf16 or fp32")
     seed: int = field(0, help="seed for data and training")
     quick: bool = field(False, help="a one-minute smoke run (tiny data)")
@@ -44,7 +45,8 @@ def demo(cfg: DemoConfig) -> dict:
           flush=True)
     prm = train(TrainConfig(data=str(out / "train.jsonl"), output=str(out / "prm"), model=cfg.model,
                             objective="ce", lr=cfg.lr, batch_size=cfg.batch_size, lora=cfg.lora,
-                            dtype=cfg.dtype, seed=cfg.seed, checkpoint_every=10, max_length=512))
+                            dtype=cfg.dtype, seed=cfg.seed, checkpoint_every=10, max_length=512,
+                            system_prompt=cfg.system_prompt))
     scored = score(ScoreConfig(input=str(out / "test.jsonl"), output=str(out / "test_scored.jsonl"), prm=str(prm),
                                dtype=cfg.dtype))
     recs = [json.loads(l) for l in scored.read_text().splitlines()]

@@ -36,22 +36,25 @@ class Overlong(ValueError):
 class Encoder:
     """Tokenizes prompts (cached: many responses share one) and responses for one tokenizer and template."""
 
-    def __init__(self, tokenizer, template: str = "auto", max_length: int = 2048, overlong: str = "error"):
+    def __init__(self, tokenizer, template: str = "auto", max_length: int = 2048, overlong: str = "error",
+                 system_prompt: str | None = None):
         if template not in TEMPLATES:
             raise ValueError(f"template must be one of {TEMPLATES}")
         if overlong not in OVERLONG:
             raise ValueError(f"overlong must be one of {OVERLONG}")
         self.tok = tokenizer
         self.use_chat = template == "chat" or (template == "auto" and bool(getattr(tokenizer, "chat_template", None)))
-        self.max_length, self.overlong = max_length, overlong
+        self.max_length, self.overlong, self.system_prompt = max_length, overlong, system_prompt
         self._prompts: dict[str, list[int]] = {}
 
     def prompt_ids(self, prompt: str) -> list[int]:
         ids = self._prompts.get(prompt)
         if ids is None:
             if self.use_chat:  # the template writes the special tokens itself
-                text = self.tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                    add_generation_prompt=True)
+                messages = [{"role": "user", "content": prompt}]
+                if self.system_prompt is not None:  # else the template's own default, if it has one
+                    messages.insert(0, {"role": "system", "content": self.system_prompt})
+                text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
                 ids = self.tok(text, add_special_tokens=False)["input_ids"]
             else:
                 ids = self.tok(prompt + "\n", add_special_tokens=True)["input_ids"]

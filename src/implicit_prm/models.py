@@ -149,16 +149,17 @@ def check_same_tokenizer(a, b, name_a: str, name_b: str) -> None:
 
 
 @torch.no_grad()
-def fingerprint(model) -> str:
-    """A cheap content hash of a model's base weights (names, shapes and a strided sample of values).
+def fingerprint(model, base_only: bool = True) -> str:
+    """A cheap content hash of a model's weights (names, shapes and a strided sample of values).
 
-    LoRA parameters are left out and peft's name prefixes removed, so a LoRA model (whose reference is its base
-    with the adapter disabled) and the plain base model share one fingerprint, and so one reference cache.
+    With base_only, LoRA parameters are left out and peft's name prefixes removed, so a LoRA model (whose
+    reference is its base with the adapter disabled) and the plain base model share one fingerprint, and so one
+    reference cache. base_only=False identifies the model as it computes, adapters included.
     """
     h = hashlib.sha256()
     items = {}
     for name, p in model.state_dict().items():
-        if "lora_" in name:
+        if base_only and "lora_" in name:
             continue
         items[name.replace("base_model.model.", "").replace(".base_layer", "")] = p
     for name, p in sorted(items.items()):

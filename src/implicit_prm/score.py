@@ -23,7 +23,7 @@ from .logprobs import TokenLogProbs, resolve_precision
 from .losses import DEFAULT_BETA
 from .models import (METADATA_FILE, adapter_base, check_same_tokenizer, fingerprint, load_model, load_tokenizer,
                      resolve)
-from .reference import RefTable, reference_logprobs
+from .reference import RefTable, open_cache, reference_logprobs
 
 
 @dataclass
@@ -40,6 +40,8 @@ class ScoreConfig:
     step_regex: Optional[str] = field(None, help="with --split regex: a regex matching the text that ends a step")
     step_separator: str = field("\n\n", help="joins the 'steps' of pre-split inputs")
     template: Literal["auto", "chat", "plain"] = field("auto", help="prompt format (default: as the PRM was trained)")
+    system_prompt: Optional[str] = field(None, help="system message for the chat template (default: as the PRM "
+                                                    "was trained)")
     max_length: int = field(4096, help="max tokens of prompt + response")
     overlong: Literal["error", "skip", "truncate"] = field("error", help="longer sequences: fail, leave out, or "
                                                                          "score only the first max_length tokens")
@@ -87,12 +89,12 @@ class ImplicitPRM:
 
     def __init__(self, model: TokenLogProbs, tokenizer, ref: str | None, ref_in_memory: bool, beta: float,
                  template: str = "auto", dtype: str = "auto", max_length: int = 4096, ref_cache: str = "",
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", system_prompt: str | None = None):
         self.model, self.tok, self.beta = model, tokenizer, beta
         self.ref, self.ref_in_memory, self.ref_cache = ref, ref_in_memory, ref_cache
         self.device = torch.device(device)
         self.precision = resolve_precision(self.device, dtype)
-        self.encoder = Encoder(tokenizer, template, max_length, "error")
+        self.encoder = Encoder(tokenizer, template, max_length, "error", system_prompt)
         self.max_tokens = 8192
 
     @classmethod
@@ -106,6 +108,7 @@ class ImplicitPRM:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = TokenLogProbs(load_model(prm)).to(device).eval()
         kw.setdefault("template", meta.get("template", "auto"))
+        kw.setdefault("system_prompt", meta.get("system_prompt"))
         return cls(model, tok, ref_spec, in_memory, beta if beta is not None else meta.get("beta", DEFAULT_BETA),
                    device=device, **kw)
 
@@ -121,6 +124,11 @@ class ImplicitPRM:
         acc = acc or _SingleProcess(self.device)
         table = self.reference(encs, acc, show)
         out: list[dict | None] = [None] * len(encs)
+        # The PRM's own log-probs may be cached already: scoring the untrained reference model itself (e.g. as a
+        # reference-free baseline) after the reference pass costs nothing.
+        own = open_cache(self.ref_cache, f"{fingerprint(self.model.lm, base_only=False)}:{self.precision}")
+        cached = own.get(own.keys(encs)) if own else {}
+        keys = own.keys(encs) if own else [None] * len(encs)
 
         def finished(idx: list[int], arrays: list[np.ndarray]) -> None:
             for i, a in zip(idx, arrays):
@@ -129,8 +137,13 @@ class ImplicitPRM:
                 if on_record is not None:
                     on_record(i, out[i])
 
-        response_logprobs(self.model, encs, self.tok.pad_token_id, self.device, self.precision, self.max_tokens,
-                          desc="PRM pass", on_batch=finished, show=show)
+        hit = [i for i, k in enumerate(keys) if k in cached]
+        if hit:
+            finished(hit, [cached[keys[i]] for i in hit])
+        miss = [i for i, k in enumerate(keys) if k not in cached]
+        response_logprobs(self.model, [encs[i] for i in miss], self.tok.pad_token_id, self.device, self.precision,
+                          self.max_tokens, desc="PRM pass", show=show,
+                          on_batch=lambda idx, arrays: finished([miss[j] for j in idx], arrays))
         return out  # type: ignore[return-value]
 
     def score(self, prompt: str, steps: list[str] | str, separator: str = "\n\n", split: str = "auto") -> dict:
@@ -162,8 +175,10 @@ def score(cfg: ScoreConfig) -> Path:
     samples = read_samples(cfg.input, cfg.step_separator)
     meta = prm_metadata(cfg.prm)
     template = cfg.template if cfg.template != "auto" else meta.get("template", "auto")
+    system_prompt = cfg.system_prompt if cfg.system_prompt is not None else meta.get("system_prompt")
     prm = ImplicitPRM.from_pretrained(cfg.prm, cfg.ref, cfg.reference_free, cfg.beta, template=template,
-                                      dtype=cfg.dtype, max_length=cfg.max_length, ref_cache=cfg.ref_cache)
+                                      dtype=cfg.dtype, max_length=cfg.max_length, ref_cache=cfg.ref_cache,
+                                      system_prompt=system_prompt)
     prm.max_tokens = cfg.batch_tokens
     prm.encoder.overlong = cfg.overlong
     encs = encode_samples(prm.encoder, samples, cfg.split, cfg.step_regex, cfg.step_separator)
@@ -197,7 +212,7 @@ def score(cfg: ScoreConfig) -> Path:
             yield {**s.record, "step_spans": [list(x) for x in spans[:e.n_steps]], **done[i], **extra}
 
     n = write_jsonl(out, records())
-    resolved = dataclasses.replace(cfg, beta=prm.beta, template=template, ref=prm.ref)
+    resolved = dataclasses.replace(cfg, beta=prm.beta, template=template, ref=prm.ref, system_prompt=system_prompt)
     save_config(resolved, out.with_name(out.name + ".config.json"))
     partial.unlink()
     print(f"[implicit-prm] wrote {n} scored responses to {out}"

@@ -60,6 +60,8 @@ class TrainConfig:
     max_length: int = field(1024, help="max tokens of prompt + response")
     overlong: Literal["error", "skip", "truncate"] = field("error", help="what to do with longer sequences")
     template: Literal["auto", "chat", "plain"] = field("auto", help="prompt format: chat template or plain text")
+    system_prompt: Optional[str] = field(None, help="system message for the chat template (default: the "
+                                                    "template's own; '' for an empty one, which shortens sequences)")
     step_separator: str = field("\n\n", help="joins the 'steps' of pre-split inputs")
     dtype: Literal["auto", "bf16", "fp32"] = field("auto", help="bf16 autocast where fast (CUDA, AMX CPUs), else fp32")
     gradient_checkpointing: bool = field(False, help="recompute activations in backward to save memory")
@@ -222,7 +224,7 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.ref and cfg.ref != cfg.model:
         check_same_tokenizer(tok, load_tokenizer(cfg.ref), cfg.model, cfg.ref)
     samples = read_samples(cfg.data, cfg.step_separator, require_label=True)
-    encs = encode_samples(Encoder(tok, cfg.template, cfg.max_length, cfg.overlong), samples,
+    encs = encode_samples(Encoder(tok, cfg.template, cfg.max_length, cfg.overlong, cfg.system_prompt), samples,
                           separator=cfg.step_separator)
     examples, stats = build_examples(cfg, samples, encs)
     schedule = make_schedule(len(examples), cfg, acc.num_processes)
@@ -372,7 +374,7 @@ def _save_final(acc, model, tok, cfg: TrainConfig, out: Path, ref_fp: str, preci
         tok.save_pretrained(tmp)
         meta = {"beta": cfg.beta, "objective": cfg.objective, "reference_model": cfg.ref or cfg.model,
                 "reference_fingerprint": ref_fp, "base_model": cfg.model, "lora": cfg.lora,
-                "template": cfg.template, "precision": precision, "step_separator": cfg.step_separator,
+                "template": cfg.template, "system_prompt": cfg.system_prompt, "precision": precision, "step_separator": cfg.step_separator,
                 "max_length": cfg.max_length}
         write_json(tmp / METADATA_FILE, meta)
         for f in sorted(tmp.iterdir(), key=lambda p: p.name == METADATA_FILE):  # metadata last: marks completion

@@ -1,0 +1,334 @@
+"""Best-of-N evaluation of scored responses (the paper's Fig. 2 / Table 1): top-1 by score, voting, pass@N, random.
+
+Input: JSONL (or a JSON array) with one scored response per line, N_max per problem:
+  problem key   `problem_id` if present, else `prompt`, else `problem` (responses are grouped by it, in file order)
+  correctness   `correct` (true/false), else `correctness` (true/false, rollout output), else `label` (0/1)
+  answer        `extracted_answer` (string or null), else `answer_pred`; else, for the built-in arithmetic data,
+                the N of "The answer is N." at the end of `response` (ANSWER_RE). Answers are compared as stripped
+                strings (numbers are turned into strings); null or missing -> the response does not vote.
+                The built-in `answer` field is the true answer and is never used.
+  scores        flat {agg: number} (one source, named by `name`, default "prm": methods "prm.min", ...), or nested
+                {source: {agg: number}} (methods "source.agg"). Every numeric leaf is one score method, and every
+                record must carry the same methods.
+
+Methods, for each N (accuracies over problems):
+  <source.agg>                       the top-scored response is correct
+  majority                           the most frequent answer is correct
+  weighted_majority.<source.agg>     the answer with the largest sum of sigmoid(score) (the reference choice)
+  weighted_majority_raw.<source.agg> the answer with the largest sum of raw scores
+  pass@N                             some response is correct
+  random                             the expected accuracy of a uniform pick (mean correctness, exact)
+Subsets: "first" = the first N responses of each problem (the paper's protocol); "random" = the mean over n_subsets
+random subsets of size N per problem (numpy Generator seeded with [seed, N]); std = the spread of the accuracy
+across subset draws. N equal to the sample count uses the full set once (std 0).
+
+Output JSON (schema "implicit-prm/bon/v1"):
+  {"schema", "input", "n_problems", "samples_per_problem", "n_responses", "answered" (fraction with an answer),
+   "subsets", "n_subsets" (1 for "first"), "seed", "ns": [N...], "score_methods": [...],
+   "methods": {method: {"acc": [one per N], "std": [one per N]}}, "tie_rule": str,
+   "truncated": null | {"min_count", "max_count", "samples_per_problem"} (ragged input cut with ragged="truncate")}
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+
+from ..config import field, save_config
+from ..data.formats import _describe, _label
+from ..errors import ConfigError, InputError
+from ..io import atomic_open, read_json_records, write_json
+from .steps import finite_number, sigmoid
+
+SCHEMA = "implicit-prm/bon/v1"
+ANSWER_RE = re.compile(r"The answer is\s+(-?\d+(?:\.\d+)?)\.?\s*$")  # the built-in data's last sentence
+VOTE_RTOL, VOTE_ATOL = 1e-9, 1e-12  # weighted vote totals this close count as tied
+TIE_RULE = ("top-1: equal top scores -> the earliest response in file order; voting: null answers do not vote, "
+            f"equal totals (within {VOTE_RTOL:g} relative) -> the answer that appears first in the subset (file "
+            "order), no answer at all -> wrong; a voted answer is as correct as its first response in the subset")
+KEY_FIELDS = ("problem_id", "prompt", "problem")
+CORRECT_FIELDS = ("correct", "correctness", "label")
+PRESPLIT_CORRECT_FIELDS = ("correct", "final_answer_correct", "correctness")  # `label` = first wrong step there
+
+
+def is_presplit(rec: dict) -> bool:
+    """A pre-split (ProcessBench) record: `steps` and no `response`, as `data.formats.read_samples` detects it."""
+    return "steps" in rec and "response" not in rec and "completions" not in rec
+
+
+def outcome_label(path, line, rec: dict) -> tuple[str, int] | None:
+    """(field, 1/0) of the record's correctness, or None when it has none; InputError for a malformed value."""
+    fields = PRESPLIT_CORRECT_FIELDS if is_presplit(rec) else CORRECT_FIELDS
+    key = next((k for k in fields if rec.get(k) is not None), None)
+    return None if key is None else (key, _label(path, line, key, rec[key]))
+
+
+@dataclass
+class BonConfig:
+    input: str = field(help="scored responses (JSONL), several per problem; see `implicit_prm.eval.bon` for fields")
+    output: Optional[str] = field(None, help="JSON results (default: <input stem>.bon.json)")
+    plot: Optional[str] = field(None, help="PNG plot of accuracy vs N (default: <input stem>.bon.png)")
+    subsets: Literal["random", "first"] = field("random", help="random subsets of size N (mean over n_subsets), "
+                                                               "or the first N responses (the paper's protocol)")
+    n_subsets: int = field(100, help="random subsets drawn per problem and N")
+    ns: list[int] = field([], help="the N values (default: 1, 2, 4, ... below the sample count, and the count)")
+    name: str = field("prm", help="source name for flat scores {agg: number}: methods '<name>.<agg>'")
+    seed: int = field(0, help="random seed of the subsets")
+    ragged: Literal["error", "truncate"] = field("error", help="problems with different sample counts: fail, or "
+                                                               "cut every problem to the smallest count")
+
+    def __post_init__(self):
+        if self.n_subsets < 1:
+            raise ConfigError(f"field 'n_subsets' must be at least 1, got {self.n_subsets}")
+        if any(n < 1 for n in self.ns):
+            raise ConfigError(f"field 'ns' must hold sizes >= 1, got {self.ns}")
+
+
+@dataclass
+class Responses:
+    """All problems' responses in file order, cut to the same count K."""
+
+    correct: np.ndarray  # (P, K) bool
+    answers: np.ndarray  # (P, K) int: answer id within its problem (first-appearance order), -1 = no answer
+    scores: np.ndarray  # (P, K, M) float
+    methods: list[str]  # (M,) score method names
+    truncated: dict | None
+
+
+def _score_leaves(path, line, scores, name: str) -> dict[str, float]:
+    """{method: score} from flat {agg: x} (method name.agg) or nested {source: {agg: x}} (method source.agg)."""
+    if not isinstance(scores, dict) or not scores:
+        raise InputError(path, line, "scores", f"expected an object of scores, found {_describe(scores)}")
+    out = {}
+    for key, value in scores.items():
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for agg, x in items:
+            if agg is None:
+                method, where = f"{name}.{key}", f"scores.{key}"
+            else:
+                method, where = f"{key}.{agg}", f"scores.{key}.{agg}"
+            if method in out:
+                raise InputError(path, line, where, f"score method '{method}' appears twice")
+            out[method] = finite_number(path, line, where, x)
+    return out
+
+
+def _answer(path, line, rec: dict) -> str | None:
+    for key in ("extracted_answer", "answer_pred"):
+        if key in rec:
+            a = rec[key]
+            if a is not None and (isinstance(a, bool) or not isinstance(a, (str, int, float))):
+                raise InputError(path, line, key, f"expected a string or null, found {_describe(a)}")
+            return None if a is None or not str(a).strip() else str(a).strip()
+    m = ANSWER_RE.search(rec["response"]) if isinstance(rec.get("response"), str) else None
+    return m.group(1) if m else None
+
+
+def read_responses(path: str | Path, name: str = "prm", ragged: str = "error") -> Responses:
+    """Group scored responses by problem; InputError naming file, line and field for any bad or inconsistent record."""
+    groups: dict = {}  # problem key -> [(line, correct, answer, scores)]
+    key_fields: dict = {}  # problem key -> the field it came from
+    first: tuple[int, set] | None = None  # (line, methods) of the first record
+    for line, rec in read_json_records(path):
+        key_field = next((k for k in KEY_FIELDS if k in rec), None)
+        if key_field is None:
+            raise InputError(path, line, "problem_id", "missing; expected 'problem_id', 'prompt' or 'problem' to "
+                                                       "group responses by problem")
+        key = rec[key_field]
+        if isinstance(key, bool) or not isinstance(key, (str, int)):
+            raise InputError(path, line, key_field, f"expected a string or integer, found {_describe(key)}")
+        found = outcome_label(path, line, rec)
+        if found is None:
+            raise InputError(path, line, "correct", "missing correctness: expected 'correct' (true/false), "
+                                                    "'correctness' (true/false), 'label' (0/1), or for pre-split "
+                                                    "records 'final_answer_correct'")
+        correct = found[1]
+        if "scores" not in rec:
+            raise InputError(path, line, "scores", "missing; score the responses first (`implicit-prm score`)")
+        scores = _score_leaves(path, line, rec["scores"], name)
+        if first is None:
+            first = (line, set(scores))
+        elif set(scores) != first[1]:
+            missing, extra = sorted(first[1] - set(scores)), sorted(set(scores) - first[1])
+            what = "; ".join(s for s in (f"lacks {missing}" if missing else "", f"adds {extra}" if extra else "") if s)
+            raise InputError(path, line, "scores", f"score methods differ from line {first[0]}'s: this record {what}")
+        key_fields.setdefault(key, key_field)
+        groups.setdefault(key, []).append((line, correct, _answer(path, line, rec), scores))
+    if first is None:
+        raise InputError(path, None, None, "no records")
+
+    counts = [len(g) for g in groups.values()]
+    k, truncated = min(counts), None
+    if max(counts) != k:
+        if ragged == "error":
+            key0, g0 = next(iter(groups.items()))
+            key1, g1 = next((kk, g) for kk, g in groups.items() if len(g) != len(g0))
+            raise InputError(path, g1[0][0], key_fields[key1], f"problem {key1!r} has {len(g1)} responses but problem "
+                             f"{key0!r} (line {g0[0][0]}) has {len(g0)}; every problem needs the same number (or "
+                             f"use ragged='truncate' to cut every problem to the smallest count, {k})")
+        truncated = {"min_count": k, "max_count": max(counts), "samples_per_problem": k}
+    methods = list(next(iter(groups.values()))[0][3])  # in the first record's order
+    correct = np.zeros((len(groups), k), dtype=bool)
+    answers = np.full((len(groups), k), -1, dtype=np.int64)
+    scores = np.zeros((len(groups), k, len(methods)))
+    for p, g in enumerate(groups.values()):
+        ids: dict[str, int] = {}
+        for j, (_, c, a, s) in enumerate(g[:k]):
+            correct[p, j] = bool(c)
+            if a is not None:
+                answers[p, j] = ids.setdefault(a, len(ids))
+            scores[p, j] = [s[m] for m in methods]
+    return Responses(correct, answers, scores, methods, truncated)
+
+
+def subset_indices(n_problems: int, k: int, n: int, subsets: str, n_subsets: int, seed: int) -> np.ndarray:
+    """(P, D, N) response indices, ascending within each subset: D = 1 for "first" or N == K, else n_subsets."""
+    if subsets == "first" or n == k:
+        return np.broadcast_to(np.arange(n), (n_problems, 1, n))
+    keys = np.random.default_rng([seed, n]).random((n_problems, n_subsets, k))  # (P, D, K)
+    return np.sort(np.argsort(keys, axis=-1)[..., :n], axis=-1)  # a uniform N-subset, kept in file order
+
+
+def top1_correct(scores: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """(P, D, N, M) scores, (P, D, N) correctness -> (P, D, M): is the top-scored response correct (ties: earliest)."""
+    best = scores.argmax(axis=2)  # (P, D, M); argmax returns the first of equal maxima
+    return np.take_along_axis(correct, best, axis=2)
+
+
+class Votes:
+    """The answers of a batch of subsets (P, D, N), tallied per (problem, subset, answer id) with bincount."""
+
+    def __init__(self, answers: np.ndarray, correct: np.ndarray, k: int):
+        P, D, N = answers.shape
+        self.shape, self.correct, self.valid = (P, D, k), correct, answers >= 0
+        cell = np.arange(P * D).reshape(P, D, 1) * k + answers  # (P, D, N): flat (problem, subset, answer) bin
+        self.cell = cell[self.valid]  # (V,), in (p, d, n) order
+        pos = np.broadcast_to(np.arange(N), answers.shape)[self.valid]  # (V,) position of each vote in its subset
+        uniq, first_vote = np.unique(self.cell, return_index=True)
+        self.first = np.full(P * D * k, N)
+        self.first[uniq] = pos[first_vote]
+        self.first = self.first.reshape(P, D, k)  # position of each answer's first vote; N = absent
+        self.present = self.first < N  # (P, D, k)
+
+    def winner_correct(self, weights: np.ndarray) -> np.ndarray:
+        """(P, D, N) vote weights -> (P, D): is the answer with the largest total correct (ties: first in subset)."""
+        totals = np.bincount(self.cell, weights=weights[self.valid], minlength=int(np.prod(self.shape)))
+        totals = np.where(self.present, totals.reshape(self.shape), -np.inf)  # (P, D, k)
+        best = totals.max(axis=-1, keepdims=True)
+        tied = self.present & np.isclose(totals, best, rtol=VOTE_RTOL, atol=VOTE_ATOL)
+        pos = np.where(tied, self.first, np.iinfo(np.int64).max).min(axis=-1)  # (P, D) first vote of the winner
+        has = self.present.any(axis=-1)
+        pos = np.where(has, pos, 0)
+        return has & np.take_along_axis(self.correct, pos[..., None], axis=2)[..., 0]
+
+
+def evaluate(data: Responses, ns: list[int], subsets: str = "random", n_subsets: int = 100,
+             seed: int = 0) -> dict[str, dict[str, list[float]]]:
+    """{method: {"acc": [per N], "std": [per N]}}: the mean and std over subset draws of the accuracy over problems."""
+    P, K, M = data.scores.shape
+    out: dict[str, dict[str, list[float]]] = {}
+    for n in ns:
+        idx = subset_indices(P, K, n, subsets, n_subsets, seed)  # (P, D, N)
+        correct = np.take_along_axis(data.correct[:, None, :], idx, axis=2)  # (P, D, N)
+        answers = np.take_along_axis(data.answers[:, None, :], idx, axis=2)  # (P, D, N)
+        scores = np.take_along_axis(data.scores[:, None], idx[..., None], axis=2)  # (P, D, N, M)
+        votes = Votes(answers, correct, K)
+        top = top1_correct(scores, correct)  # (P, D, M)
+        hits = {m: top[..., j] for j, m in enumerate(data.methods)}  # each (P, D)
+        hits["majority"] = votes.winner_correct(np.ones(answers.shape))
+        for j, m in enumerate(data.methods):
+            hits[f"weighted_majority.{m}"] = votes.winner_correct(sigmoid(scores[..., j]))
+        for j, m in enumerate(data.methods):
+            hits[f"weighted_majority_raw.{m}"] = votes.winner_correct(scores[..., j])
+        hits["pass@N"] = correct.any(axis=-1)
+        hits["random"] = correct.mean(axis=-1)
+        for m, h in hits.items():
+            acc = h.mean(axis=0)  # (D,) accuracy of each subset draw
+            out.setdefault(m, {"acc": [], "std": []})
+            out[m]["acc"].append(float(acc.mean()))
+            out[m]["std"].append(float(acc.std()))
+    return out
+
+
+def resolve_ns(ns: list[int], k: int) -> list[int]:
+    """The N values, ascending: the given ones (each <= k), or 1, 2, 4, ... below k, and k."""
+    if not ns:
+        return [2 ** i for i in range(k.bit_length()) if 2 ** i < k] + [k]
+    bad = [n for n in ns if n > k]
+    if bad:
+        raise ConfigError(f"field 'ns': N = {bad} larger than the {k} samples per problem; use N <= {k}")
+    return sorted(set(ns))
+
+
+def plot_methods(score_methods: list[str]) -> list[str]:
+    """Plotted lines: the min-score method(s) (else the first), majority, their weighted majority, pass@N, random."""
+    mins = [m for m in score_methods if m.endswith(".min")] or score_methods[:1]
+    return [*mins, "majority", *(f"weighted_majority.{m}" for m in mins), "pass@N", "random"]
+
+
+def plot_bon(result: dict, path: str | Path, methods: list[str]) -> None:
+    """Accuracy vs N on a log2 axis, one line per method (a band of +-1 std for random subsets), written atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ns = result["ns"]
+    for m in methods:
+        acc, std = np.array(result["methods"][m]["acc"]) * 100, np.array(result["methods"][m]["std"]) * 100
+        (line,) = ax.plot(ns, acc, marker="o", label=m)
+        if std.any():
+            ax.fill_between(ns, acc - std, acc + std, color=line.get_color(), alpha=0.15)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ns, [str(n) for n in ns])
+    ax.set_xlabel("N (responses per problem)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"best-of-N: {Path(result['input']).name} ({result['n_problems']} problems, {result['subsets']})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+
+
+def format_table(result: dict) -> str:
+    """Rows = methods, columns = N; accuracy in %, with +-std for random subsets."""
+    show_std = result["subsets"] == "random"
+    rows = [["method", *(f"N={n}" for n in result["ns"])]]
+    for m, r in result["methods"].items():
+        cells = (f"{100 * a:.1f}" + (f"±{100 * s:.1f}" if show_std else "") for a, s in zip(r["acc"], r["std"]))
+        rows.append([m, *cells])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(row[0].ljust(widths[0]) + "".join("  " + c.rjust(w) for c, w in zip(row[1:], widths[1:]))
+                     for row in rows)
+
+
+def run_bon(cfg: BonConfig) -> dict:
+    """The best-of-N evaluation: read, check, evaluate each N, print the table, write JSON + plot + config."""
+    path = Path(cfg.input)
+    data = read_responses(path, cfg.name, cfg.ragged)
+    P, K, _ = data.scores.shape
+    if data.truncated:
+        print(f"[implicit-prm] bon: problems have {data.truncated['min_count']} to {data.truncated['max_count']} "
+              f"responses; every problem is cut to its first {K}")
+    ns = resolve_ns(cfg.ns, K)
+    result = {"schema": SCHEMA, "input": str(path), "n_problems": P, "samples_per_problem": K,
+              "n_responses": P * K, "answered": float((data.answers >= 0).mean()), "subsets": cfg.subsets,
+              "n_subsets": cfg.n_subsets if cfg.subsets == "random" else 1, "seed": cfg.seed, "ns": ns,
+              "score_methods": data.methods, "methods": evaluate(data, ns, cfg.subsets, cfg.n_subsets, cfg.seed),
+              "tie_rule": TIE_RULE, "truncated": data.truncated}
+    if not (data.answers >= 0).any():
+        print("[implicit-prm] bon: no response has an extracted answer; every voting method counts as wrong")
+    print(format_table(result))
+
+    output = Path(cfg.output) if cfg.output else path.with_name(path.stem + ".bon.json")
+    plot = Path(cfg.plot) if cfg.plot else path.with_name(path.stem + ".bon.png")
+    write_json(output, result)
+    plot_bon(result, plot, plot_methods(data.methods))
+    save_config(replace(cfg, output=str(output), plot=str(plot), ns=ns), output.with_name(output.name + ".config.json"))
+    print(f"[implicit-prm] wrote {output} and {plot}")
+    return result

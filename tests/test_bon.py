@@ -1,0 +1,178 @@
+"""Best-of-N evaluation on hand-worked problems: top-1, majority, weighted votes, pass@N, random, subsets, bad input."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from implicit_prm.errors import ConfigError, InputError
+from implicit_prm.eval.bon import SCHEMA, BonConfig, read_responses, run_bon
+
+# (problem, answer, correct, min score), 4 samples each, in file order.
+#   A: "5" F 1.5 | "7" T 1.5 | "7" T -1.0 | "7" T -2.0   (a top-score tie between 0 and 1; a 1-1 vote tie at N=2)
+#   B: "1" F 0.0 | "2" F 2.0 | "1" F 1.0  | null F 5.0   (every sample wrong)
+#   C: null T 0.0 | null F 1.0 | null T -2.0 | null T 2.0 (no sample has an answer)
+ROWS = [("A", "5", False, 1.5), ("A", "7", True, 1.5), ("A", "7", True, -1.0), ("A", "7", True, -2.0),
+        ("B", "1", False, 0.0), ("B", "2", False, 2.0), ("B", "1", False, 1.0), ("B", None, False, 5.0),
+        ("C", None, True, 0.0), ("C", None, False, 1.0), ("C", None, True, -2.0), ("C", None, True, 2.0)]
+
+# Worked by hand, subsets "first" (the first N responses of each problem), accuracy = mean over A, B, C:
+# prm.min (top-1; ties -> earliest):
+#   N=1: A {0} F, B F, C {0} T                               -> 1/3
+#   N=2: A 1.5 = 1.5 -> idx 0 F; B F; C idx 1 (1.0) F        -> 0
+#   N=4: A idx 0 (tie with 1) F; B F; C idx 3 (2.0) T        -> 1/3
+# majority (null answers don't vote; tie -> first in subset; no answer -> wrong):
+#   N=1: A "5" F; B "1" F; C none F                           -> 0
+#   N=2: A "5":1 vs "7":1 tie -> "5" F; B F; C F              -> 0
+#   N=4: A "7":3 vs "5":1 -> "7" T; B F; C F                  -> 1/3
+# weighted_majority.prm.min (sum of sigmoid):
+#   N=2: A s(1.5) = s(1.5) = 0.8176 tie -> "5" F              -> 0
+#   N=4: A "7": s(1.5)+s(-1)+s(-2) = 0.8176+0.2689+0.1192 = 1.2057 > "5": 0.8176 -> T   -> 1/3
+# weighted_majority_raw.prm.min (raw sum):
+#   N=2: A 1.5 = 1.5 tie -> "5" F                             -> 0
+#   N=4: A "7": 1.5-1-2 = -1.5 < "5": 1.5 -> "5" F            -> 0
+# pass@N: N=1: C -> 1/3; N=2: A, C -> 2/3; N=4: A, C -> 2/3
+# random (mean correctness): N=1: (0 + 0 + 1)/3 = 1/3; N=2: (0.5 + 0 + 0.5)/3 = 1/3; N=4: (0.75 + 0 + 0.75)/3 = 1/2
+EXPECTED_FIRST = {
+    "prm.min": [1 / 3, 0, 1 / 3],
+    "majority": [0, 0, 1 / 3],
+    "weighted_majority.prm.min": [0, 0, 1 / 3],
+    "weighted_majority_raw.prm.min": [0, 0, 0],
+    "pass@N": [1 / 3, 2 / 3, 2 / 3],
+    "random": [1 / 3, 1 / 3, 1 / 2],
+}
+
+
+def records(rows=ROWS, scores=None):
+    out = []
+    for i, (pid, ans, ok, s) in enumerate(rows):
+        out.append({"problem_id": pid, "response": f"response {i}", "extracted_answer": ans, "correct": ok,
+                    "scores": {"min": s} if scores is None else scores(s)})
+    return out
+
+
+def write(path, recs):
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return str(path)
+
+
+def run(tmp_path, recs, **kw):
+    path = write(tmp_path / "resp.jsonl", recs)
+    return run_bon(BonConfig(input=path, **kw))
+
+
+def test_first_subsets_hand_worked(tmp_path):
+    res = run(tmp_path, records(), subsets="first", ns=[1, 2, 4])
+    assert res["ns"] == [1, 2, 4]
+    for method, acc in EXPECTED_FIRST.items():
+        assert res["methods"][method]["acc"] == pytest.approx(acc), method
+        assert res["methods"][method]["std"] == [0, 0, 0]
+    assert set(res["methods"]) == set(EXPECTED_FIRST)
+
+
+def test_outputs_schema_plot_and_config(tmp_path, capsys):
+    res = run(tmp_path, records(), subsets="first")
+    assert res["ns"] == [1, 2, 4]  # default: powers of two up to the sample count
+    on_disk = json.loads((tmp_path / "resp.bon.json").read_text())
+    assert on_disk == json.loads(json.dumps(res))
+    for key in ("schema", "input", "n_problems", "samples_per_problem", "subsets", "n_subsets", "seed", "ns",
+                "methods", "tie_rule"):
+        assert key in on_disk
+    assert on_disk["schema"] == SCHEMA
+    assert (on_disk["n_problems"], on_disk["samples_per_problem"], on_disk["truncated"]) == (3, 4, None)
+    assert on_disk["answered"] == pytest.approx(7 / 12)  # A 4, B 3, C 0
+    assert (tmp_path / "resp.bon.png").stat().st_size > 1000
+    cfg = json.loads((tmp_path / "resp.bon.json.config.json").read_text())
+    assert cfg["command"] == "BonConfig" and cfg["ns"] == [1, 2, 4]
+    table = capsys.readouterr().out
+    assert "N=4" in table and "weighted_majority_raw.prm.min" in table
+
+
+def test_random_subsets_full_set_equals_first(tmp_path):
+    first = run(tmp_path, records(), subsets="first", ns=[4])
+    rand = run(tmp_path, records(), subsets="random", ns=[4], n_subsets=7)
+    assert rand["methods"] == first["methods"]
+
+
+def test_random_subsets_n1_approaches_mean_correctness(tmp_path):
+    res = run(tmp_path, records(), ns=[1], n_subsets=2000, seed=0)
+    m = res["methods"]
+    # one response per subset: top-1, pass@1 and random all score that response, in every draw
+    assert m["prm.min"]["acc"] == m["pass@N"]["acc"] == m["random"]["acc"]
+    assert m["prm.min"]["acc"][0] == pytest.approx(0.5, abs=0.03)  # mean correctness (0.75 + 0 + 0.75) / 3
+    assert m["prm.min"]["std"][0] > 0
+
+
+def test_random_subsets_fixed_seed_exact(tmp_path):
+    a = run(tmp_path, records(), ns=[1, 2], n_subsets=10, seed=3)
+    b = run(tmp_path, records(), ns=[1, 2], n_subsets=10, seed=3)
+    assert a["methods"] == b["methods"]
+    m = a["methods"]
+    # seed 3, 10 draws: 13 of the 30 (draw, problem) picks at N=1 are correct (a regression value of the seed)
+    assert m["random"]["acc"][0] == pytest.approx(13 / 30)
+    assert m["random"]["acc"][1] == pytest.approx(14 / 30)
+    assert m["majority"]["acc"][1] == pytest.approx(2 / 30)
+    # exact whatever the draw: every pair from A or C holds a correct response, none from B
+    assert m["pass@N"]["acc"][1] == pytest.approx(2 / 3) and m["pass@N"]["std"][1] == pytest.approx(0, abs=1e-12)
+    c = run(tmp_path, records(), ns=[1, 2], n_subsets=10, seed=4)
+    assert c["methods"] != a["methods"]
+
+
+def test_n_larger_than_samples(tmp_path):
+    with pytest.raises(ConfigError, match="larger than the 4 samples"):
+        run(tmp_path, records(), ns=[2, 8])
+
+
+def test_ragged_error_and_truncate(tmp_path):
+    recs = records()[:-1]  # C loses its last sample: 4, 4, 3
+    with pytest.raises(InputError, match=r"resp\.jsonl:9: field 'problem_id'.*'C' has 3 responses"):
+        run(tmp_path, recs)
+    res = run(tmp_path, recs, ragged="truncate", subsets="first")
+    assert res["samples_per_problem"] == 3 and res["ns"] == [1, 2, 3]
+    assert res["truncated"] == {"min_count": 3, "max_count": 4, "samples_per_problem": 3}
+    # N=3: A F,T,T -> 2/3; B 0; C T,F,T -> 2/3
+    assert res["methods"]["random"]["acc"][-1] == pytest.approx(4 / 9)
+
+
+def test_nan_score_names_the_line(tmp_path):
+    recs = records()
+    recs[4]["scores"] = {"min": float("nan")}
+    with pytest.raises(InputError, match=r"resp\.jsonl:5: field 'scores\.min'.*finite number"):
+        run(tmp_path, recs)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda r: r.pop("scores"), r":2: field 'scores': missing"),
+    (lambda r: r.pop("correct"), r":2: field 'correct': missing"),
+    (lambda r: r.update(scores={"min": 1.0, "last": 2.0}), r":2: field 'scores'.*adds \['prm.last'\]"),
+    (lambda r: r.update(scores={"min": "high"}), r":2: field 'scores.min'"),
+])
+def test_bad_records(tmp_path, edit, match):
+    recs = records()
+    edit(recs[1])
+    with pytest.raises(InputError, match=match):
+        run(tmp_path, recs)
+
+
+def test_nested_scores_methods(tmp_path):
+    recs = records(scores=lambda s: {"prm": {"min": s, "last": -s}, "orm": {"sum": 2 * s}})
+    res = run(tmp_path, recs, subsets="first", ns=[4])
+    assert res["score_methods"] == ["prm.min", "prm.last", "orm.sum"]
+    for m in res["score_methods"]:
+        for prefix in ("", "weighted_majority.", "weighted_majority_raw."):
+            assert prefix + m in res["methods"]
+    # orm.sum = 2 * min ranks like prm.min; prm.last = -min: N=4 picks A idx 3 (T), B idx 0 (F), C idx 2 (T)
+    assert res["methods"]["orm.sum"]["acc"] == pytest.approx(EXPECTED_FIRST["prm.min"][-1:])
+    assert res["methods"]["prm.last"]["acc"] == pytest.approx([2 / 3])
+
+
+def test_builtin_answers_and_rollout_correctness(tmp_path):
+    recs = [{"prompt": "p", "response": "Step 1: 2 + 3 = 5. The answer is 5.", "correctness": True,
+             "scores": {"min": 0.1}},
+            {"prompt": "p", "response": "Step 1: 2 + 3 = 6. The answer is -6.", "correctness": False,
+             "scores": {"min": 0.2}},
+            {"prompt": "p", "response": "no final sentence", "correctness": False, "scores": {"min": 0.3}}]
+    data = read_responses(write(tmp_path / "b.jsonl", recs))
+    assert data.answers.tolist() == [[0, 1, -1]] and data.correct.tolist() == [[True, False, False]]
+    assert not math.isnan(data.scores.sum())
