@@ -140,10 +140,17 @@ class ImplicitPRM:
         hit = [i for i, k in enumerate(keys) if k in cached]
         if hit:
             finished(hit, [cached[keys[i]] for i in hit])
-        miss = [i for i, k in enumerate(keys) if k not in cached]
-        response_logprobs(self.model, [encs[i] for i in miss], self.tok.pad_token_id, self.device, self.precision,
+        # Identical (prompt, response) pairs, common among sampled solutions, go through the model once.
+        copies: dict[tuple, list[int]] = {}
+        for i, k in enumerate(keys):
+            if k not in cached:
+                copies.setdefault((tuple(encs[i].prompt_ids), tuple(encs[i].response_ids)), []).append(i)
+        firsts = [group[0] for group in copies.values()]
+        groups = list(copies.values())
+        response_logprobs(self.model, [encs[i] for i in firsts], self.tok.pad_token_id, self.device, self.precision,
                           self.max_tokens, desc="PRM pass", show=show,
-                          on_batch=lambda idx, arrays: finished([miss[j] for j in idx], arrays))
+                          on_batch=lambda idx, arrays: finished([i for j in idx for i in groups[j]],
+                                                                [a for j, a in zip(idx, arrays) for _ in groups[j]]))
         return out  # type: ignore[return-value]
 
     def score(self, prompt: str, steps: list[str] | str, separator: str = "\n\n", split: str = "auto") -> dict:

@@ -1,6 +1,7 @@
 """Train an implicit PRM from outcome labels: one accelerate loop for CE/DPO/NCA/KTO, cached reference, resumable."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -257,10 +258,7 @@ def train(cfg: TrainConfig) -> Path:
     ref_table = reference_logprobs(cfg.ref or cfg.model, model if not cfg.ref or cfg.ref == cfg.model else None,
                                    needed, tok.pad_token_id, acc, precision, cfg.ref_cache, cfg.ref_batch_tokens,
                                    cfg.progress and main)
-    ref_model_fp = ref_table.model_key
-
-    def ref_sum(e: Encoded) -> float:
-        return ref_table.sum(e)
+    ref_model_fp, ref_sum = ref_table.model_key, ref_table.sum
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -292,7 +290,7 @@ def train(cfg: TrainConfig) -> Path:
         loss_sum, rewards, labels, n_tok = torch.zeros((), device=device), [], [], 0
         for j, mb in enumerate(mbs):
             batch = [examples[i] for i in mb]
-            ctx = acc.no_sync(model) if j < len(mbs) - 1 else _null()
+            ctx = acc.no_sync(model) if j < len(mbs) - 1 else contextlib.nullcontext()
             with ctx:
                 loss, r, lab = objective_loss(cfg, model, batch, encs, ref_sum, tok.pad_token_id, device, precision)
                 acc.backward(loss / len(mbs))
@@ -324,14 +322,6 @@ def train(cfg: TrainConfig) -> Path:
     bar.close()
     _save_final(acc, model, tok, cfg, out, ref_model_fp, precision)
     return out
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def _step_of(line: str) -> float:
