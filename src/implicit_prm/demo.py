@@ -18,10 +18,10 @@ from .train import TrainConfig, train
 class DemoConfig:
     output: str = field("runs/demo", help="directory for data, model, scores and summary (re-run resumes)")
     model: str = field(DEFAULT_MODEL, help="starting model")
-    train_problems: int = field(500, help="training problems (one correct and one wrong response each)")
-    test_problems: int = field(100, help="held-out problems")
+    train_problems: int = field(400, help="training problems (one correct and one wrong response each)")
+    test_problems: int = field(60, help="held-out problems")
     test_samples: int = field(4, help="responses per held-out problem")
-    lr: float = field(1e-5, help="learning rate")
+    lr: float = field(2e-5, help="learning rate")
     batch_size: int = field(8, help="responses per step")
     lora: bool = field(False, help="train a LoRA adapter instead of all weights")
     system_prompt: str = field("", help="system message (empty: shorter sequences than the template's default)")
