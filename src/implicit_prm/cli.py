@@ -14,6 +14,7 @@ from .errors import UserError
 VERBS: dict = {
     "data": ("data.builtin", "BuiltinDataConfig", "write_builtin", "generate built-in verifiable arithmetic rollouts"),
     "train": ("train", "TrainConfig", "train", "train an implicit PRM on outcome-labelled responses"),
+    "rollout": ("rollout", "RolloutConfig", "rollout", "sample and grade N responses per problem with HF generate"),
     "score": ("score", "ScoreConfig", "score", "write step rewards, q-values and scores for responses"),
     "grade": ("eval.grading", "GradeConfig", "grade_file", "extract final answers and grade them against references"),
     "eval": {

@@ -1,0 +1,126 @@
+"""Sample N responses per problem from any causal LM with HF generate, grade them, write the paper's rollout format."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from .config import field, save_config
+from .errors import ConfigError
+from .eval.datasets import load_problems
+from .eval.grading import Grade, grade, summarize
+from .io import atomic_open, write_jsonl
+from .models import DEFAULT_MODEL, load_model, load_tokenizer
+
+DEFAULT_PROMPT = ("Solve the following math problem step by step. Write each step on its own line as "
+                  "'Step 1: ...', 'Step 2: ...', and so on, and put the final answer in \\boxed{{}}.\n\n{question}")
+
+
+@dataclass
+class RolloutConfig:
+    problems: str = field(help="problems: gsm8k:train|test, math:train|test, math500, or a JSONL of "
+                               "{problem|question, answer}")
+    output: str = field(help="rollouts JSONL: {prompt, completions, correctness, ...} per problem")
+    model: str = field(DEFAULT_MODEL, help="the model to sample from (hub id, local dir, .gguf, smollm2-135m)")
+    n_samples: int = field(4, help="responses per problem")
+    limit: Optional[int] = field(None, help="use only the first N problems")
+    temperature: float = field(0.7, help="sampling temperature (0 = greedy)")
+    top_p: float = field(0.95, help="nucleus sampling")
+    max_new_tokens: int = field(512, help="max tokens per response")
+    stop: list[str] = field([], help="extra stop strings")
+    prompt_template: str = field(DEFAULT_PROMPT, help="user message; {question} is replaced by the problem")
+    system_prompt: Optional[str] = field(None, help="system message for the chat template (default: the template's)")
+    batch_size: int = field(8, help="problems per generate call")
+    dtype: Literal["fp32", "bf16"] = field("fp32", help="model weights dtype for generation")
+    seed: int = field(0, help="sampling seed (each batch is seeded from it, so a resumed run samples the same)")
+    progress: bool = field(True, help="show a progress bar")
+
+    def __post_init__(self):
+        if "{question}" not in self.prompt_template:
+            raise ValueError("field 'prompt_template' must contain {question}")
+        for name in ("n_samples", "max_new_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"field '{name}' must be >= 1")
+
+
+def _chat(tok, user: str, system: str | None) -> str:
+    if not getattr(tok, "chat_template", None):
+        return user + "\n"
+    messages = ([{"role": "system", "content": system}] if system is not None else []) + \
+        [{"role": "user", "content": user}]
+    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def rollout(cfg: RolloutConfig) -> dict:
+    """Generate, grade and write rollouts; resumes from `<output>.partial` (one finished problem per line)."""
+    problems = load_problems(cfg.problems)[:cfg.limit]
+    if not problems:
+        raise ConfigError(f"{cfg.problems}: no problems")
+    out = Path(cfg.output)
+    partial = out.with_name(out.name + ".partial")
+    done: dict[str, dict] = {}
+    if partial.exists():
+        for line in partial.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a torn last line from a kill
+            done[rec["id"]] = rec
+        with atomic_open(partial) as f:  # drop the torn line before appending
+            f.write("".join(json.dumps(r) + "\n" for r in done.values()))
+        print(f"[implicit-prm] resuming: {len(done)} of {len(problems)} problems done", flush=True)
+
+    tok = load_tokenizer(cfg.model)
+    tok.padding_side = "left"  # batched generation continues from the right edge
+    model = load_model(cfg.model, torch.bfloat16 if cfg.dtype == "bf16" else torch.float32).eval()
+    batches = [problems[s:s + cfg.batch_size] for s in range(0, len(problems), cfg.batch_size)]
+    bar = tqdm(total=len(problems), initial=len(done), desc="rollout", unit="problem", disable=not cfg.progress)
+    n_tokens, t0 = 0, time.time()
+    with open(partial, "a", encoding="utf-8") as f:
+        for b, batch in enumerate(batches):
+            batch = [p for p in batch if p.id not in done]
+            if not batch:
+                continue
+            prompts = [cfg.prompt_template.format(question=p.question) for p in batch]
+            enc = tok([_chat(tok, u, cfg.system_prompt) for u in prompts], return_tensors="pt", padding=True,
+                      add_special_tokens=False)
+            torch.manual_seed(cfg.seed * 100003 + b)
+            sample = cfg.temperature > 0
+            with torch.no_grad():
+                gen = model.generate(**enc, do_sample=sample, temperature=cfg.temperature if sample else None,
+                                     top_p=cfg.top_p if sample else None, max_new_tokens=cfg.max_new_tokens,
+                                     num_return_sequences=cfg.n_samples, pad_token_id=tok.pad_token_id,
+                                     stop_strings=cfg.stop or None, tokenizer=tok if cfg.stop else None)
+            new = gen[:, enc["input_ids"].shape[1]:]  # (B * n, new)
+            n_tokens += int((new != tok.pad_token_id).sum())
+            texts = tok.batch_decode(new, skip_special_tokens=True)
+            for i, (p, user) in enumerate(zip(batch, prompts)):
+                comps = [t.strip() for t in texts[i * cfg.n_samples:(i + 1) * cfg.n_samples]]
+                grades = [grade(c, p.answer) for c in comps]
+                rec = {"id": p.id, "prompt": user, "problem": p.question, "answer": p.answer, "source": p.source,
+                       "completions": comps, "correctness": [g.correct for g in grades],
+                       "extracted_answers": [g.extracted for g in grades],
+                       "grade_status": [g.status for g in grades]}
+                f.write(json.dumps(rec) + "\n")
+                f.flush()
+                done[p.id] = rec
+            bar.update(len(batch))
+            bar.set_postfix(tok_s=f"{n_tokens / (time.time() - t0):.0f}")
+    bar.close()
+    records = [done[p.id] for p in problems]
+    write_jsonl(out, records)
+    save_config(cfg, out.with_name(out.name + ".config.json"))
+    partial.unlink()
+    summary = summarize([Grade(e, c, s) for r in records
+                         for e, c, s in zip(r["extracted_answers"], r["correctness"], r["grade_status"])])
+    summary["tokens_per_s"] = n_tokens / max(time.time() - t0, 1e-9) if n_tokens else None
+    print(f"[implicit-prm] wrote {len(records)} problems x {cfg.n_samples} responses to {out}: "
+          f"{summary['n_correct']}/{summary['n']} correct, {summary['n_no_answer']} without an answer, "
+          f"{summary['n_error']} grading errors"
+          + (f", {summary['tokens_per_s']:.1f} generated tokens/s" if n_tokens else ""), flush=True)
+    return summary
