@@ -22,6 +22,7 @@ class DemoConfig:
     test_problems: int = field(60, help="held-out problems")
     test_samples: int = field(4, help="responses per held-out problem")
     lr: float = field(2e-5, help="learning rate")
+    beta: float = field(0.05, help="reward scale beta")
     batch_size: int = field(8, help="responses per step")
     lora: bool = field(False, help="train a LoRA adapter instead of all weights")
     system_prompt: str = field("", help="system message (empty: shorter sequences than the template's default)")
@@ -44,7 +45,7 @@ def demo(cfg: DemoConfig) -> dict:
     print(f"[demo] data: {n_train} train problems x 2 responses, {n_test} test problems x {cfg.test_samples}",
           flush=True)
     prm = train(TrainConfig(data=str(out / "train.jsonl"), output=str(out / "prm"), model=cfg.model,
-                            objective="ce", lr=cfg.lr, batch_size=cfg.batch_size, lora=cfg.lora,
+                            objective="ce", lr=cfg.lr, beta=cfg.beta, batch_size=cfg.batch_size, lora=cfg.lora,
                             dtype=cfg.dtype, seed=cfg.seed, checkpoint_every=10, max_length=512,
                             system_prompt=cfg.system_prompt))
     scored = score(ScoreConfig(input=str(out / "test.jsonl"), output=str(out / "test_scored.jsonl"), prm=str(prm),

@@ -215,7 +215,8 @@ def train(cfg: TrainConfig) -> Path:
     if (out / METADATA_FILE).exists():
         print(f"[implicit-prm] {out} already holds a finished model; nothing to do")
         return out
-    acc = Accelerator()
+    # cpu=True on a machine without an accelerator, so that torchrun's gloo processes become one DDP run
+    acc = Accelerator(cpu=not _has_accelerator())
     main = acc.is_main_process
     _check_resumable(cfg, out)
     set_seed(cfg.seed)
@@ -322,6 +323,13 @@ def train(cfg: TrainConfig) -> Path:
     bar.close()
     _save_final(acc, model, tok, cfg, out, ref_model_fp, precision)
     return out
+
+
+def _has_accelerator() -> bool:
+    xpu = getattr(torch, "xpu", None)
+    mps = getattr(torch.backends, "mps", None)
+    return (torch.cuda.is_available() or bool(xpu and xpu.is_available())
+            or bool(mps and mps.is_available()))
 
 
 def _step_of(line: str) -> float:
