@@ -1,4 +1,4 @@
-"""The main job on the embedded model: built-in data -> CE implicit PRM -> score held-out -> outcome and step metrics."""
+"""The main job on the embedded model: built-in data -> CE implicit PRM -> score dev/test -> best-of-N, steps, report."""
 from __future__ import annotations
 
 import json
@@ -8,62 +8,117 @@ from pathlib import Path
 
 from .config import field, save_config
 from .data.builtin import BuiltinDataConfig, write_builtin
-from .eval.metrics import auroc, first_error_hit_rate
+from .eval.bon import BonConfig, run_bon
+from .eval.outcome import OutcomeConfig, run_outcome
+from .eval.report import ReportConfig, make_report
+from .eval.steps import StepsConfig, run_steps
+from .io import write_jsonl
 from .models import DEFAULT_MODEL
 from .score import ScoreConfig, score
 from .train import TrainConfig, train
 
+SOURCES = {"implicit_prm": "CE implicit PRM (trained on outcome labels)",
+           "untrained": "untrained model, reference-free (beta * log pi)"}
+
 
 @dataclass
 class DemoConfig:
-    output: str = field("runs/demo", help="directory for data, model, scores and summary (re-run resumes)")
+    output: str = field("runs/demo", help="directory for data, model, scores and report (re-running resumes)")
     model: str = field(DEFAULT_MODEL, help="starting model")
-    train_problems: int = field(400, help="training problems (one correct and one wrong response each)")
-    test_problems: int = field(60, help="held-out problems")
-    test_samples: int = field(4, help="responses per held-out problem")
-    lr: float = field(2e-5, help="learning rate")
-    beta: float = field(0.05, help="reward scale beta")
+    train_problems: int = field(200, help="training problems (one correct and one wrong response each)")
+    dev_problems: int = field(40, help="dev problems (4 responses each), for tuning the step-error threshold")
+    test_problems: int = field(30, help="held-out test problems")
+    test_samples: int = field(16, help="candidate solutions per test problem (best-of-N up to this N)")
+    lr: float = field(1e-4, help="learning rate")
+    beta: float = field(0.5, help="reward scale beta (0.5 learns faster than the paper's 0.05 at this budget)")
     batch_size: int = field(8, help="responses per step")
-    lora: bool = field(False, help="train a LoRA adapter instead of all weights")
+    lora: bool = field(True, help="train a LoRA adapter (r=16, all linear layers) instead of all weights")
     system_prompt: str = field("", help="system message (empty: shorter sequences than the template's default)")
     dtype: str = field("auto", help="auto, bf16 or fp32")
     seed: int = field(0, help="seed for data and training")
     quick: bool = field(False, help="a one-minute smoke run (tiny data)")
 
 
+def _score_once(prm: str, data: Path, out: Path, **kw) -> Path:
+    """Score unless a finished output (with its saved config) is already there."""
+    if out.exists() and out.with_name(out.name + ".config.json").exists():
+        return out
+    return score(ScoreConfig(input=str(data), output=str(out), prm=prm, **kw))
+
+
+def _merge(files: dict[str, Path], out: Path) -> Path:
+    """One file whose `scores` nest each source's scores under its name (records aligned by position)."""
+    rows = {name: [json.loads(l) for l in p.read_text().splitlines()] for name, p in files.items()}
+    first = next(iter(rows.values()))
+    merged = []
+    for i, rec in enumerate(first):
+        assert all(r[i]["response"] == rec["response"] for r in rows.values()), "scored files are not aligned"
+        merged.append({**rec, "scores": {name: r[i]["scores"] for name, r in rows.items()}})
+    write_jsonl(out, merged)
+    return out
+
+
 def demo(cfg: DemoConfig) -> dict:
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "demo_config.json")
-    n_train, n_test = (16, 4) if cfg.quick else (cfg.train_problems, cfg.test_problems)
     t0 = time.time()
-    files = {"train": (n_train, 2, cfg.seed * 2 + 1), "test": (n_test, cfg.test_samples, cfg.seed * 2 + 2)}
-    for split, (n, k, seed) in files.items():
+    sizes = ({"train": (16, 2), "dev": (4, 4), "test": (4, 4)} if cfg.quick else
+             {"train": (cfg.train_problems, 2), "dev": (cfg.dev_problems, 4), "test": (cfg.test_problems,
+                                                                                        cfg.test_samples)})
+    for i, (split, (n, k)) in enumerate(sizes.items()):
         path = out / f"{split}.jsonl"
-        if not path.exists():
-            write_builtin(BuiltinDataConfig(output=str(path), n_problems=n, samples_per_problem=k, seed=seed))
-    print(f"[demo] data: {n_train} train problems x 2 responses, {n_test} test problems x {cfg.test_samples}",
-          flush=True)
-    prm = train(TrainConfig(data=str(out / "train.jsonl"), output=str(out / "prm"), model=cfg.model,
-                            objective="ce", lr=cfg.lr, beta=cfg.beta, batch_size=cfg.batch_size, lora=cfg.lora,
-                            dtype=cfg.dtype, seed=cfg.seed, checkpoint_every=10, max_length=512,
-                            system_prompt=cfg.system_prompt))
-    scored = score(ScoreConfig(input=str(out / "test.jsonl"), output=str(out / "test_scored.jsonl"), prm=str(prm),
-                               dtype=cfg.dtype))
-    recs = [json.loads(l) for l in scored.read_text().splitlines()]
-    labels = [int(r["correctness"]) for r in recs]
-    summary = {"n_test_responses": len(recs), "frac_correct": sum(labels) / len(labels),
-               "auroc": {k: auroc([r["scores"][k] for r in recs], labels) for k in ("min", "last", "sum", "mean")},
-               "first_error_hit_rate": first_error_hit_rate([r["step_rewards"] for r in recs],
-                                                            [r["first_error"] for r in recs]),
-               "wall_s": time.time() - t0}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print("\n[demo] held-out results (CE implicit PRM, trained on outcome labels only)")
-    print(f"  responses: {len(recs)}, correct: {summary['frac_correct']:.2f}")
-    for k, v in summary["auroc"].items():
-        print(f"  AUROC of '{k}' score at telling right from wrong: {v:.3f}" if v is not None else f"  {k}: n/a")
-    if summary["first_error_hit_rate"] is not None:
-        print(f"  lowest-reward step is the true first error in {summary['first_error_hit_rate']:.0%} of wrong "
-              "solutions")
-    print(f"  wall time this run: {summary['wall_s']:.0f} s; outputs in {out}")
+        if not path.exists():  # train is balanced (one right, one wrong); dev/test are sampled as a solver would
+            write_builtin(BuiltinDataConfig(output=str(path), n_problems=n, samples_per_problem=k,
+                                            balance=split == "train", seed=1000 * cfg.seed + i + 1))
+    print(f"[demo] data: train {sizes['train'][0]} problems x 2, dev {sizes['dev'][0]} x 4, "
+          f"test {sizes['test'][0]} x {sizes['test'][1]}", flush=True)
+
+    prm = str(train(TrainConfig(data=str(out / "train.jsonl"), output=str(out / "prm"), model=cfg.model,
+                                objective="ce", lr=cfg.lr, beta=cfg.beta, batch_size=cfg.batch_size, lora=cfg.lora,
+                                dtype=cfg.dtype, seed=cfg.seed, checkpoint_every=10, max_length=512,
+                                system_prompt=cfg.system_prompt)))
+    scored = {}
+    for split in ("dev", "test"):
+        scored[("implicit_prm", split)] = _score_once(prm, out / f"{split}.jsonl", out / f"{split}.prm.jsonl",
+                                                      dtype=cfg.dtype)
+        # The reference pass above cached the untrained model's log-probs: this baseline needs no forward pass.
+        scored[("untrained", split)] = _score_once(cfg.model, out / f"{split}.jsonl",
+                                                   out / f"{split}.untrained.jsonl", reference_free=True,
+                                                   beta=cfg.beta, dtype=cfg.dtype, system_prompt=cfg.system_prompt)
+    both = _merge({s: scored[(s, "test")] for s in SOURCES}, out / "test.both.jsonl")
+    k = sizes["test"][1]
+    ns = [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= k]
+    bon = run_bon(BonConfig(input=str(both), ns=ns, seed=cfg.seed))
+    outcome = run_outcome(OutcomeConfig(input=str(both)))
+    steps = {s: run_steps(StepsConfig(input=str(scored[(s, "test")]), tune_on=str(scored[(s, "dev")])))
+             for s in SOURCES}
+    report = make_report(ReportConfig(output=str(out / "report.html"), bon=[str(both.with_suffix(".bon.json"))],
+                                      steps=[str(Path(scored[(s, "test")]).with_suffix(".steps.json"))
+                                             for s in SOURCES],
+                                      outcome=[str(both.with_suffix(".outcome.json"))],
+                                      scored=str(scored[("implicit_prm", "test")]), title="implicit-prm demo"))
+    summary = {"bon": bon, "outcome": outcome, "steps": steps, "wall_s": time.time() - t0, "report": str(report)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    _print_table(bon, outcome, steps, ns, summary["wall_s"], report)
     return summary
+
+
+def _print_table(bon: dict, outcome: dict, steps: dict, ns: list[int], wall: float, report: Path) -> None:
+    m = bon["methods"]
+    rows = [("implicit PRM, top-1 by min step reward", "implicit_prm.min"),
+            ("implicit PRM, weighted majority (min)", "weighted_majority.implicit_prm.min"),
+            ("untrained ref-free, top-1 by min", "untrained.min"),
+            ("untrained ref-free, weighted majority (min)", "weighted_majority.untrained.min"),
+            ("majority voting", "majority"), ("random pick", "random"), ("pass@N", "pass@N")]
+    print("\n[demo] best-of-N accuracy (%) on held-out problems, mean over random subsets")
+    print(f"  {'method':46s}" + "".join(f"{'N=' + str(n):>8s}" for n in ns))
+    for label, key in rows:
+        print(f"  {label:46s}" + "".join(f"{100 * a:8.1f}" for a in m[key]["acc"]))
+    print("\n[demo] telling right from wrong, and finding the first wrong step (threshold tuned on dev)")
+    for s, label in SOURCES.items():
+        au = outcome["methods"][f"{s}.min"]["auroc"]
+        ev = steps[s]["evaluated"]
+        print(f"  {label:50s} AUROC(min) {au:.3f}   step-error F1 {100 * ev['f1']:.1f} "
+              f"(acc on erroneous {100 * ev['acc_err']:.1f}, on correct {100 * ev['acc_ok']:.1f})")
+    print(f"\n[demo] wall time {wall:.0f} s; report: {report}")
