@@ -96,6 +96,7 @@ class ImplicitPRM:
         self.precision = resolve_precision(self.device, dtype)
         self.encoder = Encoder(tokenizer, template, max_length, "error", system_prompt)
         self.max_tokens = 8192
+        self._own_key: str | None = None  # fingerprint of the PRM as it computes, for cached log-probs
 
     @classmethod
     def from_pretrained(cls, prm: str, ref: str | None = None, reference_free: bool = False,
@@ -126,9 +127,11 @@ class ImplicitPRM:
         out: list[dict | None] = [None] * len(encs)
         # The PRM's own log-probs may be cached already: scoring the untrained reference model itself (e.g. as a
         # reference-free baseline) after the reference pass costs nothing.
-        own = open_cache(self.ref_cache, f"{fingerprint(self.model.lm, base_only=False)}:{self.precision}")
-        cached = own.get(own.keys(encs)) if own else {}
+        if self._own_key is None:
+            self._own_key = f"{fingerprint(self.model.lm, base_only=False)}:{self.precision}"
+        own = open_cache(self.ref_cache, self._own_key)
         keys = own.keys(encs) if own else [None] * len(encs)
+        cached = own.get(keys) if own else {}
 
         def finished(idx: list[int], arrays: list[np.ndarray]) -> None:
             for i, a in zip(idx, arrays):
