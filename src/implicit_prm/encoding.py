@@ -16,6 +16,7 @@ class Encoded:
     token_steps: list[int]  # step index of each response token
     n_steps: int
     truncated: bool = False
+    spans: list[tuple[int, int]] | None = None  # character spans of all steps (before any truncation)
 
     @property
     def ids(self) -> list[int]:
@@ -78,8 +79,8 @@ class Encoder:
                 raise Overlong(what + ("" if room >= 1 else "; the prompt alone leaves no room for the response")
                                + " (raise --max-length, or use --overlong skip|truncate)", prompt_only=room < 1)
             r_ids, steps, truncated = r_ids[:room], steps[:room], True  # keep the start of the response
-            return Encoded(p_ids, r_ids, steps, steps[-1] + 1, truncated)  # steps past the cut are dropped
-        return Encoded(p_ids, r_ids, steps, len(spans), truncated)
+            return Encoded(p_ids, r_ids, steps, steps[-1] + 1, truncated, spans)  # steps past the cut are dropped
+        return Encoded(p_ids, r_ids, steps, len(spans), truncated, spans)
 
 
 def encode_samples(encoder: Encoder, samples, split: str = "auto", step_regex: str | None = None,

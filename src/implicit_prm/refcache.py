@@ -63,3 +63,9 @@ class RefCache:
 
     def close(self) -> None:
         self.db.close()
+
+    def __enter__(self) -> "RefCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from .batching import response_logprobs
 from .encoding import Encoded
@@ -65,39 +64,43 @@ def reference_logprobs(ref_spec: str, in_memory: TokenLogProbs | None, encs: Seq
     processes each computes a shard of the misses and all receive the full table.
     """
     device = acc.device
-    stat = None if in_memory is not None else _stat_key(ref_spec)
-    fp_cache = open_cache(cache_setting, "fingerprints")
-    fp = fp_cache.get_fingerprint(stat) if (fp_cache and stat) else None
-    ref_model = None
-    if in_memory is not None:
-        fp = fingerprint(in_memory.lm)
-    elif fp is None:
-        ref_model = TokenLogProbs(load_model(ref_spec)).to(device)
-        fp = fingerprint(ref_model.lm)
-        if fp_cache and stat:
-            fp_cache.put_fingerprint(stat, fp)
-    model_key = f"{fp}:{precision}"
-    cache = open_cache(cache_setting, model_key)
-    keys = [entry_key(model_key, e) for e in encs]
-    table = cache.get(keys) if cache else {}
-    uniq_missing = list(dict.fromkeys(k for k in keys if k not in table))
-    by_key = {k: e for k, e in zip(keys, encs)}
-    if uniq_missing:
-        mine = uniq_missing[acc.process_index::acc.num_processes]
-        model = in_memory if in_memory is not None else ref_model
-        if model is None:
-            model = ref_model = TokenLogProbs(load_model(ref_spec)).to(device)
-        with _adapter_disabled(model.lm):
-            arrays = response_logprobs(model, [by_key[k] for k in mine], pad_id, device, precision, max_tokens,
-                                       desc="reference pass", show=show)
-        computed = list(zip(mine, arrays))
-        if acc.num_processes > 1:
-            from accelerate.utils import gather_object
+    cache = open_cache(cache_setting, "")
+    try:
+        ref_model = None
+        if in_memory is not None:
+            fp = fingerprint(in_memory.lm)
+        else:
+            stat = _stat_key(ref_spec)
+            fp = cache.get_fingerprint(stat) if (cache and stat) else None
+            if fp is None:
+                ref_model = TokenLogProbs(load_model(ref_spec)).to(device)
+                fp = fingerprint(ref_model.lm)
+                if cache and stat:
+                    cache.put_fingerprint(stat, fp)
+        model_key = f"{fp}:{precision}"
+        keys = [entry_key(model_key, e) for e in encs]
+        table = cache.get(keys) if cache else {}
+        uniq_missing = list(dict.fromkeys(k for k in keys if k not in table))
+        by_key = {k: e for k, e in zip(keys, encs)}
+        if uniq_missing:
+            mine = uniq_missing[acc.process_index::acc.num_processes]
+            model = in_memory if in_memory is not None else ref_model
+            if model is None:
+                model = ref_model = TokenLogProbs(load_model(ref_spec)).to(device)
+            with _adapter_disabled(model.lm):
+                arrays = response_logprobs(model, [by_key[k] for k in mine], pad_id, device, precision, max_tokens,
+                                           desc="reference pass", show=show)
+            computed = list(zip(mine, arrays))
+            if acc.num_processes > 1:
+                from accelerate.utils import gather_object
 
-            computed = gather_object(computed)
-        table.update(computed)
-        if cache and acc.is_main_process:
-            cache.put(computed)
-        acc.wait_for_everyone()
+                computed = gather_object(computed)
+            table.update(computed)
+            if cache and acc.is_main_process:
+                cache.put(computed)
+            acc.wait_for_everyone()
+    finally:
+        if cache:
+            cache.close()
     del ref_model
     return RefTable(model_key, table)

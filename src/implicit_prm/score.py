@@ -18,7 +18,7 @@ from .config import field, save_config, to_dict
 from .data import read_samples
 from .encoding import Encoded, Encoder, encode_samples
 from .errors import UserError
-from .io import atomic_open, write_jsonl
+from .io import atomic_open, read_json_file, write_jsonl
 from .logprobs import TokenLogProbs, resolve_precision
 from .losses import DEFAULT_BETA
 from .models import (METADATA_FILE, adapter_base, check_same_tokenizer, fingerprint, load_model, load_tokenizer,
@@ -54,7 +54,7 @@ class ScoreConfig:
 
 def prm_metadata(prm: str) -> dict:
     path = Path(resolve(prm)) / METADATA_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_json_file(path) if path.exists() else {}
 
 
 def reference_spec(prm: str, ref: str | None, reference_free: bool) -> tuple[str | None, bool]:
@@ -113,6 +113,13 @@ class ImplicitPRM:
         return cls(model, tok, ref_spec, in_memory, beta if beta is not None else meta.get("beta", DEFAULT_BETA),
                    device=device, **kw)
 
+    @property
+    def own_key(self) -> str:
+        """Fingerprint (adapters included) and precision of the PRM as it computes; memoized."""
+        if self._own_key is None:
+            self._own_key = f"{fingerprint(self.model.lm, base_only=False)}:{self.precision}"
+        return self._own_key
+
     def reference(self, encs: Sequence[Encoded], acc, show: bool) -> RefTable | None:
         if self.ref is None:
             return None
@@ -127,11 +134,11 @@ class ImplicitPRM:
         out: list[dict | None] = [None] * len(encs)
         # The PRM's own log-probs may be cached already: scoring the untrained reference model itself (e.g. as a
         # reference-free baseline) after the reference pass costs nothing.
-        if self._own_key is None:
-            self._own_key = f"{fingerprint(self.model.lm, base_only=False)}:{self.precision}"
-        own = open_cache(self.ref_cache, self._own_key)
+        own = open_cache(self.ref_cache, self.own_key)
         keys = own.keys(encs) if own else [None] * len(encs)
         cached = own.get(keys) if own else {}
+        if own:
+            own.close()
 
         def finished(idx: list[int], arrays: list[np.ndarray]) -> None:
             for i, a in zip(idx, arrays):
@@ -217,9 +224,8 @@ def score(cfg: ScoreConfig) -> Path:
         for i, (s, e) in enumerate(zip(samples, encs)):
             if e is None:
                 continue
-            spans = R.step_spans(s.response, s.steps, cfg.split, cfg.step_regex, cfg.step_separator)
-            extra = {"n_steps_total": len(spans)} if e.truncated else {}
-            yield {**s.record, "step_spans": [list(x) for x in spans[:e.n_steps]], **done[i], **extra}
+            extra = {"n_steps_total": len(e.spans)} if e.truncated else {}
+            yield {**s.record, "step_spans": [list(x) for x in e.spans[:e.n_steps]], **done[i], **extra}
 
     n = write_jsonl(out, records())
     resolved = dataclasses.replace(cfg, beta=prm.beta, template=template, ref=prm.ref, system_prompt=system_prompt)
@@ -234,7 +240,7 @@ def _signature(cfg: ScoreConfig, prm: ImplicitPRM) -> str:
     """What an interrupted run's records depend on: settings, input file, PRM and reference weights."""
     settings = {k: v for k, v in to_dict(cfg).items() if k not in ("output", "progress", "batch_tokens", "ref_cache")}
     st = Path(cfg.input).stat()
-    return hashlib.sha1(json.dumps([settings, st.st_size, st.st_mtime_ns, fingerprint(prm.model.lm), prm.ref,
+    return hashlib.sha1(json.dumps([settings, st.st_size, st.st_mtime_ns, prm.own_key, prm.ref,
                                     prm.beta, prm.precision], sort_keys=True).encode()).hexdigest()
 
 

@@ -22,7 +22,7 @@ from .config import field, save_config, to_dict
 from .data import build_pairs, read_samples, unpaired
 from .encoding import Encoded, Encoder, encode_samples
 from .errors import ConfigError, UserError
-from .io import atomic_open, write_json
+from .io import atomic_open, read_json_file, write_json
 from .logprobs import TokenLogProbs, autocast_context, resolve_precision
 from .models import DEFAULT_MODEL, METADATA_FILE, LoraSpec, check_same_tokenizer, load_model, load_tokenizer
 from .reference import reference_logprobs
@@ -198,7 +198,7 @@ def _check_resumable(cfg: TrainConfig, out: Path) -> None:
     saved = out / "train_config.json"
     if not saved.exists():
         return
-    old = json.loads(saved.read_text())
+    old = read_json_file(saved)
     new = to_dict(cfg)
     diff = sorted(k for k in new if k not in RESUME_FREE and old.get(k) != new[k])
     if diff:

@@ -26,7 +26,6 @@ from typing import Optional
 import numpy as np
 
 from ..config import field, save_config
-from ..data.formats import _label
 from ..errors import InputError
 from ..io import read_json_records, write_json
 from .bon import _score_leaves, is_presplit, outcome_label  # noqa: F401 (re-exported)

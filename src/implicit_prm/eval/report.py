@@ -322,7 +322,7 @@ def solution_html(i: int, s: Solution, scale: float, emoji: bool) -> str:
     head = f"Solution {i} (line {s.line}) · {ok} · true first wrong step: {fe}" + "".join(
         f" · {m} = {x:.3f}" for m, x in s.scores.items())
     box = "margin:2px 0;padding:3px 6px;border-radius:3px;white-space:pre-wrap;"
-    parts = [f'<div style="border:1px solid #bbb;padding:6px;margin:1em 0">',
+    parts = ['<div style="border:1px solid #bbb;padding:6px;margin:1em 0">',
              f"<div><b>{html.escape(head)}</b></div>",
              f'<div style="{box}background:#f4f4f4"><i>Prompt:</i> {_text_html(s.prompt)}</div>']
     prev = 0
