@@ -89,13 +89,14 @@ class ImplicitPRM:
 
     def __init__(self, model: TokenLogProbs, tokenizer, ref: str | None, ref_in_memory: bool, beta: float,
                  template: str = "auto", dtype: str = "auto", max_length: int = 4096, ref_cache: str = "",
-                 device: str | torch.device = "cpu", system_prompt: str | None = None):
+                 device: str | torch.device = "cpu", system_prompt: str | None = None, max_tokens: int = 8192,
+                 overlong: str = "error"):
         self.model, self.tok, self.beta = model, tokenizer, beta
         self.ref, self.ref_in_memory, self.ref_cache = ref, ref_in_memory, ref_cache
         self.device = torch.device(device)
         self.precision = resolve_precision(self.device, dtype)
-        self.encoder = Encoder(tokenizer, template, max_length, "error", system_prompt)
-        self.max_tokens = 8192
+        self.encoder = Encoder(tokenizer, template, max_length, overlong, system_prompt)
+        self.max_tokens = max_tokens  # padded tokens per batch
         self._own_key: str | None = None  # fingerprint of the PRM as it computes, for cached log-probs
 
     @classmethod
@@ -195,9 +196,8 @@ def score(cfg: ScoreConfig) -> Path:
     system_prompt = cfg.system_prompt if cfg.system_prompt is not None else meta.get("system_prompt")
     prm = ImplicitPRM.from_pretrained(cfg.prm, cfg.ref, cfg.reference_free, cfg.beta, template=template,
                                       dtype=cfg.dtype, max_length=cfg.max_length, ref_cache=cfg.ref_cache,
-                                      system_prompt=system_prompt)
-    prm.max_tokens = cfg.batch_tokens
-    prm.encoder.overlong = cfg.overlong
+                                      system_prompt=system_prompt, max_tokens=cfg.batch_tokens,
+                                      overlong=cfg.overlong)
     encs = encode_samples(prm.encoder, samples, cfg.split, cfg.step_regex, cfg.step_separator)
 
     signature = _signature(cfg, prm)
