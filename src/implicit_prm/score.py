@@ -158,10 +158,20 @@ class ImplicitPRM:
                 copies.setdefault((tuple(encs[i].prompt_ids), tuple(encs[i].response_ids)), []).append(i)
         firsts = [group[0] for group in copies.values()]
         groups = list(copies.values())
+        computed: list[tuple[str, np.ndarray]] = []
+
+        def on_batch(idx: list[int], arrays: list[np.ndarray]) -> None:
+            finished([i for j in idx for i in groups[j]], [a for j, a in zip(idx, arrays) for _ in groups[j]])
+            if keys[firsts[0]] is not None:
+                computed.extend((keys[firsts[j]], a) for j, a in zip(idx, arrays))
+
         response_logprobs(self.model, [encs[i] for i in firsts], self.tok.pad_token_id, self.device, self.precision,
-                          self.max_tokens, desc="PRM pass", show=show,
-                          on_batch=lambda idx, arrays: finished([i for j in idx for i in groups[j]],
-                                                                [a for j, a in zip(idx, arrays) for _ in groups[j]]))
+                          self.max_tokens, desc="PRM pass", show=show, on_batch=on_batch)
+        # Keep the PRM's own log-probs: scoring the same responses again with this PRM (another reward mode,
+        # reference-free, another split) needs no forward pass. One writer per run: the main process.
+        if computed and acc.is_main_process:
+            with open_cache(self.ref_cache, self.own_key) as own:
+                own.put(computed)
         return out  # type: ignore[return-value]
 
     def score(self, prompt: str, steps: list[str] | str, separator: str = "\n\n", split: str = "auto") -> dict:
