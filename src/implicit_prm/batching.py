@@ -56,16 +56,22 @@ def response_slices(token_lp: torch.Tensor, encs: Sequence[Encoded], start: int 
 def response_logprobs(model: torch.nn.Module, encs: Sequence[Encoded], pad_id: int, device, dtype: str = "auto",
                       max_tokens: int = 8192, desc: str = "log-probs",
                       on_batch: Callable[[list[int], list[np.ndarray]], None] | None = None,
-                      show: bool = True) -> list[np.ndarray]:
+                      show: bool = True, shard: tuple[int, int] = (0, 1)) -> list[np.ndarray | None]:
     """Per-response-token log-probs (float32 arrays) of each encoded response under `model` (a TokenLogProbs).
 
     Batches by length so little compute goes to padding; `on_batch(indices, arrays)` sees each finished batch
     (used to stream results to disk so a killed run resumes).
+
+    shard=(rank, world): this process computes every world-th batch of the one global batch plan (None for the
+    rest). Each batch then holds the same sequences, with the same padding, whatever the number of processes, so
+    sharded results are bit-identical to a single process's on the same hardware.
     """
     model.eval()
     out: list[np.ndarray | None] = [None] * len(encs)
-    batches = length_batches([len(e) for e in encs], max_tokens)
-    bar = tqdm(total=sum(len(e.response_ids) for e in encs), desc=desc, unit="tok", disable=not show)
+    rank, world = shard
+    batches = length_batches([len(e) for e in encs], max_tokens)[rank::world]
+    bar = tqdm(total=sum(len(encs[i].response_ids) for b in batches for i in b), desc=desc, unit="tok",
+               disable=not show)
     for idx in batches:
         batch = [encs[i] for i in idx]
         ids, mask = pad_batch([e.ids for e in batch], pad_id, device)
@@ -79,4 +85,4 @@ def response_logprobs(model: torch.nn.Module, encs: Sequence[Encoded], pad_id: i
             on_batch(idx, arrays)
         bar.update(sum(len(e.response_ids) for e in batch))
     bar.close()
-    return out  # type: ignore[return-value]
+    return out

@@ -83,14 +83,14 @@ def reference_logprobs(ref_spec: str, in_memory: TokenLogProbs | None, encs: Seq
         uniq_missing = list(dict.fromkeys(k for k in keys if k not in table))
         by_key = {k: e for k, e in zip(keys, encs)}
         if uniq_missing:
-            mine = uniq_missing[acc.process_index::acc.num_processes]
             model = in_memory if in_memory is not None else ref_model
             if model is None:
                 model = ref_model = TokenLogProbs(load_model(ref_spec)).to(device)
             with _adapter_disabled(model.lm):
-                arrays = response_logprobs(model, [by_key[k] for k in mine], pad_id, device, precision, max_tokens,
-                                           desc="reference pass", show=show)
-            computed = list(zip(mine, arrays))
+                arrays = response_logprobs(model, [by_key[k] for k in uniq_missing], pad_id, device, precision,
+                                           max_tokens, desc="reference pass", show=show,
+                                           shard=(acc.process_index, acc.num_processes))
+            computed = [(k, a) for k, a in zip(uniq_missing, arrays) if a is not None]
             if acc.num_processes > 1:
                 from accelerate.utils import gather_object
 

@@ -19,7 +19,7 @@ from .data import read_samples
 from .encoding import Encoded, Encoder, encode_samples
 from .errors import UserError
 from .io import atomic_open, read_json_file, write_jsonl
-from .logprobs import TokenLogProbs, resolve_precision
+from .logprobs import TokenLogProbs, has_accelerator, resolve_precision
 from .losses import DEFAULT_BETA
 from .models import (METADATA_FILE, adapter_base, check_same_tokenizer, fingerprint, load_model, load_tokenizer,
                      resolve)
@@ -129,7 +129,10 @@ class ImplicitPRM:
 
     def score_encoded(self, encs: Sequence[Encoded], acc=None, show: bool = False, token_rewards: bool = False,
                       on_record=None) -> list[dict]:
-        """Reference pass (cached), then the PRM pass by length buckets; `on_record(i, rec)` streams results."""
+        """Reference pass (cached), then the PRM pass by length buckets; `on_record(i, rec)` streams results.
+
+        Under several processes (`acc`), the reference pass is shared and each process scores its share of the PRM
+        pass's batches: the returned list holds None where another process scored the response."""
         acc = acc or _SingleProcess(self.device)
         table = self.reference(encs, acc, show)
         out: list[dict | None] = [None] * len(encs)
@@ -166,7 +169,8 @@ class ImplicitPRM:
                 computed.extend((keys[firsts[j]], a) for j, a in zip(idx, arrays))
 
         response_logprobs(self.model, [encs[i] for i in firsts], self.tok.pad_token_id, self.device, self.precision,
-                          self.max_tokens, desc="PRM pass", show=show, on_batch=on_batch)
+                          self.max_tokens, desc="PRM pass", show=show, on_batch=on_batch,
+                          shard=(acc.process_index, acc.num_processes))
         # Keep the PRM's own log-probs: scoring the same responses again with this PRM (another reward mode,
         # reference-free, another split) needs no forward pass. One writer per run: the main process.
         if computed and acc.is_main_process:
@@ -196,10 +200,32 @@ class _SingleProcess:
         pass
 
 
+def process_state():
+    """accelerate's PartialState when launched as several processes (torchrun / accelerate launch), else one."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        return PartialState(cpu=not has_accelerator())
+    return _SingleProcess(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _partial_files(partial: Path) -> list[Path]:
+    """The main process's partial file and those of the other ranks of a sharded run."""
+    return [partial] + sorted(partial.parent.glob(partial.name + ".[0-9]*"))
+
+
 def score(cfg: ScoreConfig) -> Path:
-    """The `implicit-prm score` command: read, encode, resume, score, write atomically."""
+    """The `implicit-prm score` command: read, encode, resume, score, write atomically.
+
+    Launched as several processes, the input is sharded: each process scores every world-th batch of one global
+    batch plan and streams its records to its own partial file; the main process merges them in input order, so
+    the output is the same file a single process writes.
+    """
+    state = process_state()
+    rank, world, main = state.process_index, state.num_processes, state.is_main_process
     out = Path(cfg.output)
     partial = out.with_name(out.name + ".partial")
+    mine = partial if rank == 0 else partial.with_name(f"{partial.name}.{rank}")
     samples = read_samples(cfg.input, cfg.step_separator)
     meta = prm_metadata(cfg.prm)
     template = cfg.template if cfg.template != "auto" else meta.get("template", "auto")
@@ -207,28 +233,39 @@ def score(cfg: ScoreConfig) -> Path:
     prm = ImplicitPRM.from_pretrained(cfg.prm, cfg.ref, cfg.reference_free, cfg.beta, template=template,
                                       dtype=cfg.dtype, max_length=cfg.max_length, ref_cache=cfg.ref_cache,
                                       system_prompt=system_prompt, max_tokens=cfg.batch_tokens,
-                                      overlong=cfg.overlong)
+                                      overlong=cfg.overlong, device=str(state.device))
     encs = encode_samples(prm.encoder, samples, cfg.split, cfg.step_regex, cfg.step_separator)
 
     signature = _signature(cfg, prm)
-    done = _read_partial(partial, signature)
-    if done:
+    done = _read_partials(partial, signature)
+    if done and main:
         print(f"[implicit-prm] resuming: {len(done)} of {len(samples)} responses already scored", flush=True)
-    _rewrite_partial(partial, signature, done)  # drops a torn last line and any stale run's records
+    state.wait_for_everyone()  # every process has read the same finished records
+    if main:  # one file again: drops torn last lines and any stale run's records
+        _rewrite_partial(partial, signature, done)
+        for extra in _partial_files(partial)[1:]:
+            extra.unlink()
+    state.wait_for_everyone()
+    if rank > 0:
+        _rewrite_partial(mine, signature, {})
     todo = [i for i, e in enumerate(encs) if e is not None and i not in done]
     n_skipped = sum(e is None for e in encs)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(partial, "a", encoding="utf-8") as f:
+    with open(mine, "a", encoding="utf-8") as f:
         def on_record(j: int, rec: dict) -> None:
             f.write(json.dumps({"i": todo[j], "r": rec}) + "\n")
             f.flush()
         if todo:
-            prm.score_encoded([encs[i] for i in todo], show=cfg.progress, token_rewards=cfg.token_rewards,
-                              on_record=on_record)
+            prm.score_encoded([encs[i] for i in todo], acc=state, show=cfg.progress and main,
+                              token_rewards=cfg.token_rewards, on_record=on_record)
         f.flush()
         os.fsync(f.fileno())
-    done = _read_partial(partial, signature)
+    state.wait_for_everyone()
+    if not main:
+        state.wait_for_everyone()  # until the main process has written the output
+        return out
+    done = _read_partials(partial, signature)
 
     def records():
         for i, (s, e) in enumerate(zip(samples, encs)):
@@ -240,9 +277,12 @@ def score(cfg: ScoreConfig) -> Path:
     n = write_jsonl(out, records())
     resolved = dataclasses.replace(cfg, beta=prm.beta, template=template, ref=prm.ref, system_prompt=system_prompt)
     save_config(resolved, out.with_name(out.name + ".config.json"))
-    partial.unlink()
+    for p in _partial_files(partial):
+        p.unlink()
     print(f"[implicit-prm] wrote {n} scored responses to {out}"
-          + (f" ({n_skipped} over max_length left out)" if n_skipped else ""), flush=True)
+          + (f" ({n_skipped} over max_length left out)" if n_skipped else "")
+          + (f", scored by {world} processes" if world > 1 else ""), flush=True)
+    state.wait_for_everyone()
     return out
 
 
@@ -252,6 +292,14 @@ def _signature(cfg: ScoreConfig, prm: ImplicitPRM) -> str:
     st = Path(cfg.input).stat()
     return hashlib.sha1(json.dumps([settings, st.st_size, st.st_mtime_ns, prm.own_key, prm.ref,
                                     prm.beta, prm.precision], sort_keys=True).encode()).hexdigest()
+
+
+def _read_partials(partial: Path, signature: str) -> dict[int, dict]:
+    """Finished records in the partial files of all ranks (a sharded run may resume with another world size)."""
+    done: dict[int, dict] = {}
+    for p in _partial_files(partial):
+        done.update(_read_partial(p, signature))
+    return done
 
 
 def _read_partial(path: Path, signature: str) -> dict[int, dict]:

@@ -23,7 +23,7 @@ from .data import build_pairs, read_samples, unpaired
 from .encoding import Encoded, Encoder, encode_samples
 from .errors import ConfigError, UserError
 from .io import atomic_open, read_json_file, write_json
-from .logprobs import TokenLogProbs, autocast_context, resolve_precision
+from .logprobs import TokenLogProbs, autocast_context, has_accelerator, resolve_precision
 from .models import DEFAULT_MODEL, METADATA_FILE, LoraSpec, check_same_tokenizer, load_model, load_tokenizer
 from .reference import reference_logprobs
 
@@ -216,7 +216,7 @@ def train(cfg: TrainConfig) -> Path:
         print(f"[implicit-prm] {out} already holds a finished model; nothing to do")
         return out
     # cpu=True on a machine without an accelerator, so that torchrun's gloo processes become one DDP run
-    acc = Accelerator(cpu=not _has_accelerator())
+    acc = Accelerator(cpu=not has_accelerator())
     main = acc.is_main_process
     _check_resumable(cfg, out)
     set_seed(cfg.seed)
@@ -323,13 +323,6 @@ def train(cfg: TrainConfig) -> Path:
     bar.close()
     _save_final(acc, model, tok, cfg, out, ref_model_fp, precision)
     return out
-
-
-def _has_accelerator() -> bool:
-    xpu = getattr(torch, "xpu", None)
-    mps = getattr(torch.backends, "mps", None)
-    return (torch.cuda.is_available() or bool(xpu and xpu.is_available())
-            or bool(mps and mps.is_available()))
 
 
 def _step_of(line: str) -> float:
