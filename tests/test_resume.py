@@ -168,10 +168,14 @@ def read_jsonl(path: Path) -> list[dict]:
 
 @pytest.fixture
 def scored_reference(tmp_path, capsys, builtin_data, tiny_model, tiny_model_b):
-    """An uninterrupted scoring run of builtin_data: (records, ref cache)."""
-    cache = tmp_path / "rc.sqlite"
+    """An uninterrupted scoring run of builtin_data: (records, a cache holding the reference's log-probs only).
+
+    The run's own cache also holds the PRM's log-probs (kept for re-scoring), which would let a resumed run skip
+    the PRM pass altogether; the returned cache is filled by scoring the reference against itself instead."""
     out = tmp_path / "whole" / "scored.jsonl"
-    assert main(score_argv(builtin_data, out, tiny_model_b, tiny_model, cache)) == 0
+    assert main(score_argv(builtin_data, out, tiny_model_b, tiny_model, tmp_path / "whole.sqlite")) == 0
+    cache = tmp_path / "rc.sqlite"
+    assert main(score_argv(builtin_data, tmp_path / "ref_only.jsonl", tiny_model, tiny_model, cache)) == 0
     capsys.readouterr()
     return read_jsonl(out), cache
 

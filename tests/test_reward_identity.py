@@ -194,12 +194,12 @@ def test_reference_cache_is_reused_by_a_new_prm(data, tok, tmp_path, monkeypatch
     score(cfg(data, tmp_path, tiny_model_b, tiny_model, "first.jsonl"))
     assert passes == [len(samples)] and len(loads) == 1
     n_rows = _rows(tmp_path / "c.sqlite")
-    assert n_rows == len(samples)
+    assert n_rows == 2 * len(samples)  # the reference's log-probs, and the PRM's own (kept for re-scoring)
 
-    # a new PRM against the same reference: no reference load, no reference pass, no new cache rows
+    # a new PRM against the same reference: no reference load, no reference pass; only its own rows are added
     recs = read_jsonl(score(cfg(data, tmp_path, third_model, tiny_model, "second.jsonl", token_rewards=True)))
     assert passes == [len(samples)] and len(loads) == 1
-    assert _rows(tmp_path / "c.sqlite") == n_rows
+    assert _rows(tmp_path / "c.sqlite") == n_rows + len(samples)
     for rec, (prompt, response, steps) in zip(recs, samples):
         check_record(rec, expected(tok, third_model, tiny_model, prompt, response, steps))
 
@@ -217,3 +217,19 @@ def test_ref_equal_to_prm_gives_zero_rewards(data, tmp_path, tiny_model):
     for rec in recs:
         assert rec["step_rewards"] == pytest.approx([0.0] * len(rec["step_rewards"]), abs=1e-5)
         assert rec["token_rewards"] == pytest.approx([0.0] * len(rec["token_rewards"]), abs=1e-5)
+
+
+def test_rescoring_a_prm_reference_free_needs_no_forward(data, tok, tmp_path, monkeypatch, tiny_model, tiny_model_b):
+    """The PRM pass keeps the PRM's own log-probs: scoring it again reference-free (beta * log pi_theta) is free."""
+    import implicit_prm.score as score_mod
+
+    score(cfg(data, tmp_path, tiny_model_b, tiny_model, "with_ref.jsonl"))
+    calls = []
+    real = score_mod.response_logprobs
+    monkeypatch.setattr(score_mod, "response_logprobs",
+                        lambda model, encs, *a, **k: calls.append(len(encs)) or real(model, encs, *a, **k))
+    recs = read_jsonl(score(cfg(data, tmp_path, tiny_model_b, None, "no_ref.jsonl", reference_free=True,
+                                token_rewards=True)))
+    assert calls == [0]  # every response came from the cache
+    for rec, (prompt, response, steps) in zip(recs, data[1]):
+        check_record(rec, expected(tok, tiny_model_b, None, prompt, response, steps))
