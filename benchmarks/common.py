@@ -24,7 +24,7 @@ import torch
 
 from implicit_prm.io import write_json
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(os.environ.get("IMPLICIT_PRM_BENCH_RESULTS", Path(__file__).parent / "results"))
 SHARED = Path(os.environ.get("IMPLICIT_PRM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 

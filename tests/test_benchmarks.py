@@ -1,0 +1,86 @@
+"""The benchmark and experiment scripts run end to end on tiny inputs and write sane results (smoke tests: the
+figures themselves come from the full runs, committed under benchmarks/results and experiments/results)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PROCESSBENCH = ROOT.parent / "shared" / "data" / "processbench" / "gsm8k.json"
+
+
+def run(args, tmp_path, timeout=600):
+    env = {**os.environ, "IMPLICIT_PRM_BENCH_RESULTS": str(tmp_path), "OUT": str(tmp_path),
+           "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT / "benchmarks", env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.skipif(not PROCESSBENCH.exists(), reason="needs ../shared/data")
+def test_score_throughput(tmp_path, tiny_model):
+    run(["score_throughput.py", "--model", tiny_model, "--pb-per-split", "2", "--builtin-problems", "2",
+         "--builtin-n", "3"], tmp_path)
+    r = json.loads((tmp_path / "score_throughput.json").read_text())
+    for name, row in r["results"].items():
+        assert row["responses"] == (4 if name == "processbench" else 6)
+        assert row["naive_s"] > 0 and row["ours_cold_s"] > 0 and row["bound_s"] > 0
+        # the naive re-implementation and ours compute the same total reward (step boundaries may differ)
+        assert row["total_reward_max_abs_diff_vs_naive"] < 1e-4
+
+
+def test_memory(tmp_path, tiny_model):
+    out = run(["memory.py", "--model", tiny_model, "--lengths", "256", "1024"], tmp_path)
+    r = json.loads((tmp_path / "memory.json").read_text())
+    rows = {(x["method"], x["length"]): x for x in r["rows"]}
+    assert set(rows) == {("chunked", 256), ("naive", 256), ("chunked", 1024), ("naive", 1024)}
+    # the naive (T, V) logits at 1024 tokens x 49152 vocab are 192 MiB: chunked must be well below
+    assert rows[("chunked", 1024)]["extraction_peak_mib"] < rows[("naive", 1024)]["extraction_peak_mib"] - 100
+    assert "chunked peak" in out
+
+
+def test_cost_growth(tmp_path, tiny_model):
+    run(["cost_growth.py", "--model", tiny_model, "--lengths", "64", "256", "--tokens", "512", "--ns", "1", "4"],
+        tmp_path)
+    r = json.loads((tmp_path / "cost_growth.json").read_text())
+    assert [x["length"] for x in r["by_length"]] == [64, 256]
+    assert [x["n"] for x in r["by_n"]] == [1, 4]
+    assert all(x["ms_per_token"] > 0 for x in r["by_length"] + r["by_n"])
+
+
+def test_train_throughput(tmp_path, tiny_model):
+    run(["train_throughput.py", "--model", tiny_model, "--steps", "1", "--batch-size", "4"], tmp_path)
+    r = json.loads((tmp_path / "train_throughput.json").read_text())
+    assert set(r["rows"]) == {f"{o}/{k}" for o in ("ce", "dpo") for k in ("naive", "full", "lora")}
+    for row in r["rows"].values():
+        assert row["tokens_per_s"] > 0 and row["peak_rss_mib"] > 0
+
+
+def test_gpu_script_on_cpu_with_tiny_configs(tmp_path):
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--tiny"], capture_output=True, text=True,
+                          env={**os.environ, "OUT": str(tmp_path)}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((tmp_path / "gpu_tiny.json").read_text())
+    assert r["scoring"]["tiny"]["tokens"] > 0
+    assert set(r["training"]) == {"tiny/full", "tiny/lora", "tiny/naive_full"}
+
+
+@pytest.mark.slow
+def test_laptop_scale_quick(tmp_path):
+    """The paper-experiments script, --quick, on the embedded model."""
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "laptop_scale.py"), "--quick", "--out",
+                           str(tmp_path / "run"), "--results", str(tmp_path / "res")], capture_output=True,
+                          text=True, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((tmp_path / "res" / "laptop_scale.json").read_text())
+    assert set(r["runs"]) == {"ce_p8_k2", "dpo_p8_k2", "ce_p8_k1"}
+    for run_ in r["runs"].values():
+        assert 0 <= run_["with_reference"]["auroc_min"] <= 1
+        assert len(run_["with_reference"]["top1_min"]) == len(r["ns"])
+    assert (tmp_path / "res" / "laptop_scale_objectives.png").stat().st_size > 1000
