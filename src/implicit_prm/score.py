@@ -57,12 +57,13 @@ def prm_metadata(prm: str) -> dict:
     return read_json_file(path) if path.exists() else {}
 
 
-def reference_spec(prm: str, ref: str | None, reference_free: bool) -> tuple[str | None, bool]:
+def reference_spec(prm: str, ref: str | None, reference_free: bool, meta: dict | None = None
+                   ) -> tuple[str | None, bool]:
     """(reference model spec, whether the PRM's own base weights with the adapter disabled serve as reference)."""
     if reference_free:
         return None, False
     base = adapter_base(resolve(prm))
-    ref = ref or prm_metadata(prm).get("reference_model") or base
+    ref = ref or (prm_metadata(prm) if meta is None else meta).get("reference_model") or base
     if ref is None:
         raise UserError(f"'{prm}' has no {METADATA_FILE} naming its reference model: pass --ref MODEL, "
                         "or --reference-free to score with beta * log pi_theta")
@@ -101,9 +102,10 @@ class ImplicitPRM:
 
     @classmethod
     def from_pretrained(cls, prm: str, ref: str | None = None, reference_free: bool = False,
-                        beta: float | None = None, device: str | None = None, **kw) -> "ImplicitPRM":
-        meta = prm_metadata(prm)
-        ref_spec, in_memory = reference_spec(prm, ref, reference_free)
+                        beta: float | None = None, device: str | None = None, meta: dict | None = None,
+                        **kw) -> "ImplicitPRM":
+        meta = prm_metadata(prm) if meta is None else meta
+        ref_spec, in_memory = reference_spec(prm, ref, reference_free, meta)
         tok = load_tokenizer(prm)
         if ref_spec and not in_memory:
             check_same_tokenizer(tok, load_tokenizer(ref_spec), prm, ref_spec)
@@ -233,7 +235,7 @@ def score(cfg: ScoreConfig) -> Path:
     prm = ImplicitPRM.from_pretrained(cfg.prm, cfg.ref, cfg.reference_free, cfg.beta, template=template,
                                       dtype=cfg.dtype, max_length=cfg.max_length, ref_cache=cfg.ref_cache,
                                       system_prompt=system_prompt, max_tokens=cfg.batch_tokens,
-                                      overlong=cfg.overlong, device=str(state.device))
+                                      overlong=cfg.overlong, device=str(state.device), meta=meta)
     encs = encode_samples(prm.encoder, samples, cfg.split, cfg.step_regex, cfg.step_separator)
 
     signature = _signature(cfg, prm)

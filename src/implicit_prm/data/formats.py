@@ -30,7 +30,7 @@ class Sample:
     index: int  # position within its record (completion index; 0 for formats 2 and 3)
 
 
-def _describe(value) -> str:
+def describe_json(value) -> str:
     """A short description of a JSON value for error messages: its JSON type and a preview."""
     kind = {bool: "boolean", int: "number", float: "number", str: "string", list: "list", dict: "object"}
     name = "null" if value is None else kind.get(type(value), type(value).__name__)
@@ -44,7 +44,7 @@ def _text(path, line, rec: dict, field: str) -> str:
         raise InputError(path, line, field, "missing; expected a non-empty string")
     value = rec[field]
     if not isinstance(value, str):
-        raise InputError(path, line, field, f"expected a string, found {_describe(value)}")
+        raise InputError(path, line, field, f"expected a string, found {describe_json(value)}")
     if not value.strip():
         raise InputError(path, line, field, "expected non-empty text, found an empty or whitespace-only string")
     return value
@@ -56,21 +56,21 @@ def _text_list(path, line, rec: dict, field: str) -> list[str]:
         raise InputError(path, line, field, "missing; expected a non-empty list of strings")
     value = rec[field]
     if not isinstance(value, list) or not value:
-        raise InputError(path, line, field, f"expected a non-empty list of strings, found {_describe(value)}")
+        raise InputError(path, line, field, f"expected a non-empty list of strings, found {describe_json(value)}")
     for i, item in enumerate(value):
         if not isinstance(item, str):
-            raise InputError(path, line, f"{field}[{i}]", f"expected a string, found {_describe(item)}")
+            raise InputError(path, line, f"{field}[{i}]", f"expected a string, found {describe_json(item)}")
         if not item.strip():
             raise InputError(path, line, f"{field}[{i}]",
                              "expected non-empty text, found an empty or whitespace-only string")
     return value
 
 
-def _label(path, line, field: str, value) -> int:
+def parse_label(path, line, field: str, value) -> int:
     """An outcome label: true/false or 0/1 -> 1/0, else InputError."""
     if isinstance(value, bool) or (type(value) is int and value in (0, 1)):
         return int(value)
-    raise InputError(path, line, field, f"expected true/false or 0/1, found {_describe(value)}")
+    raise InputError(path, line, field, f"expected true/false or 0/1, found {describe_json(value)}")
 
 
 def _need_label(path, line, field: str, how: str) -> NoReturn:
@@ -88,12 +88,12 @@ def _rollouts(path, line, rec: dict, require_label: bool) -> list[tuple[str, str
         if require_label:
             _need_label(path, line, "correctness", "'correctness' (a list of true/false, one per completion)")
     elif not isinstance(correctness, list):
-        raise InputError(path, line, "correctness", f"expected a list of true/false, found {_describe(correctness)}")
+        raise InputError(path, line, "correctness", f"expected a list of true/false, found {describe_json(correctness)}")
     elif len(correctness) != n:
         raise InputError(path, line, "correctness",
                          f"has {len(correctness)} entries but 'completions' has {n}; expected one per completion")
     labels = [None] * n if correctness is None else [
-        _label(path, line, f"correctness[{i}]", c) for i, c in enumerate(correctness)]
+        parse_label(path, line, f"correctness[{i}]", c) for i, c in enumerate(correctness)]
     others = {k: v for k, v in rec.items() if k not in ("prompt", "completions", "correctness")}
     out = []
     for i, (response, label) in enumerate(zip(completions, labels)):
@@ -112,7 +112,7 @@ def _flat(path, line, rec: dict, require_label: bool) -> list[tuple[str, str, in
     """Format 2: one sample; `label` is the outcome (null or absent = unknown)."""
     prompt = _text(path, line, rec, "prompt")
     response = _text(path, line, rec, "response")
-    label = None if rec.get("label") is None else _label(path, line, "label", rec["label"])
+    label = None if rec.get("label") is None else parse_label(path, line, "label", rec["label"])
     if label is None and require_label:
         _need_label(path, line, "label", "'label' (0 or 1)")
     return [(prompt, response, label, None, rec)]
@@ -128,7 +128,7 @@ def _presplit(path, line, rec: dict, require_label: bool, sep: str) -> list[tupl
     label = None
     for field in ("final_answer_correct", "correctness"):
         if rec.get(field) is not None:
-            label = _label(path, line, field, rec[field])
+            label = parse_label(path, line, field, rec[field])
             break
     if label is None and require_label:
         _need_label(path, line, "final_answer_correct", "'final_answer_correct' or 'correctness' (true/false)")

@@ -38,7 +38,7 @@ from typing import Literal, Optional
 import numpy as np
 
 from ..config import field, save_config
-from ..data.formats import _describe, _label
+from ..data.formats import describe_json, parse_label
 from ..errors import ConfigError, InputError
 from ..io import atomic_open, read_json_records, write_json
 from .steps import finite_number, sigmoid
@@ -63,7 +63,7 @@ def outcome_label(path, line, rec: dict) -> tuple[str, int] | None:
     """(field, 1/0) of the record's correctness, or None when it has none; InputError for a malformed value."""
     fields = PRESPLIT_CORRECT_FIELDS if is_presplit(rec) else CORRECT_FIELDS
     key = next((k for k in fields if rec.get(k) is not None), None)
-    return None if key is None else (key, _label(path, line, key, rec[key]))
+    return None if key is None else (key, parse_label(path, line, key, rec[key]))
 
 
 @dataclass
@@ -98,10 +98,10 @@ class Responses:
     truncated: dict | None
 
 
-def _score_leaves(path, line, scores, name: str) -> dict[str, float]:
+def score_leaves(path, line, scores, name: str) -> dict[str, float]:
     """{method: score} from flat {agg: x} (method name.agg) or nested {source: {agg: x}} (method source.agg)."""
     if not isinstance(scores, dict) or not scores:
-        raise InputError(path, line, "scores", f"expected an object of scores, found {_describe(scores)}")
+        raise InputError(path, line, "scores", f"expected an object of scores, found {describe_json(scores)}")
     out = {}
     for key, value in scores.items():
         items = value.items() if isinstance(value, dict) else [(None, value)]
@@ -121,7 +121,7 @@ def _answer(path, line, rec: dict) -> str | None:
         if key in rec:
             a = rec[key]
             if a is not None and (isinstance(a, bool) or not isinstance(a, (str, int, float))):
-                raise InputError(path, line, key, f"expected a string or null, found {_describe(a)}")
+                raise InputError(path, line, key, f"expected a string or null, found {describe_json(a)}")
             return None if a is None or not str(a).strip() else str(a).strip()
     m = ANSWER_RE.search(rec["response"]) if isinstance(rec.get("response"), str) else None
     return m.group(1) if m else None
@@ -139,7 +139,7 @@ def read_responses(path: str | Path, name: str = "prm", ragged: str = "error") -
                                                        "group responses by problem")
         key = rec[key_field]
         if isinstance(key, bool) or not isinstance(key, (str, int)):
-            raise InputError(path, line, key_field, f"expected a string or integer, found {_describe(key)}")
+            raise InputError(path, line, key_field, f"expected a string or integer, found {describe_json(key)}")
         found = outcome_label(path, line, rec)
         if found is None:
             raise InputError(path, line, "correct", "missing correctness: expected 'correct' (true/false), "
@@ -148,7 +148,7 @@ def read_responses(path: str | Path, name: str = "prm", ragged: str = "error") -
         correct = found[1]
         if "scores" not in rec:
             raise InputError(path, line, "scores", "missing; score the responses first (`implicit-prm score`)")
-        scores = _score_leaves(path, line, rec["scores"], name)
+        scores = score_leaves(path, line, rec["scores"], name)
         if first is None:
             first = (line, set(scores))
         elif set(scores) != first[1]:

@@ -45,7 +45,7 @@ class Problem:
 Records = Iterable[tuple[int, dict]]  # (line number, record)
 
 
-def _text(path, line: int, rec: dict, name: str) -> str:
+def _required_text(path, line: int, rec: dict, name: str) -> str:
     """A required non-empty string field (numbers are accepted for answers and turned into strings)."""
     if name not in rec or rec[name] is None:
         raise InputError(path, line, name, "missing")
@@ -60,7 +60,7 @@ def _text(path, line: int, rec: dict, name: str) -> str:
 def _gsm8k(path, records: Records, split: str) -> list[Problem]:
     out = []
     for line, rec in records:
-        question, solution = _text(path, line, rec, "question"), _text(path, line, rec, "answer")
+        question, solution = _required_text(path, line, rec, "question"), _required_text(path, line, rec, "answer")
         answer = extract_answer(solution, "gsm8k")
         if answer is None:
             raise InputError(path, line, "answer", "expected a GSM8K answer ending in '#### <number>'")
@@ -73,11 +73,11 @@ def _math(path, records: Records, split: str, source: str = "math") -> list[Prob
     """MATH records; a record's own `answer` field (MATH500) wins over the last \\boxed{} of its solution."""
     out = []
     for line, rec in records:
-        question = _text(path, line, rec, "problem")
+        question = _required_text(path, line, rec, "problem")
         if "answer" in rec:
-            answer, solution = _text(path, line, rec, "answer"), rec.get("solution")
+            answer, solution = _required_text(path, line, rec, "answer"), rec.get("solution")
         else:
-            solution = _text(path, line, rec, "solution")
+            solution = _required_text(path, line, rec, "solution")
             answer = extract_answer(solution, "boxed")
             if answer is None:
                 raise InputError(path, line, "solution", "no \\boxed{...} final answer in the solution")
@@ -92,7 +92,7 @@ def _generic(path, records: Records, split: str) -> list[Problem]:
         key = next((k for k in ("problem", "question", "prompt") if k in rec), None)
         if key is None:
             raise InputError(path, line, "problem", "missing (expected one of 'problem', 'question', 'prompt')")
-        question, answer = _text(path, line, rec, key), _text(path, line, rec, "answer")
+        question, answer = _required_text(path, line, rec, key), _required_text(path, line, rec, "answer")
         meta = {k: v for k, v in rec.items() if k not in (key, "answer", "id")}
         out.append(Problem(str(rec.get("id", f"{split}/{len(out)}")), question, answer, split, meta))
     return out

@@ -28,9 +28,9 @@ import numpy as np
 from ..config import field, save_config
 from ..errors import InputError
 from ..io import read_json_records, write_json
-from .bon import _score_leaves, is_presplit, outcome_label  # noqa: F401 (re-exported)
+from .bon import is_presplit, outcome_label, score_leaves  # noqa: F401 (re-exported)
 from .metrics import auroc
-from .steps import OPTIMISTIC, _pct
+from .steps import OPTIMISTIC, pct
 
 SCHEMA = "implicit-prm/outcome/v1"
 
@@ -53,7 +53,7 @@ def read_outcomes(path: str | Path, name: str = "prm") -> tuple[np.ndarray, np.n
             raise InputError(path, line, "correct", f"missing correctness: expected {how}")
         if "scores" not in rec:
             raise InputError(path, line, "scores", "missing; score the responses first (`implicit-prm score`)")
-        scores = _score_leaves(path, line, rec["scores"], name)
+        scores = score_leaves(path, line, rec["scores"], name)
         if first is None:
             first = (line, list(scores))
         elif set(scores) != set(first[1]):
@@ -109,7 +109,7 @@ def format_table(result: dict) -> str:
     rows = [["method", "AUROC", "acc@0", "acc@best*", "best t*"]]
     for m, r in result["methods"].items():
         o = r["optimistic"]
-        rows.append([m, fmt_auroc(r["auroc"]), _pct(r["acc_at_0"]), _pct(o["acc"]), f"{o['threshold']:.4g}"])
+        rows.append([m, fmt_auroc(r["auroc"]), pct(r["acc_at_0"]), pct(o["acc"]), f"{o['threshold']:.4g}"])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [row[0].ljust(widths[0]) + "".join("  " + c.rjust(w) for c, w in zip(row[1:], widths[1:])) for row in rows]
     return "\n".join([*lines, f"* {result['optimistic_label']}"])

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import field, save_config
-from ..data.formats import _describe
+from ..data.formats import describe_json
 from ..errors import ConfigError, InputError
 from ..io import atomic_open, read_json_records
 from . import bon, outcome, steps
@@ -127,7 +127,7 @@ def load_result(path: str | Path, schema: str, keys: tuple[str, ...]) -> dict:
         raise InputError(path, e.lineno, None, f"malformed JSON: {e.msg}") from None
     found = data.get("schema") if isinstance(data, dict) else data
     if found != schema:
-        raise InputError(path, None, "schema", f"expected {schema!r}, found {_describe(found)}")
+        raise InputError(path, None, "schema", f"expected {schema!r}, found {describe_json(found)}")
     missing = [k for k in keys if k not in data]
     if missing:
         raise InputError(path, None, missing[0], f"missing from this {schema} result")
@@ -164,8 +164,8 @@ def bon_blocks(path: Path, r: dict, image: str) -> list[tuple]:
 
 def steps_blocks(path: Path, r: dict) -> list[tuple]:
     def row(name, t, m):
-        return [name, "—" if t is None else f"{t:.4g}", steps._pct(m["acc_err"]), steps._pct(m["acc_ok"]),
-                steps._pct(m["f1"]), str(m["n_err"]), str(m["n_ok"])]
+        return [name, "—" if t is None else f"{t:.4g}", steps.pct(m["acc_err"]), steps.pct(m["acc_ok"]),
+                steps.pct(m["f1"]), str(m["n_err"]), str(m["n_ok"])]
 
     rows, split = [], r.get("split")
     if r.get("tuned"):
@@ -186,7 +186,7 @@ def steps_blocks(path: Path, r: dict) -> list[tuple]:
 
 
 def outcome_blocks(path: Path, r: dict) -> list[tuple]:
-    rows = [[Code(m), outcome.fmt_auroc(v["auroc"]), steps._pct(v["acc_at_0"]), steps._pct(v["optimistic"]["acc"]),
+    rows = [[Code(m), outcome.fmt_auroc(v["auroc"]), steps.pct(v["acc_at_0"]), steps.pct(v["optimistic"]["acc"]),
              f"{v['optimistic']['threshold']:.4g}"] for m, v in r["methods"].items()]
     return [("h", f"Outcome: {path.name}"),
             ("p", ["Input ", Code(r["input"]), f": {r['n']} responses, {r['n_correct']} correct. AUROC of each "
@@ -213,7 +213,7 @@ class Solution:
 def _numbers(path, line, rec: dict, key: str) -> list[float]:
     v = rec.get(key)
     if not isinstance(v, list) or not v:
-        raise InputError(path, line, key, f"expected a non-empty list of numbers, found {_describe(v)}; score the "
+        raise InputError(path, line, key, f"expected a non-empty list of numbers, found {describe_json(v)}; score the "
                                           "file first (`implicit-prm score`)")
     return [steps.finite_number(path, line, f"{key}[{i}]", x) for i, x in enumerate(v)]
 
@@ -223,7 +223,7 @@ def read_solution(path, line, rec: dict, separator: str, score_key: str) -> Solu
     key = "problem" if outcome.is_presplit(rec) and "problem" in rec else "prompt"
     prompt = rec.get(key, rec.get("problem"))
     if not isinstance(prompt, str):
-        raise InputError(path, line, key, f"expected the prompt text, found {_describe(prompt)}")
+        raise InputError(path, line, key, f"expected the prompt text, found {describe_json(prompt)}")
     if isinstance(rec.get("response"), str):
         text = rec["response"]
     elif outcome.is_presplit(rec) and isinstance(rec["steps"], list) and all(isinstance(s, str) for s in rec["steps"]):
@@ -234,13 +234,13 @@ def read_solution(path, line, rec: dict, separator: str, score_key: str) -> Solu
     raw = rec.get("step_spans")
     if not isinstance(raw, list) or len(raw) != len(rewards):
         raise InputError(path, line, "step_spans", f"expected {len(rewards)} [start, end] spans, one per step "
-                                                   f"reward, found {_describe(raw)}")
+                                                   f"reward, found {describe_json(raw)}")
     spans, prev = [], 0
     for i, s in enumerate(raw):
         if not (isinstance(s, list) and len(s) == 2 and all(type(x) is int for x in s) and prev <= s[0] <= s[1]
                 <= len(text)):
             raise InputError(path, line, f"step_spans[{i}]", f"expected [start, end] with {prev} <= start <= end <= "
-                             f"{len(text)} (the response length), found {_describe(s)}")
+                             f"{len(text)} (the response length), found {describe_json(s)}")
         if outcome.is_presplit(rec) and (i >= len(rec["steps"]) or text[s[0]:s[1]] != rec["steps"][i]):
             raise InputError(path, line, f"step_spans[{i}]", f"{s} is not steps[{i}] in the steps joined by "
                              f"{separator!r}; keep `score`'s <file>.config.json (it names the step separator) beside "
@@ -252,12 +252,12 @@ def read_solution(path, line, rec: dict, separator: str, score_key: str) -> Solu
     fe_key = "label" if outcome.is_presplit(rec) and "label" in rec else "first_error"
     fe = rec.get(fe_key)
     if fe is not None and (isinstance(fe, bool) or not isinstance(fe, int) or fe < -1):
-        raise InputError(path, line, fe_key, f"expected -1 or a step index, found {_describe(fe)}")
+        raise InputError(path, line, fe_key, f"expected -1 or a step index, found {describe_json(fe)}")
     got = outcome.outcome_label(path, line, rec)
     correct = got[1] if got else None if fe is None else int(fe == -1)
     scores = {}
     if "scores" in rec:
-        leaves = bon._score_leaves(path, line, rec["scores"], "prm")
+        leaves = bon.score_leaves(path, line, rec["scores"], "prm")
         scores = {m: x for m, x in leaves.items() if m == score_key or m.endswith("." + score_key)}
         if not scores:
             raise ConfigError(f"field 'score_key': {score_key!r} matches none of {path}:{line}'s score methods "

@@ -30,7 +30,7 @@ from typing import Literal, Optional, Sequence
 import numpy as np
 
 from ..config import field, save_config
-from ..data.formats import _describe
+from ..data.formats import describe_json
 from ..errors import ConfigError, InputError
 from ..io import read_json_records, write_json
 
@@ -67,7 +67,7 @@ def sigmoid(x) -> np.ndarray:
 def finite_number(path, line, field_name: str, value) -> float:
     """A JSON number that is not NaN or infinite, else InputError naming the field."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(path, line, field_name, f"expected a finite number, found {_describe(value)}")
+        raise InputError(path, line, field_name, f"expected a finite number, found {describe_json(value)}")
     return float(value)
 
 
@@ -148,12 +148,12 @@ def read_step_data(path: str | Path, signal: str = "q_value") -> StepData:
             raise InputError(path, line, key, "missing; score the file first (`implicit-prm score`)")
         raw = rec[key]
         if not isinstance(raw, list) or not raw:
-            raise InputError(path, line, key, f"expected a non-empty list of numbers, found {_describe(raw)}")
+            raise InputError(path, line, key, f"expected a non-empty list of numbers, found {describe_json(raw)}")
         values = np.array([finite_number(path, line, f"{key}[{i}]", v) for i, v in enumerate(raw)])
         n = len(values)
         if "steps" in rec:
             if not isinstance(rec["steps"], list):
-                raise InputError(path, line, "steps", f"expected a list of strings, found {_describe(rec['steps'])}")
+                raise InputError(path, line, "steps", f"expected a list of strings, found {describe_json(rec['steps'])}")
             if len(rec["steps"]) != n:
                 hint = (" (the response was truncated when scoring; rescore with a larger --max-length)"
                         if "n_steps_total" in rec else "")
@@ -167,7 +167,7 @@ def read_step_data(path: str | Path, signal: str = "q_value") -> StepData:
         label = rec[label_key]
         if isinstance(label, bool) or not isinstance(label, int) or not -1 <= label < n:
             raise InputError(path, line, label_key,
-                             f"expected -1 or a step index 0..{n - 1} ({n} steps scored), found {_describe(label)}")
+                             f"expected -1 or a step index 0..{n - 1} ({n} steps scored), found {describe_json(label)}")
         signals.append(sigmoid(values) if signal == "q_value" else values)
         labels.append(label)
         lines.append(line)
@@ -183,12 +183,12 @@ def _tune(data: StepData, path, what: str) -> tuple[float, dict]:
         raise InputError(path, None, "label", f"{what}: {e}") from None
 
 
-def _pct(x: float | None) -> str:
+def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}"
 
 
 def _summary(m: dict) -> str:
-    return f"acc_err {_pct(m['acc_err'])}  acc_ok {_pct(m['acc_ok'])}  F1 {_pct(m['f1'])}"
+    return f"acc_err {pct(m['acc_err'])}  acc_ok {pct(m['acc_ok'])}  F1 {pct(m['f1'])}"
 
 
 def run_steps(cfg: StepsConfig) -> dict:
