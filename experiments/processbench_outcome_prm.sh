@@ -4,15 +4,15 @@
 # gsm8k (threshold tuned on a seeded half, measured on the other), against the untrained model used as a
 # reference-free scorer (experiments/processbench_untrained_baseline.sh: F1 33.5 step_reward, 23.6 q_value).
 #
-# Laptop budget: 256 ProcessBench math solutions (128 right, 128 wrong, drawn at random with seed 0 among those
+# Laptop budget: 160 ProcessBench math solutions (80 right, 80 wrong, drawn at random with seed 0 among those
 # whose prompt + solution fit in 640 tokens with the chat template), LoRA r=16, lr 1e-4, beta 0.5, one epoch
-# (32 steps of 8). The default system prompt is kept, so the gsm8k reference log-probs of the baseline run are
+# (20 steps of 8). The default system prompt is kept, so the gsm8k reference log-probs of the baseline run are
 # reused from the cache.
 # Usage: experiments/processbench_outcome_prm.sh [path/to/processbench] [out dir]
 set -euo pipefail
 PB=${1:-../shared/data/processbench}
 OUT=${2:-runs/processbench_outcome_prm}
-N=${N:-256}
+N=${N:-160}
 mkdir -p "$OUT"
 [ -f "$OUT/train.jsonl" ] || python - "$PB/math.json" "$OUT/train.jsonl" "$N" <<'PY'
 import json, random, sys
