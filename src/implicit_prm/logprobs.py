@@ -94,6 +94,10 @@ class TokenLogProbs(nn.Module):
         """(B, T-1-start) log-probs of input_ids[:, start+1:]; positions before `start` (the prompt) skip the
         LM head, which is a fifth of a small model's FLOPs per token."""
         decoder = self.lm.get_decoder()
+        # Right padding under a causal mask: a real token only attends to earlier, real tokens, so the padding
+        # mask changes nothing we read, and without it attention takes the fast causal kernel.
+        if attention_mask is not None and bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all()):
+            attention_mask = None
         hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
         return chunked_token_logprobs(hidden[:, start:-1], self.lm.get_output_embeddings(), input_ids[:, start + 1:],
                                       self.chunk, self.softcap, self.scale)  # (B, T-1-start)
