@@ -64,7 +64,7 @@ def test_train_throughput(tmp_path, tiny_model):
 
 def test_gpu_script_on_cpu_with_tiny_configs(tmp_path):
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--tiny"], capture_output=True, text=True,
-                          env={**os.environ, "OUT": str(tmp_path)}, timeout=600)
+                          env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads((tmp_path / "gpu_tiny.json").read_text())
     assert r["scoring"]["tiny"]["tokens"] > 0
