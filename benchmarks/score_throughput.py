@@ -38,13 +38,9 @@ def ours(prm_dir: str, ref: str, items, cache: Path, batch_tokens: int, dtype: s
                                       system_prompt="", max_tokens=batch_tokens, device="cpu")
     _ = prm.own_key  # the weight fingerprint is computed once per loaded PRM, not per call: leave it out
     t = time.perf_counter()
-    encs = [prm.encoder.encode(it.prompt, it.response, spans_of(it)) for it in items]
+    encs = [prm.encoder.encode(it.prompt, it.response, spans_from_steps(it.steps, "\n\n")) for it in items]
     recs = prm.score_encoded(encs)
     return [r["step_rewards"] for r in recs], time.perf_counter() - t
-
-
-def spans_of(it) -> list[tuple[int, int]]:
-    return spans_from_steps(it.steps, "\n\n")
 
 
 def run_set(name: str, items, base: str, prm_a: str, prm_b: str, args, tmp: Path) -> dict:

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
+from implicit_prm.demo import merge_scored
 from implicit_prm.eval.bon import BonConfig, run_bon
 from implicit_prm.eval.outcome import OutcomeConfig, run_outcome
 from implicit_prm.eval.steps import StepsConfig, run_steps
@@ -122,14 +123,8 @@ def main(argv=None) -> None:
     sources["untrained"] = score_once(out / "untrained.jsonl", input=str(test_path), prm=args.model,
                                       reference_free=True, beta=BETA, system_prompt="", progress=False)
 
-    rows = {name: read_jsonl(p) for name, p in sources.items()}
-    first = next(iter(rows.values()))
-    merged = []
-    for i, rec in enumerate(first):
-        assert all(r[i]["response"] == rec["response"] for r in rows.values())
-        merged.append({**rec, "scores": {name: r[i]["scores"] for name, r in rows.items()}})
-    both = out / "all.jsonl"
-    write_jsonl(both, merged)
+    both = merge_scored(sources, out / "all.jsonl")
+    merged = read_jsonl(both)
     bon = run_bon(BonConfig(input=str(both), ns=ns, seed=0, plot=str(out / "all.bon.png")))
     outcome = run_outcome(OutcomeConfig(input=str(both)))
     steps = {name: run_steps(StepsConfig(input=str(p), split_half=True))["evaluated"] for name, p in sources.items()}

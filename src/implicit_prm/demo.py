@@ -46,7 +46,7 @@ def _score_once(prm: str, data: Path, out: Path, **kw) -> Path:
     return score(ScoreConfig(input=str(data), output=str(out), prm=prm, **kw))
 
 
-def _merge(files: dict[str, Path], out: Path) -> Path:
+def merge_scored(files: dict[str, Path], out: Path) -> Path:
     """One file whose `scores` nest each source's scores under its name (records aligned by position)."""
     rows = {name: [json.loads(l) for l in p.read_text().splitlines()] for name, p in files.items()}
     first = next(iter(rows.values()))
@@ -86,7 +86,7 @@ def demo(cfg: DemoConfig) -> dict:
         scored[("untrained", split)] = _score_once(cfg.model, out / f"{split}.jsonl",
                                                    out / f"{split}.untrained.jsonl", reference_free=True,
                                                    beta=cfg.beta, dtype=cfg.dtype, system_prompt=cfg.system_prompt)
-    both = _merge({s: scored[(s, "test")] for s in SOURCES}, out / "test.both.jsonl")
+    both = merge_scored({s: scored[(s, "test")] for s in SOURCES}, out / "test.both.jsonl")
     k = sizes["test"][1]
     ns = [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= k]
     bon = run_bon(BonConfig(input=str(both), ns=ns, seed=cfg.seed))
