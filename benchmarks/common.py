@@ -102,7 +102,16 @@ def write_items(items: list[Item], path: Path) -> Path:
 # -------------------------------------------------------------------------------------------------- peak memory
 
 def reset_peak_rss() -> None:
-    """Reset this process's peak resident set size (Linux: writing 5 to clear_refs resets VmHWM)."""
+    """Reset this process's peak resident set size to what is live now.
+
+    First hand freed heap back to the OS (glibc malloc_trim), or memory that earlier work freed but the allocator
+    kept would count as resident; then reset VmHWM (Linux: writing 5 to clear_refs)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:

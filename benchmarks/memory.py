@@ -1,7 +1,7 @@
 """Peak memory of per-token log-prob extraction for one long sequence: chunked (implicit-prm) against the full
 log_softmax, each configuration in a fresh process so its peak resident memory is its own.
 
-Chunked: `TokenLogProbs`, the LM head and log-softmax 256 positions at a time (never a (T, V) tensor).
+Chunked: `TokenLogProbs`, the LM head and log-softmax 256 tokens at a time (never a (T, V) tensor).
 Naive: full logits (T, V) and a full-vocabulary log_softmax, as the reference implementation does.
 Both run the same model forward under torch.no_grad() in fp32 on one sequence of random tokens.
 

@@ -5,8 +5,11 @@ a full-vocabulary log_softmax over (B, T, V) for both, fp32, batches padded in i
 AdamW. Ours: reference log-probs computed once (cached), chunked log-softmax over response positions only, batches
 of similar length, bf16 autocast where it is fast (not on AVX2-only CPUs, where it resolves to fp32).
 
-Each configuration runs in a fresh process, so its peak resident memory is its own. Throughput is steady state:
-the first (warm-up) step is left out on both sides; ours' one-time reference pass is reported apart.
+Each configuration runs in a fresh process. Throughput and peak resident memory are steady state: the first
+(warm-up) step is left out on both sides, and the peak is reset after it, so it holds weights, gradients,
+optimizer states and one step's activations, not loading or ours' one-time reference pass (whose peak is reported
+apart as setup_peak_rss_mib). Freed heap is handed back to the OS before the reset, and the resident memory right
+then is reported as between_steps_rss_mib: what stays live from step to step (weights, optimizer states, runtime).
 
     python benchmarks/train_throughput.py [--steps 4] [--batch-size 8] [--objectives ce dpo] [--data builtin]
 
@@ -19,6 +22,7 @@ import copy
 import json
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +40,41 @@ def make_data(kind: str, n: int, path: Path) -> Path:
         write_builtin(BuiltinDataConfig(output=str(path), n_problems=max(1, n // 2), samples_per_problem=2, seed=11))
         return path
     return write_items(processbench_items(n // 2 + 1, seed=4)[:n], path)  # one solution per problem: CE only
+
+
+def flop_ratio(model: str, data: Path, max_length: int) -> dict:
+    """The ratio to naive that FLOP counts predict, from the model config and the data's token counts.
+
+    Per token, the decoder costs f_t = 2 x (its matmul parameters) forward and the LM head f_h = 2 x H x V; a
+    backward costs two forwards, or one where the weights are frozen (LoRA: input gradients only).
+    naive:  reference and policy forward plus backward, head on every position:  4 (f_t + f_h) T
+    full:   forward, backward; head on response positions, recomputed in backward: 3 f_t T + 4 f_h R
+    LoRA:   forward, input-gradient backward:                                     2 f_t T + 3 f_h R
+    with T all tokens and R response tokens. Attention's own T^2 term is left out (small at these lengths). The
+    naive loop also moves its (B, T, V) logits, log_softmax and their gradients through memory, which FLOPs do not
+    count, so a measured ratio can exceed this one; to reach 3x, ours would have to do a third of naive's FLOPs.
+    """
+    from transformers import AutoConfig
+
+    from implicit_prm.data import read_samples
+    from implicit_prm.encoding import Encoder, encode_samples
+    from implicit_prm.models import load_tokenizer, resolve
+
+    cfg = AutoConfig.from_pretrained(resolve(model))
+    h, v, inter = cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size
+    hd = getattr(cfg, "head_dim", None) or h // cfg.num_attention_heads
+    kv = getattr(cfg, "num_key_value_heads", cfg.num_attention_heads)
+    per_layer = h * cfg.num_attention_heads * hd * 2 + h * kv * hd * 2 + 3 * h * inter  # q, o; k, v; MLP
+    f_t, f_h = 2 * per_layer * cfg.num_hidden_layers, 2 * h * v
+    tok = load_tokenizer(model)
+    encs = [e for e in encode_samples(Encoder(tok, max_length=max_length, overlong="truncate", system_prompt=""),
+                                      read_samples(str(data))) if e is not None]
+    t = sum(len(e) for e in encs) / len(encs)
+    r = sum(len(e.response_ids) for e in encs) / len(encs)
+    naive = 4 * (f_t + f_h) * t
+    return {"tokens_per_sequence": t, "response_tokens_per_sequence": r, "decoder_flops_per_token": f_t,
+            "head_flops_per_token": f_h, "full": naive / (3 * f_t * t + 4 * f_h * r),
+            "lora": naive / (2 * f_t * t + 3 * f_h * r)}
 
 
 def naive(args: dict) -> dict:
@@ -60,7 +99,6 @@ def naive(args: dict) -> dict:
     ref = copy.deepcopy(policy).eval()  # the frozen reference: a second copy of the weights
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-5)
     policy.train()
-    reset_peak_rss()
 
     def seq_logps(model, seqs):
         ids, mask = pad_batch([e.ids for e in seqs], tok.pad_token_id, "cpu")  # input order
@@ -84,18 +122,43 @@ def naive(args: dict) -> dict:
         loss.backward()
         opt.step()
         opt.zero_grad()
+        if step == 0:
+            setup_peak = rss_mib("VmHWM")  # loading and the warm-up step
+            reset_peak_rss()  # the steady-state peak: optimizer states exist from here on
+            between = rss_mib()  # live between steps: weights (two copies), optimizer states, runtime
         if step > 0:
             times.append(time.perf_counter() - t)
             n_tok += sum(len(e) for e in seqs)
     return {"tokens_per_s": n_tok / sum(times), "s_per_step": sum(times) / len(times),
-            "peak_rss_mib": rss_mib("VmHWM")}
+            "peak_rss_mib": rss_mib("VmHWM"), "setup_peak_rss_mib": setup_peak, "between_steps_rss_mib": between}
+
+
+def watch_training(log_path: Path, steps: int, peaks: dict, stop: threading.Event) -> None:
+    """In a thread beside train(): once the warm-up step is logged, reset the peak RSS; when the last timed step
+    is logged, read it. So the peak covers the timed steps only: not loading, the reference pass or saving."""
+    reset = False
+    while not stop.is_set():
+        n = len(log_path.read_text().splitlines()) if log_path.exists() else 0
+        if n >= 1 and not reset:
+            peaks["setup_peak_rss_mib"] = rss_mib("VmHWM")  # loading, reference pass and the warm-up step
+            reset_peak_rss()
+            peaks["between_steps_rss_mib"] = rss_mib()  # live between steps: weights, optimizer states, runtime
+            reset = True
+        if reset and n >= steps + 1:
+            peaks["peak_rss_mib"] = rss_mib("VmHWM")
+            return
+        time.sleep(0.02)
 
 
 def ours(args: dict) -> dict:
     from implicit_prm.train import TrainConfig, train
 
     tmp = Path(tempfile.mkdtemp())
-    reset_peak_rss()
+    peaks: dict = {}
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch_training, args=(tmp / "run" / "train_log.jsonl", args["steps"], peaks,
+                                                            stop), daemon=True)
+    watcher.start()
     t = time.perf_counter()
     out = train(TrainConfig(data=args["data"], output=str(tmp / "run"), model=args["model"],
                             objective=args["objective"], batch_size=args["batch_size"], lr=1e-5,
@@ -103,13 +166,18 @@ def ours(args: dict) -> dict:
                             ref_cache=str(tmp / "ref.sqlite"), checkpoint_every=0, progress=False, warmup_ratio=0.0,
                             system_prompt="", max_length=args["max_length"], overlong="truncate"))
     wall = time.perf_counter() - t
-    peak = rss_mib("VmHWM")
+    stop.set()
+    watcher.join()
+    if "peak_rss_mib" not in peaks:  # steps too fast to watch (tiny test models): the whole run's peak
+        peaks["peak_rss_mib"], peaks["peak_scope"] = rss_mib("VmHWM"), "whole run"
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     shutil.rmtree(tmp, ignore_errors=True)
     first, last = log[0], log[-1]  # steady state: leave out the first (warm-up) step, as for the naive loop
     train_s = last["elapsed_s"] - first["elapsed_s"]
     return {"tokens_per_s": (last["tokens"] - first["tokens"]) / train_s, "s_per_step": train_s / (len(log) - 1),
-            "wall_s_incl_load_and_ref_pass": wall, "peak_rss_mib": peak}
+            "wall_s_incl_load_and_ref_pass": wall, "peak_rss_mib": peaks.get("peak_rss_mib"),
+            "setup_peak_rss_mib": peaks.get("setup_peak_rss_mib"), "peak_scope": peaks.get("peak_scope", "timed steps"),
+            "between_steps_rss_mib": peaks.get("between_steps_rss_mib")}
 
 
 def worker(args: dict) -> None:
@@ -133,6 +201,10 @@ def main() -> None:
         ap.error("ProcessBench has one solution per problem: no (right, wrong) pairs for DPO; use --objectives ce")
     tmp = Path(tempfile.mkdtemp())
     data = make_data(args.data, args.batch_size * (args.steps + 1), tmp / "train.jsonl")
+    bound = flop_ratio(args.model, data, args.max_length)
+    print(f"The ratio to naive that FLOP counts predict: full {bound['full']:.2f}x, LoRA {bound['lora']:.2f}x "
+          f"({bound['tokens_per_sequence']:.0f} tokens per sequence, {bound['response_tokens_per_sequence']:.0f} "
+          "of them response)", flush=True)
     rows = {}
     for objective in args.objectives:
         b = args.batch_size // 2 if objective == "dpo" else args.batch_size  # DPO: pairs, two sequences each
@@ -143,16 +215,20 @@ def main() -> None:
             r = run_isolated(__file__, {**common, **extra})
             rows[f"{objective}/{name}"] = r
             print(f"{objective}/{name}: {r}", flush=True)
-    print(f"\n{'run':12s} {'tokens/s':>9s} {'x naive':>8s} {'s/step':>7s} {'peak MiB':>9s}")
+    print(f"\n{'run':12s} {'tokens/s':>9s} {'x naive':>8s} {'FLOP ratio':>10s} {'s/step':>7s} {'peak MiB':>9s} "
+          f"{'between':>8s} {'setup MiB':>9s}")
     for key, r in rows.items():
         if "tokens_per_s" not in r:
             print(f"{key:12s} failed")
             continue
         base = rows[key.split("/")[0] + "/naive"].get("tokens_per_s")
         r["ratio_vs_naive"] = r["tokens_per_s"] / base if base else None
-        print(f"{key:12s} {r['tokens_per_s']:9.1f} {r['ratio_vs_naive'] or 0:8.2f} {r['s_per_step']:7.2f} "
-              f"{r['peak_rss_mib']:9.0f}")
-    save("train_throughput", {"goal": "ours >= 3x naive tokens/s", "data": args.data,
+        r["flop_ratio"] = bound.get(key.split("/")[1], 1.0)
+        print(f"{key:12s} {r['tokens_per_s']:9.1f} {r['ratio_vs_naive'] or 0:8.2f} {r['flop_ratio']:10.2f} "
+              f"{r['s_per_step']:7.2f} "
+              f"{r['peak_rss_mib'] or float('nan'):9.0f} {r.get('between_steps_rss_mib') or float('nan'):8.0f} "
+              f"{r['setup_peak_rss_mib'] or float('nan'):9.0f}")
+    save("train_throughput", {"goal": "ours >= 3x naive tokens/s", "data": args.data, "flop_ratio": bound,
                               "batch_size_sequences": args.batch_size, "rows": rows})
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -22,7 +22,7 @@ def setup():
     return head, hidden, targets
 
 
-@pytest.mark.parametrize("chunk", [1, 3, T, T + 5])
+@pytest.mark.parametrize("chunk", [1, 3, T, B * T, B * T + 5])
 def test_chunked_equals_full(setup, chunk):
     head, hidden, targets = setup
     with torch.no_grad():
@@ -55,7 +55,7 @@ def test_chunked_gradients_match_full(setup, chunk, monkeypatch):
     monkeypatch.setattr(L, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
     h = hidden.clone().requires_grad_()
     (chunked_token_logprobs(h, head, targets, chunk=chunk) * weights).sum().backward()
-    assert len(calls) == -(-T // chunk)  # every chunk was checkpointed
+    assert len(calls) == -(-(B * T) // chunk)  # every chunk of the flattened (B*T) tokens was checkpointed
     for got, want in zip((h.grad, head.weight.grad, head.bias.grad), grads_full):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
@@ -112,6 +112,32 @@ def test_token_logprobs_equal_model_logits(lm):
     torch.testing.assert_close(got[real], want[real], atol=1e-5, rtol=0)
 
 
+def test_positions_narrow_the_head_and_keep_values_and_gradients(lm):
+    # positions selects where the LM head runs: there the values and their gradients equal the unnarrowed
+    # forward's, elsewhere the result is exactly 0.
+    torch.manual_seed(2)
+    ids = torch.randint(3, 1000, (2, 7))
+    mask = torch.ones_like(ids)
+    tlp = TokenLogProbs(lm, chunk=3)
+    pos = torch.zeros(2, 5, dtype=torch.bool)  # start=1: (2, 7-1-1) positions
+    pos[0, 2:] = True
+    pos[1, 1:3] = True
+    weights = torch.randn(2, 5)
+    full = tlp(ids, mask, 1)
+    (full * weights * pos).sum().backward()
+    want_grad = lm.model.layers[0].mlp.up_proj.weight.grad.clone()
+    lm.zero_grad()
+    got = tlp(ids, mask, 1, pos)
+    (got * weights).sum().backward()
+    try:
+        assert got.shape == (2, 5)
+        assert (got[~pos] == 0).all()
+        torch.testing.assert_close(got[pos], full[pos].detach(), atol=1e-5, rtol=0)
+        torch.testing.assert_close(lm.model.layers[0].mlp.up_proj.weight.grad, want_grad, atol=1e-5, rtol=1e-4)
+    finally:
+        lm.zero_grad(set_to_none=True)
+
+
 def test_right_padding_does_not_change_real_tokens(lm):
     tlp = TokenLogProbs(lm)
     short, long = [5, 17, 300, 42, 7], [9, 8, 7, 6, 5, 4, 3, 200, 100]
@@ -139,14 +165,24 @@ def test_token_logprobs_reads_softcap_and_scale_from_config(lm):
 
 
 def test_length_batches_worked_example():
-    # lengths 5 3 8 2 8, max_tokens 16. Longest first (ties by index): 2(8) 4(8) 0(5) 1(3) 3(2)
-    # [2]; +4: 8*2 = 16 <= 16 -> [2, 4]; +0: 8*3 = 24 > 16 -> close
-    # [0] longest 5; +1: 5*2 = 10; +3: 5*3 = 15 <= 16 -> [0, 1, 3]
-    assert length_batches([5, 3, 8, 2, 8], max_tokens=16) == [[2, 4], [0, 1, 3]]
+    # lengths 5 3 8 2 8, max_tokens 16; sorted longest first (ties by index): idx 2(8) 4(8) 0(5) 1(3) 3(2).
+    # best[i] = min over k of k*L[i] + overhead + best[i+k], k*L[i] <= 16. With overhead 4:
+    #   i=4 (2): 2+4 = 6                    i=3 (3): k1 3+4+6 = 13, k2 6+4 = 10 -> 10
+    #   i=2 (5): k1 5+4+10 = 19, k2 10+4+6 = 20, k3 15+4 = 19 -> 19 (tie: larger batch)
+    #   i=1 (8): k1 8+4+19 = 31, k2 16+4+10 = 30 -> 30
+    #   i=0 (8): k1 8+4+30 = 42, k2 16+4+19 = 39 -> 39: [2, 4] then [0, 1, 3]
+    assert length_batches([5, 3, 8, 2, 8], max_tokens=16, overhead_tokens=4) == [[2, 4], [0, 1, 3]]
+    # Without a per-call cost, padding alone decides: no padding at all. i=0: k1 8+18 = k2 16+10 = 26 -> [2, 4];
+    # i=2: k1 5+5 = 10 < k2 10+2 < k3 15 -> [0]; i=3: k1 3+2 = 5 < k2 6 -> [1]; then [3].
+    assert length_batches([5, 3, 8, 2, 8], max_tokens=16) == [[2, 4], [0], [1], [3]]
+    # a short sequence is not padded up to a long one when that costs more than a call: 100 then 10 x 3
+    assert length_batches([100, 10, 10, 10], max_tokens=1000, overhead_tokens=50) == [[0], [1, 2, 3]]
+    # ... but joins it when the call costs more than the padding
+    assert length_batches([100, 90], max_tokens=1000, overhead_tokens=50) == [[0, 1]]
     # a sequence longer than max_tokens still gets a batch of its own
     assert length_batches([20, 3], max_tokens=16) == [[0], [1]]
     # max_batch caps the count: 5 items of length 1, max_batch 2
-    assert length_batches([1] * 5, max_tokens=100, max_batch=2) == [[0, 1], [2, 3], [4]]
+    assert length_batches([1] * 5, max_tokens=100, max_batch=2, overhead_tokens=10) == [[0, 1], [2, 3], [4]]
     assert length_batches([], max_tokens=16) == []
 
 
@@ -171,3 +207,50 @@ def test_response_slices():
     encs = [Encoded([1, 2, 3], [4, 5], [0, 0], 1), Encoded([1], [4, 5, 6], [0, 0, 0], 1)]
     got = response_slices(lp, encs)
     assert [g.tolist() for g in got] == [[2.0, 3.0], [6.0, 7.0, 8.0]]
+
+
+def test_batch_plan_shares_prompts_worked_example():
+    from implicit_prm.batching import batch_plan
+
+    e = lambda p, r: Encoded(p, r, [0] * len(r), 1)  # noqa: E731
+    encs = [e([1, 2, 3], [4, 5]), e([9, 9], [7]), e([1, 2, 3], [6, 6, 6, 6]), e([1, 2, 3], [8])]
+    # prompt [1,2,3] has three responses: shared batches, lengths 3+resp = 5, 7, 4, overhead 0 + prompt 3.
+    # Sorted 7 (e2), 5 (e0), 4 (e3): best(4) = 4+3 = 7; best(5) = min(5+3+7, 10+3) = 13;
+    # best(7) = min(7+3+13 = 23, 14+3+7 = 24, 21+3 = 24) = 23 -> [e2], [e0, e3]. Prompt [9,9] has one: plain.
+    # Largest first by size x longest: [e0, e3] 2x5, [e2] 7, [e1] 3.
+    assert batch_plan(encs, 100) == [(True, [0, 3]), (True, [2]), (False, [1])]
+    # without sharing: plain length batches, no padding without a call cost -> singletons, longest first
+    assert batch_plan(encs, 100, share_prefix=False) == [(False, [2]), (False, [0]), (False, [3]), (False, [1])]
+
+
+def test_shared_prefix_log_probs_equal_plain_batches(lm):
+    from implicit_prm.batching import batch_plan, response_logprobs
+
+    class NoSharing(TokenLogProbs):
+        can_share_prefix = False
+
+    torch.manual_seed(3)
+    prompts = [torch.randint(3, 1000, (n,)).tolist() for n in (6, 11)]
+    encs = [Encoded(prompts[i % 2], torch.randint(3, 1000, (n,)).tolist(), [0] * n, 1)
+            for i, n in enumerate([5, 9, 3, 12, 7])]
+    tlp = TokenLogProbs(lm, chunk=4)
+    assert tlp.can_share_prefix
+    assert [shared for shared, _ in batch_plan(encs, 64)] == [True, True]  # 3 + 2 responses to 2 prompts
+    got = response_logprobs(tlp, encs, pad_id=2, device="cpu", max_tokens=64, show=False)
+    want = response_logprobs(NoSharing(lm, chunk=4), encs, pad_id=2, device="cpu", max_tokens=64, show=False)
+    for g, w, e in zip(got, want, encs):
+        assert g.shape == (len(e.response_ids),)
+        torch.testing.assert_close(torch.from_numpy(g), torch.from_numpy(w), atol=1e-5, rtol=0)
+
+
+def test_batch_plan_does_not_share_a_short_prompt_before_long_responses():
+    from implicit_prm.batching import batch_plan
+
+    e = lambda p, n: Encoded(p, [5] * n, [0] * n, 1)  # noqa: E731
+    # prompt 40, two responses of 2048, batches of 8192: k = min(2, 8192 // 2088) = 2.
+    # Saved per response 40 * (1 - 1/2) = 20 tokens; masked attention costs 2048^2 / 7800 = 538 -> not shared.
+    long = [e([1] * 40, 2048), e([1] * 40, 2048)]
+    assert [s for s, _ in batch_plan(long, 8192, attention_context=7800)] == [False]
+    # prompt 59, six responses of 83: saved 59 * (1 - 1/6) = 49.2 > 83^2 / 7800 = 0.9 -> shared
+    short = [e([1] * 59, 83) for _ in range(6)]
+    assert [s for s, _ in batch_plan(short, 8192, attention_context=7800)] == [True]
