@@ -254,3 +254,28 @@ def test_batch_plan_does_not_share_a_short_prompt_before_long_responses():
     # prompt 59, six responses of 83: saved 59 * (1 - 1/6) = 49.2 > 83^2 / 7800 = 0.9 -> shared
     short = [e([1] * 59, 83) for _ in range(6)]
     assert [s for s, _ in batch_plan(short, 8192, attention_context=7800)] == [True]
+
+
+def test_attention_context_and_prefix_sharing_follow_the_config(lm):
+    tlp = TokenLogProbs(lm)
+    c = lm.config
+    hd = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    kv = c.num_key_value_heads
+    per_layer = 2 * c.hidden_size * c.num_attention_heads * hd + 2 * c.hidden_size * kv * hd \
+        + 3 * c.hidden_size * c.intermediate_size
+    assert tlp.attention_context == per_layer / c.hidden_size
+    assert tlp.can_share_prefix
+    saved = getattr(c, "layer_types", None)
+    c.layer_types = ["full_attention", "linear_attention"]  # a hybrid model: recurrent states do not repeat
+    try:
+        assert not tlp.can_share_prefix
+    finally:
+        c.layer_types = saved
+
+
+def test_positions_all_false_gives_zeros_with_a_graph(lm):
+    ids = torch.randint(3, 1000, (2, 6))
+    out = TokenLogProbs(lm)(ids, None, 0, torch.zeros(2, 5, dtype=torch.bool))
+    assert out.shape == (2, 5) and (out == 0).all() and out.requires_grad
+    out.sum().backward()  # no error: the graph reaches the weights
+    lm.zero_grad(set_to_none=True)

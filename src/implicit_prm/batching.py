@@ -88,7 +88,7 @@ def batch_plan(encs: Sequence[Encoded], max_tokens: int, overhead_tokens: int = 
     Continuations cannot use the causal attention kernel, which skips the upper triangle: with past keys the mask
     is no longer square and attention computes all of it. Per response that costs about L^2 / attention_context
     token-equivalents, where attention_context is the context at which attention's FLOPs per token equal the
-    weights' (params / (hidden x layers): about 7.8k for SmolLM2-135M). A prompt is shared only where the prompt
+    decoder weights' (TokenLogProbs.attention_context: about 6.1k for SmolLM2-135M). A prompt is shared only where the prompt
     tokens saved per response, P (1 - 1/k) for k responses in a batch, exceed that. Measured on SmolLM2-135M: with
     P = 59, L = 83 sharing was 1.2-1.3x faster; with P = 40, L = 2048 it was 10% slower and at L = 4096 39% slower.
     """

@@ -115,27 +115,41 @@ class TokenLogProbs(nn.Module):
         head = self.lm.get_output_embeddings()
         if positions is None:
             return chunked_token_logprobs(hidden, head, targets, self.chunk, self.softcap, self.scale)  # (B, T')
+        if not bool(positions.any()):  # nothing to read: zeros, still attached to the graph (DDP, backward)
+            return torch.zeros(targets.shape, dtype=torch.float32, device=hidden.device) + hidden.sum() * 0
         picked = chunked_token_logprobs(hidden[positions], head, targets[positions], self.chunk, self.softcap,
                                         self.scale)  # (N,)
         return torch.zeros(targets.shape, dtype=picked.dtype, device=picked.device).masked_scatter(positions, picked)
 
     @property
     def attention_context(self) -> float:
-        """The context length at which attention's FLOPs per token equal the weights': params / (hidden x layers)."""
-        cfg = getattr(self.lm, "config", None)
-        hidden, layers = getattr(cfg, "hidden_size", None), getattr(cfg, "num_hidden_layers", None)
-        if not (hidden and layers):
+        """The context length at which attention's FLOPs per token equal the decoder weights': the matmul
+        parameters of one layer over the hidden size (about 6.1k for SmolLM2-135M). From the config, so a policy
+        and its reference of the same architecture always agree; inf where the config does not say."""
+        cfg = _text_config(self.lm)
+        try:
+            h, heads, inter = cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size
+            head_dim = getattr(cfg, "head_dim", None) or h // heads
+            kv = getattr(cfg, "num_key_value_heads", None) or heads
+        except (AttributeError, TypeError):
             return float("inf")
-        return sum(p.numel() for p in self.lm.parameters()) / (hidden * layers)
+        per_layer = 2 * h * heads * head_dim + 2 * h * kv * head_dim + 3 * h * inter  # q, o; k, v; MLP
+        return per_layer / h
 
     @property
     def can_share_prefix(self) -> bool:
-        """Whether the decoder takes a key/value cache (transformers 5's `cache=`), which continuations() needs."""
+        """Whether continuations() can run this model: its decoder takes a key/value cache (transformers 5's
+        `cache=`) and every layer is attention, whose cache repeats across a batch. Linear-attention and conv
+        layers (hybrid models) keep recurrent states that a repeated cache would not carry."""
+        types = getattr(_text_config(self.lm), "layer_types", None) or []
+        if any(t not in ("full_attention", "sliding_attention", "chunked_attention") for t in types):
+            return False
         try:
             return "cache" in inspect.signature(self.lm.get_decoder().forward).parameters
         except (AttributeError, TypeError, ValueError):
             return False
 
+    @torch.no_grad()
     def continuations(self, prompt_ids: torch.Tensor, response_ids: torch.Tensor,
                       positions: torch.Tensor) -> torch.Tensor:
         """(k, L) log-probs of k right-padded responses (k, L) to one prompt (1, P), the prompt computed once.
@@ -149,6 +163,9 @@ class TokenLogProbs(nn.Module):
         k = response_ids.shape[0]
         first = decoder(input_ids=prompt_ids, use_cache=True)
         cache = first.cache
+        if cache is None:
+            raise RuntimeError("the decoder returned no key/value cache (gradient checkpointing in train mode turns "
+                               "it off): continuations() is for scoring, with the model in eval mode")
         cache.batch_repeat_interleave(k)
         hidden = decoder(input_ids=response_ids, cache=cache, use_cache=True).last_hidden_state  # (k, L, H)
         # The prompt's last state predicts the first response token; response position j predicts token j + 1.
@@ -158,3 +175,9 @@ class TokenLogProbs(nn.Module):
                                         self.chunk, self.softcap, self.scale)  # (N,)
         out = torch.zeros(response_ids.shape, dtype=picked.dtype, device=picked.device)
         return out.masked_scatter(positions, picked)
+
+
+def _text_config(lm):
+    """The language model's config (multimodal configs nest it as text_config)."""
+    cfg = getattr(lm, "config", None)
+    return getattr(cfg, "text_config", None) or cfg
