@@ -99,6 +99,16 @@ def write_items(items: list[Item], path: Path) -> Path:
     return path
 
 
+def flops_per_token(cfg) -> tuple[float, float]:
+    """(decoder, LM head) forward FLOPs per token of a Llama-shaped config: 2 x the decoder's matmul parameters
+    (q, k, v, o and the gated MLP of every layer) and 2 x hidden x vocab. Attention's own term is left out."""
+    h, heads = cfg.hidden_size, cfg.num_attention_heads
+    hd = getattr(cfg, "head_dim", None) or h // heads
+    kv = getattr(cfg, "num_key_value_heads", None) or heads
+    per_layer = 2 * h * heads * hd + 2 * h * kv * hd + 3 * h * cfg.intermediate_size
+    return 2 * per_layer * cfg.num_hidden_layers, 2 * h * cfg.vocab_size
+
+
 # -------------------------------------------------------------------------------------------------- peak memory
 
 def reset_peak_rss() -> None:

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import (builtin_items, dense_bound, naive_score, perturbed_copy, processbench_items, save)
+from common import (builtin_items, dense_bound, flops_per_token, naive_score, perturbed_copy, processbench_items,
+                    save)
 from implicit_prm.batching import batch_plan
 from implicit_prm.encoding import Encoder
 from implicit_prm.logprobs import TokenLogProbs, resolve_precision
@@ -53,9 +54,7 @@ def flop_ratio(items, enc: Encoder, model, batch_size: int, batch_tokens: int) -
     responses in our batch plan: the decoder over each batch's padded tokens (a shared batch: its prompt once plus
     its padded responses), the head over response tokens only.
     """
-    cfg = model.config
-    f_h = 2 * cfg.hidden_size * cfg.vocab_size
-    f_t = 2 * sum(p.numel() for n, p in model.named_parameters() if "layers." in n and p.dim() == 2)
+    f_t, f_h = flops_per_token(model.config)
     encs = [enc.encode(it.prompt, it.response, spans_from_steps(it.steps, "\n\n")) for it in items]
     naive = sum(len(chunk) * max(len(e) for e in chunk) * (f_t + f_h)
                 for chunk in (encs[s:s + batch_size] for s in range(0, len(encs), batch_size)))

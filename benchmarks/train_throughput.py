@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from common import (naive_full_logprobs, processbench_items, reset_peak_rss, rss_mib, run_isolated,
-                    save, worker_result, write_items)
+from common import (flops_per_token, naive_full_logprobs, processbench_items, reset_peak_rss, rss_mib,
+                    run_isolated, save, worker_result, write_items)
 
 
 def make_data(kind: str, n: int, path: Path) -> Path:
@@ -60,12 +60,7 @@ def flop_ratio(model: str, data: Path, max_length: int) -> dict:
     from implicit_prm.encoding import Encoder, encode_samples
     from implicit_prm.models import load_tokenizer, resolve
 
-    cfg = AutoConfig.from_pretrained(resolve(model))
-    h, v, inter = cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size
-    hd = getattr(cfg, "head_dim", None) or h // cfg.num_attention_heads
-    kv = getattr(cfg, "num_key_value_heads", cfg.num_attention_heads)
-    per_layer = h * cfg.num_attention_heads * hd * 2 + h * kv * hd * 2 + 3 * h * inter  # q, o; k, v; MLP
-    f_t, f_h = 2 * per_layer * cfg.num_hidden_layers, 2 * h * v
+    f_t, f_h = flops_per_token(AutoConfig.from_pretrained(resolve(model)))
     tok = load_tokenizer(model)
     encs = [e for e in encode_samples(Encoder(tok, max_length=max_length, overlong="truncate", system_prompt=""),
                                       read_samples(str(data))) if e is not None]

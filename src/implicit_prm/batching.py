@@ -88,8 +88,8 @@ def batch_plan(encs: Sequence[Encoded], max_tokens: int, overhead_tokens: int = 
     Continuations cannot use the causal attention kernel, which skips the upper triangle: with past keys the mask
     is no longer square and attention computes all of it. Per response that costs about L^2 / attention_context
     token-equivalents, where attention_context is the context at which attention's FLOPs per token equal the
-    decoder weights' (TokenLogProbs.attention_context: about 6.1k for SmolLM2-135M). A prompt is shared only where the prompt
-    tokens saved per response, P (1 - 1/k) for k responses in a batch, exceed that. Measured on SmolLM2-135M: with
+    decoder weights' (TokenLogProbs.attention_context: about 6.1k for SmolLM2-135M). A prompt is shared only where
+    the prompt tokens saved per response, P (1 - 1/k) for k responses in a batch, exceed that. Measured on SmolLM2-135M: with
     P = 59, L = 83 sharing was 1.2-1.3x faster; with P = 40, L = 2048 it was 10% slower and at L = 4096 39% slower.
     """
     groups: dict[tuple, list[int]] = {}
@@ -102,13 +102,12 @@ def batch_plan(encs: Sequence[Encoded], max_tokens: int, overhead_tokens: int = 
         if not (share_prefix and prompt and len(idx) >= 2):
             rest += members
             continue
-        resp = [len(encs[i].response_ids) for i in idx]
-        k = min(len(idx), max(1, max_tokens // (len(prompt) + max(resp))))  # responses per batch
-        if len(prompt) * (1 - 1 / k) <= sum(n * n for n in resp) / len(resp) / attention_context:
+        p, resp = len(prompt), [len(encs[i].response_ids) for i in idx]
+        k = min(len(idx), max(1, max_tokens // (p + max(resp))))  # responses per batch
+        if p * (1 - 1 / k) <= sum(n * n for n in resp) / len(resp) / attention_context:
             rest += members
             continue
         rest += [i for i in members if not encs[i].response_ids]
-        p = len(prompt)
         for b in length_batches([p + len(encs[i].response_ids) for i in idx], max_tokens,
                                 overhead_tokens=overhead_tokens + p):
             plan.append((True, [idx[j] for j in b]))
