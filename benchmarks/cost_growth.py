@@ -14,8 +14,8 @@ import argparse
 import time
 
 import torch
-
 from common import builtin_items, save
+
 from implicit_prm.batching import response_logprobs
 from implicit_prm.encoding import Encoded, Encoder
 from implicit_prm.logprobs import TokenLogProbs

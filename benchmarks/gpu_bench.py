@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import machine
+
 from implicit_prm.batching import length_batches, pad_batch
 from implicit_prm.logprobs import TokenLogProbs
 from implicit_prm.losses import ce_loss

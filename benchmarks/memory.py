@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import naive_full_logprobs, reset_peak_rss, rss_mib, run_isolated, save, worker_result
 
 

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import builtin_items, dense_bound, flops_per_token, naive_score, perturbed_copy, processbench_items, save
 
-from common import (builtin_items, dense_bound, flops_per_token, naive_score, perturbed_copy, processbench_items,
-                    save)
 from implicit_prm.batching import batch_plan
 from implicit_prm.encoding import Encoder
 from implicit_prm.logprobs import TokenLogProbs, resolve_precision

@@ -27,9 +27,17 @@ import time
 from pathlib import Path
 
 import torch
-
-from common import (flops_per_token, naive_full_logprobs, processbench_items, reset_peak_rss, rss_mib,
-                    run_isolated, save, worker_result, write_items)
+from common import (
+    flops_per_token,
+    naive_full_logprobs,
+    processbench_items,
+    reset_peak_rss,
+    rss_mib,
+    run_isolated,
+    save,
+    worker_result,
+    write_items,
+)
 
 
 def make_data(kind: str, n: int, path: Path) -> Path:

@@ -6,8 +6,7 @@ import re
 import pytest
 
 from implicit_prm.config import from_mapping
-from implicit_prm.data.builtin import (BuiltinDataConfig, Problem, generate_rollouts, make_problem, solve,
-                                       write_builtin)
+from implicit_prm.data.builtin import BuiltinDataConfig, Problem, generate_rollouts, make_problem, solve, write_builtin
 from implicit_prm.errors import ConfigError
 
 STEP = re.compile(r"^Step (\d+): (-?\d+) ([+*-]) (\d+) = (-?\d+)(\. The answer is (-?\d+)\.)?$")

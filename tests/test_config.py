@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from implicit_prm.cli import VERBS as CLI_VERBS, _resolve, build_parser, main
+from implicit_prm.cli import VERBS as CLI_VERBS
+from implicit_prm.cli import _resolve, build_parser, main
 from implicit_prm.config import from_args
 from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
 from implicit_prm.score import ScoreConfig

@@ -8,8 +8,18 @@ import pytest
 
 from implicit_prm.errors import InputError
 from implicit_prm.eval import grading
-from implicit_prm.eval.grading import (Grade, GradeConfig, GradingError, extract_answer, grade, grade_file,
-                                       is_equivalent, normalize_answer, reference_answer, summarize)
+from implicit_prm.eval.grading import (
+    Grade,
+    GradeConfig,
+    GradingError,
+    extract_answer,
+    grade,
+    grade_file,
+    is_equivalent,
+    normalize_answer,
+    reference_answer,
+    summarize,
+)
 
 # (response, gold, expected_correct): real responses end in one of the forms the extractor knows.
 CASES = [

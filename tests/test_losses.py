@@ -4,8 +4,7 @@ import math
 import pytest
 import torch
 
-from implicit_prm.losses import (LOSSES, PAIRED, ce_loss, closed_form_init_loss, dpo_loss, kto_loss,
-                                 nca_loss)
+from implicit_prm.losses import LOSSES, PAIRED, ce_loss, closed_form_init_loss, dpo_loss, kto_loss, nca_loss
 
 # Reference values used below (sigma = logistic function):
 #   -log sigma(1)  = log(1 + e^-1) = 0.3132617

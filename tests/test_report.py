@@ -13,8 +13,14 @@ import pytest
 from implicit_prm.errors import ConfigError, InputError, UserError
 from implicit_prm.eval.bon import BonConfig, run_bon
 from implicit_prm.eval.outcome import OutcomeConfig, run_outcome
-from implicit_prm.eval.report import (ReportConfig, make_report, pick_solutions, read_solutions, reward_colour,
-                                      solution_html)
+from implicit_prm.eval.report import (
+    ReportConfig,
+    make_report,
+    pick_solutions,
+    read_solutions,
+    reward_colour,
+    solution_html,
+)
 from implicit_prm.eval.steps import StepsConfig, run_steps
 
 # (problem, prompt, steps, correct, first_error, step rewards); 2 problems x 2 responses; q = running sum of rewards

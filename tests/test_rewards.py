@@ -2,8 +2,16 @@
 import pytest
 import torch
 
-from implicit_prm.rewards import (aggregate, q_values, spans_from_starts, spans_from_steps, step_rewards, step_spans,
-                                  token_rewards, token_steps)
+from implicit_prm.rewards import (
+    aggregate,
+    q_values,
+    spans_from_starts,
+    spans_from_steps,
+    step_rewards,
+    step_spans,
+    token_rewards,
+    token_steps,
+)
 
 
 def t(*xs):

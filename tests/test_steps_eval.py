@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from implicit_prm.errors import ConfigError, InputError
-from implicit_prm.eval.steps import (OPTIMISTIC, SCHEMA, StepsConfig, best_threshold, first_error_prediction,
-                                     processbench_metrics, run_steps)
+from implicit_prm.eval.steps import (
+    OPTIMISTIC,
+    SCHEMA,
+    StepsConfig,
+    best_threshold,
+    first_error_prediction,
+    processbench_metrics,
+    run_steps,
+)
 
 PROCESSBENCH_GSM8K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "processbench" / "gsm8k.json"
 

@@ -8,7 +8,6 @@ import sys
 from .config import add_arguments, from_args
 from .errors import UserError
 
-
 # verb -> (module, config class, function, help); a dict is a group of sub-verbs (`implicit-prm eval bon`).
 # Only the chosen verb's module is imported, so `--help` and light verbs start fast.
 VERBS: dict = {

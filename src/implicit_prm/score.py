@@ -21,8 +21,7 @@ from .errors import UserError
 from .io import atomic_open, read_json_file, write_jsonl
 from .logprobs import TokenLogProbs, has_accelerator, resolve_precision
 from .losses import DEFAULT_BETA
-from .models import (METADATA_FILE, adapter_base, check_same_tokenizer, fingerprint, load_model, load_tokenizer,
-                     resolve)
+from .models import METADATA_FILE, adapter_base, check_same_tokenizer, fingerprint, load_model, load_tokenizer, resolve
 from .reference import RefTable, open_cache, reference_logprobs
 
 

@@ -12,8 +12,8 @@ Records use the rollout schema (format 1): {"prompt", "completions", "correctnes
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..config import field, save_config
 from ..errors import ConfigError
