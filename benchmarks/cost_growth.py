@@ -20,7 +20,7 @@ from implicit_prm.batching import response_logprobs
 from implicit_prm.encoding import Encoded, Encoder
 from implicit_prm.logprobs import TokenLogProbs
 from implicit_prm.models import load_model, load_tokenizer
-from implicit_prm.rewards import spans_from_steps
+from implicit_prm.splitting import spans_from_steps
 
 
 def timed(model, encs, pad_id, batch_tokens) -> float:

@@ -24,7 +24,7 @@ from common import machine
 
 from implicit_prm.batching import length_batches, pad_batch
 from implicit_prm.logprobs import TokenLogProbs
-from implicit_prm.losses import ce_loss
+from implicit_prm.losses import LossBatch, ce_loss
 
 CONFIGS = {  # the public shapes of these models
     "llama-3.2-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
@@ -137,7 +137,7 @@ def train_steps(model, seqs, device, steps: int, lora: bool, naive: bool, batch:
             else:
                 ref_lp = torch.zeros(len(chunk), device=device)  # from the cache: no forward
                 pol = (wrapped(ids, mask, 0) * resp).sum(-1)
-            loss, _ = ce_loss(pol, ref_lp, labels)
+            loss = ce_loss(LossBatch(labels, pol, ref_lp)).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

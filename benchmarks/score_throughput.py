@@ -9,7 +9,7 @@ For each data set (ProcessBench gsm8k+math solutions; built-in problems with N s
 
 The PRMs are SmolLM2-135M with small seeded noise on every weight (full models, like a full fine-tune); the
 reference is SmolLM2-135M. Model loading is outside every timing. Every timing is repeated (--repeats) and the
-fastest kept, since other jobs on a shared machine only ever add time. Same dtype (fp32) throughout; `--dtype auto` of
+fastest kept, since other jobs on a shared machine only ever add time. Same dtype (fp32) throughout; `--precision auto` of
 the product resolves to fp32 on CPUs without native bf16, so there the overall ratio equals the same-dtype ratio.
 
     python benchmarks/score_throughput.py [--pb-per-split 16] [--builtin-problems 16] [--builtin-n 8]
@@ -29,15 +29,15 @@ from implicit_prm.batching import batch_plan
 from implicit_prm.encoding import Encoder
 from implicit_prm.logprobs import TokenLogProbs, resolve_precision
 from implicit_prm.models import load_model, load_tokenizer, resolve
-from implicit_prm.rewards import spans_from_steps
-from implicit_prm.score import ImplicitPRM
+from implicit_prm.prm import ImplicitPRM
+from implicit_prm.splitting import spans_from_steps
 
 BETA = 0.05
 
 
 def ours(prm_dir: str, ref: str, items, cache: Path, batch_tokens: int, dtype: str) -> tuple[list, float]:
-    prm = ImplicitPRM.from_pretrained(prm_dir, ref=ref, beta=BETA, dtype=dtype, ref_cache=str(cache),
-                                      system_prompt="", max_tokens=batch_tokens, device="cpu")
+    prm = ImplicitPRM.from_pretrained(prm_dir, ref=ref, beta=BETA, precision=dtype, logprob_cache=str(cache),
+                                      system_prompt="", batch_tokens=batch_tokens, device="cpu")
     _ = prm.own_key  # the weight fingerprint is computed once per loaded PRM, not per call: leave it out
     t = time.perf_counter()
     encs = [prm.encoder.encode(it.prompt, it.response, spans_from_steps(it.steps, "\n\n")) for it in items]

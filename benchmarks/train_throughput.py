@@ -85,7 +85,7 @@ def naive(args: dict) -> dict:
     from implicit_prm.data import read_samples
     from implicit_prm.data.pairs import build_pairs
     from implicit_prm.encoding import Encoder, encode_samples
-    from implicit_prm.losses import ce_loss, dpo_loss
+    from implicit_prm.losses import LossBatch, ce_loss, dpo_loss
     from implicit_prm.models import load_model, load_tokenizer
 
     tok = load_tokenizer(args["model"])
@@ -119,9 +119,12 @@ def naive(args: dict) -> dict:
             ref_lp = seq_logps(ref, seqs)
         pol_lp = seq_logps(policy, seqs)
         if args["objective"] == "dpo":
-            loss, _ = dpo_loss(pol_lp[0::2], ref_lp[0::2], pol_lp[1::2], ref_lp[1::2])
+            order = torch.cat([torch.arange(0, len(seqs), 2), torch.arange(1, len(seqs), 2)])  # chosen, then rejected
+            labels = torch.tensor([1.0] * len(chunk) + [0.0] * len(chunk))
+            loss = dpo_loss(LossBatch(labels, pol_lp[order], ref_lp[order])).loss
         else:
-            loss, _ = ce_loss(pol_lp, ref_lp, torch.tensor([samples[u[0]].label for u in chunk], dtype=torch.float32))
+            labels = torch.tensor([samples[u[0]].label for u in chunk], dtype=torch.float32)
+            loss = ce_loss(LossBatch(labels, pol_lp, ref_lp)).loss
         loss.backward()
         opt.step()
         opt.zero_grad()
@@ -165,8 +168,8 @@ def ours(args: dict) -> dict:
     t = time.perf_counter()
     out = train(TrainConfig(data=args["data"], output=str(tmp / "run"), model=args["model"],
                             objective=args["objective"], batch_size=args["batch_size"], lr=1e-5,
-                            max_steps=args["steps"] + 1, lora=args["lora"], dtype="auto",
-                            ref_cache=str(tmp / "ref.sqlite"), checkpoint_every=0, progress=False, warmup_ratio=0.0,
+                            max_steps=args["steps"] + 1, lora=args["lora"], precision="auto",
+                            logprob_cache=str(tmp / "ref.sqlite"), checkpoint_every=0, progress=False, warmup_ratio=0.0,
                             system_prompt="", max_length=args["max_length"], overlong="truncate"))
     wall = time.perf_counter() - t
     stop.set()

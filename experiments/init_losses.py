@@ -1,6 +1,6 @@
 """First logged loss of each objective at initialization (policy == reference) against its closed form.
 
-    python experiments/init_losses.py [--model smollm2-135m] [--dtype auto]
+    python experiments/init_losses.py [--model smollm2-135m] [--precision auto]
 
 Trains one step of CE, DPO, NCA and KTO on a small built-in set and prints the first logged loss.
 """
@@ -19,7 +19,7 @@ from implicit_prm.train import TrainConfig, train
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--precision", "--dtype", default="auto")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     data = tmp / "d.jsonl"
@@ -27,7 +27,7 @@ def main() -> None:
     rows = []
     for obj in ("ce", "dpo", "nca", "kto"):
         out = train(TrainConfig(data=str(data), output=str(tmp / obj), model=args.model, objective=obj,
-                                batch_size=8, max_steps=1, dtype=args.dtype, ref_cache=str(tmp / "ref.sqlite"),
+                                batch_size=8, max_steps=1, precision=args.precision, logprob_cache=str(tmp / "ref.sqlite"),
                                 progress=False, checkpoint_every=0))
         first = json.loads((out / "train_log.jsonl").read_text().splitlines()[0])["loss"]
         rows.append((obj, first, closed_form_init_loss(obj)))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import sys
 import time
@@ -29,13 +28,13 @@ from pathlib import Path
 import torch
 
 from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
-from implicit_prm.demo import merge_scored
 from implicit_prm.eval.bon import BonConfig, run_bon
 from implicit_prm.eval.outcome import OutcomeConfig, run_outcome
+from implicit_prm.eval.scored import merge_scored, score_once
 from implicit_prm.eval.steps import StepsConfig, run_steps
-from implicit_prm.io import write_json, write_jsonl
+from implicit_prm.io import read_json_records, write_json, write_jsonl
 from implicit_prm.models import DEFAULT_MODEL
-from implicit_prm.score import ScoreConfig, score
+from implicit_prm.results import write_text
 from implicit_prm.train import TrainConfig, train
 
 BETA, LR = 0.5, 1e-4
@@ -58,13 +57,52 @@ def subset(pool: list[dict], problems: int, k: int) -> list[dict]:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return [rec for _, rec in read_json_records(path)]
 
 
-def score_once(out: Path, **kw) -> Path:
-    if not (out.exists() and out.with_name(out.name + ".config.json").exists()):
-        score(ScoreConfig(output=str(out), **kw))
-    return out
+def make_data(out: Path, pool_n: int, test_n: int, test_k: int) -> tuple[list[dict], Path]:
+    """(the pool of training rollouts, the test file), written once under `out`."""
+    pool_path, test_path = out / "pool.jsonl", out / "test.jsonl"
+    if not pool_path.exists():
+        write_builtin(BuiltinDataConfig(output=str(pool_path), n_problems=pool_n, samples_per_problem=8,
+                                        balance=False, seed=7001))
+    if not test_path.exists():
+        write_builtin(BuiltinDataConfig(output=str(test_path), n_problems=test_n, samples_per_problem=test_k,
+                                        balance=False, seed=7002))
+    return read_jsonl(pool_path), test_path
+
+
+def train_and_score(out: Path, pool: list[dict], test_path: Path, run: tuple[str, int, int, str], model: str,
+                    quick: bool) -> tuple[str, dict, dict[str, Path]]:
+    """Train one run (kept if finished), score the test set with and without the reference: (name, info, sources)."""
+    objective, problems, k, experiment = run
+    name = f"{objective}_p{problems}_k{k}"
+    run_dir = out / name
+    data = out / f"train_p{problems}_k{k}.jsonl"
+    if not data.exists():
+        write_jsonl(data, subset(pool, problems, k))
+    t0 = time.time()
+    prm = train(TrainConfig(data=str(data), output=str(run_dir / "prm"), model=model, objective=objective,
+                            lr=LR, beta=BETA, lora=True, system_prompt="", max_length=512, batch_size=2 if quick else 8,
+                            checkpoint_every=10, max_pairs_per_prompt=2 if objective in ("dpo", "nca") else None,
+                            progress=False))
+    t_train = time.time() - t0
+    t0 = time.time()
+    sources = {name: score_once(str(prm), test_path, run_dir / "test.jsonl", progress=False)}
+    t_score = time.time() - t0
+    # The PRM pass above stored the PRM's own log-probs in the cache: the reference-free variant is free.
+    sources[name + "_noref"] = score_once(str(prm), test_path, run_dir / "test.noref.jsonl", reference_free=True,
+                                          beta=BETA, progress=False)
+    log = read_jsonl(Path(prm) / "train_log.jsonl") if (Path(prm) / "train_log.jsonl").exists() else []
+    losses = [r["loss"] for r in log if "loss" in r]
+    labels = [c for r in subset(pool, problems, k) for c in r["correctness"]]
+    info = {"objective": objective, "problems": problems, "responses_per_problem": k,
+            "experiment": experiment, "train_responses": len(labels), "train_correct": int(sum(labels)),
+            "steps": len(losses), "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None,
+            "train_s_this_invocation": round(t_train, 1), "score_s_this_invocation": round(t_score, 1)}
+    print(f"[laptop] {name}: trained ({len(losses)} steps), scored", flush=True)
+    return name, info, sources
 
 
 def main(argv=None) -> None:
@@ -80,48 +118,17 @@ def main(argv=None) -> None:
     t_start = time.time()
 
     pool_n, test_n, test_k = (8, 4, 4) if args.quick else (96, 32, 16)
-    pool_path, test_path = out / "pool.jsonl", out / "test.jsonl"
-    if not pool_path.exists():
-        write_builtin(BuiltinDataConfig(output=str(pool_path), n_problems=pool_n, samples_per_problem=8,
-                                        balance=False, seed=7001))
-    if not test_path.exists():
-        write_builtin(BuiltinDataConfig(output=str(test_path), n_problems=test_n, samples_per_problem=test_k,
-                                        balance=False, seed=7002))
-    pool = read_jsonl(pool_path)
+    pool, test_path = make_data(out, pool_n, test_n, test_k)
     ns = [n for n in NS if n <= test_k]
 
     info: dict[str, dict] = {}
     sources: dict[str, Path] = {}
-    for objective, problems, k, experiment in runs(args.quick):
-        name = f"{objective}_p{problems}_k{k}"
-        run_dir = out / name
-        data = out / f"train_p{problems}_k{k}.jsonl"
-        if not data.exists():
-            write_jsonl(data, subset(pool, problems, k))
-        t0 = time.time()
-        prm = train(TrainConfig(data=str(data), output=str(run_dir / "prm"), model=args.model, objective=objective,
-                                lr=LR, beta=BETA, lora=True, system_prompt="", max_length=512, batch_size=2 if args.quick else 8,
-                                checkpoint_every=10, max_pairs_per_prompt=2 if objective in ("dpo", "nca") else None,
-                                progress=False))
-        t_train = time.time() - t0
-        t0 = time.time()
-        sources[name] = score_once(run_dir / "test.jsonl", input=str(test_path), prm=str(prm), progress=False)
-        t_score = time.time() - t0
-        # The PRM pass above stored the PRM's own log-probs in the cache: the reference-free variant is free.
-        sources[name + "_noref"] = score_once(run_dir / "test.noref.jsonl", input=str(test_path), prm=str(prm),
-                                              reference_free=True, beta=BETA, progress=False)
-        log = read_jsonl(Path(prm) / "train_log.jsonl") if (Path(prm) / "train_log.jsonl").exists() else []
-        losses = [r["loss"] for r in log if "loss" in r]
-        labels = [c for r in subset(pool, problems, k) for c in r["correctness"]]
-        info[name] = {"objective": objective, "problems": problems, "responses_per_problem": k,
-                      "experiment": experiment, "train_responses": len(labels), "train_correct": int(sum(labels)),
-                      "steps": len(losses), "first_loss": losses[0] if losses else None,
-                      "last_loss": losses[-1] if losses else None,
-                      "train_s_this_invocation": round(t_train, 1), "score_s_this_invocation": round(t_score, 1)}
-        print(f"[laptop] {name}: trained ({len(losses)} steps), scored", flush=True)
-
-    sources["untrained"] = score_once(out / "untrained.jsonl", input=str(test_path), prm=args.model,
-                                      reference_free=True, beta=BETA, system_prompt="", progress=False)
+    for run in runs(args.quick):
+        name, run_info, run_sources = train_and_score(out, pool, test_path, run, args.model, args.quick)
+        info[name] = run_info
+        sources.update(run_sources)
+    sources["untrained"] = score_once(args.model, test_path, out / "untrained.jsonl", reference_free=True,
+                                      beta=BETA, system_prompt="", progress=False)
 
     both = merge_scored(sources, out / "all.jsonl")
     merged = read_jsonl(both)
@@ -157,7 +164,7 @@ def main(argv=None) -> None:
         "wall_s_this_invocation": round(time.time() - t_start, 1),
     }
     write_json(res / "laptop_scale.json", result)
-    (res / "laptop_scale.md").write_text(tables(result))
+    write_text(res / "laptop_scale.md", tables(result))
     plots(result, res)
     print(tables(result))
 

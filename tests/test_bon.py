@@ -8,6 +8,7 @@ import pytest
 
 from implicit_prm.errors import ConfigError, InputError
 from implicit_prm.eval.bon import SCHEMA, BonConfig, read_responses, run_bon
+from implicit_prm.eval.scored import merge_scored, score_once
 
 # (problem, answer, correct, min score), 4 samples each, in file order.
 #   A: "5" F 1.5 | "7" T 1.5 | "7" T -1.0 | "7" T -2.0   (a top-score tie between 0 and 1; a 1-1 vote tie at N=2)
@@ -176,3 +177,41 @@ def test_builtin_answers_and_rollout_correctness(tmp_path):
     data = read_responses(write(tmp_path / "b.jsonl", recs))
     assert data.answers.tolist() == [[0, 1, -1]] and data.correct.tolist() == [[True, False, False]]
     assert not math.isnan(data.scores.sum())
+
+
+def test_merge_scored_nests_sources_for_bon(tmp_path):
+    a = write(tmp_path / "a.jsonl", records())
+    b = write(tmp_path / "b.jsonl", records(scores=lambda s: {"min": -s, "last": s}))
+    both = merge_scored({"ours": a, "base": b}, tmp_path / "both.jsonl")
+    merged = [json.loads(line) for line in both.read_text().splitlines()]
+    assert merged[0]["scores"] == {"ours": {"min": 1.5}, "base": {"min": -1.5, "last": 1.5}}
+    assert [{k: v for k, v in r.items() if k != "scores"} for r in merged] == \
+        [{k: v for k, v in r.items() if k != "scores"} for r in records()]
+    data = read_responses(both)
+    assert data.methods == ["ours.min", "base.min", "base.last"]
+
+
+def test_merge_scored_refuses_misaligned_files(tmp_path):
+    a = write(tmp_path / "a.jsonl", records())
+    swapped = records()
+    swapped[2]["response"], swapped[3]["response"] = swapped[3]["response"], swapped[2]["response"]
+    b = write(tmp_path / "b.jsonl", swapped)
+    with pytest.raises(InputError, match=r"b\.jsonl:3: field 'response': differs from .*a\.jsonl:3; the scored "
+                                         r"files are not aligned"):
+        merge_scored({"a": a, "b": b}, tmp_path / "both.jsonl")
+    short = write(tmp_path / "short.jsonl", records()[:-1])
+    with pytest.raises(InputError, match=r"short\.jsonl: has 11 records but .*a\.jsonl has 12"):
+        merge_scored({"a": a, "short": short}, tmp_path / "both.jsonl")
+    unscored = records()
+    del unscored[4]["scores"]
+    c = write(tmp_path / "c.jsonl", unscored)
+    with pytest.raises(InputError, match=r"c\.jsonl:5: field 'scores': missing"):
+        merge_scored({"a": a, "c": c}, tmp_path / "both.jsonl")
+    assert not (tmp_path / "both.jsonl").exists()
+
+
+def test_score_once_keeps_a_finished_output(tmp_path):
+    out = tmp_path / "s.jsonl"
+    out.write_text("{}\n")
+    (tmp_path / "s.jsonl.config.json").write_text("{}")
+    assert score_once("no-such-model", tmp_path / "in.jsonl", out, dtype="fp32") == out  # scores nothing

@@ -167,11 +167,11 @@ def test_train_saves_its_full_resolved_config(tmp_path, capsys, tiny_model):
     out = tmp_path / "run"
     cfg_file = write_config(tmp_path / "train.yaml", {
         "data": str(data), "output": str(out), "model": tiny_model, "lr": 0.01, "batch_size": 2, "max_steps": 1,
-        "dtype": "fp32", "progress": False, "ref_cache": str(tmp_path / "rc.sqlite"), "objective": "kto"})
+        "precision": "fp32", "progress": False, "logprob_cache": str(tmp_path / "rc.sqlite"), "objective": "kto"})
     assert main(["train", "--config", str(cfg_file), "--lr", "0.002", "--beta", "0.2"]) == 0
     capsys.readouterr()
     want = TrainConfig(data=str(data), output=str(out), model=tiny_model, lr=0.002, beta=0.2, batch_size=2,
-                       max_steps=1, dtype="fp32", progress=False, ref_cache=str(tmp_path / "rc.sqlite"),
+                       max_steps=1, precision="fp32", progress=False, logprob_cache=str(tmp_path / "rc.sqlite"),
                        objective="kto")
     saved = json.loads((out / "train_config.json").read_text())
     assert saved == {"command": "TrainConfig", **dataclasses.asdict(want)}
@@ -184,12 +184,12 @@ def test_train_saves_its_full_resolved_config(tmp_path, capsys, tiny_model):
 def test_score_saves_its_full_resolved_config(tmp_path, capsys, builtin_data, tiny_model, tiny_model_b):
     out = tmp_path / "scored" / "out.jsonl"
     cfg_file = write_config(tmp_path / "score.json", {
-        "input": str(builtin_data), "prm": tiny_model_b, "ref": tiny_model, "beta": 0.3, "dtype": "fp32",
-        "progress": False, "ref_cache": str(tmp_path / "rc.sqlite"), "token_rewards": True})
+        "input": str(builtin_data), "prm": tiny_model_b, "ref": tiny_model, "beta": 0.3, "precision": "fp32",
+        "progress": False, "logprob_cache": str(tmp_path / "rc.sqlite"), "token_rewards": True})
     assert main(["score", "--config", str(cfg_file), "--output", str(out), "--no-token-rewards"]) == 0
     capsys.readouterr()
     want = ScoreConfig(input=str(builtin_data), output=str(out), prm=tiny_model_b, ref=tiny_model, beta=0.3,
-                       dtype="fp32", progress=False, ref_cache=str(tmp_path / "rc.sqlite"), token_rewards=False)
+                       precision="fp32", progress=False, logprob_cache=str(tmp_path / "rc.sqlite"), token_rewards=False)
     saved = json.loads(out.with_name("out.jsonl.config.json").read_text())
     assert saved == {"command": "ScoreConfig", **dataclasses.asdict(want)}
     assert "token_rewards" not in json.loads(out.read_text().splitlines()[0])

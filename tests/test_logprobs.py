@@ -165,30 +165,30 @@ def test_token_logprobs_reads_softcap_and_scale_from_config(lm):
 
 
 def test_length_batches_worked_example():
-    # lengths 5 3 8 2 8, max_tokens 16; sorted longest first (ties by index): idx 2(8) 4(8) 0(5) 1(3) 3(2).
+    # lengths 5 3 8 2 8, batch_tokens 16; sorted longest first (ties by index): idx 2(8) 4(8) 0(5) 1(3) 3(2).
     # best[i] = min over k of k*L[i] + overhead + best[i+k], k*L[i] <= 16. With overhead 4:
     #   i=4 (2): 2+4 = 6                    i=3 (3): k1 3+4+6 = 13, k2 6+4 = 10 -> 10
     #   i=2 (5): k1 5+4+10 = 19, k2 10+4+6 = 20, k3 15+4 = 19 -> 19 (tie: larger batch)
     #   i=1 (8): k1 8+4+19 = 31, k2 16+4+10 = 30 -> 30
     #   i=0 (8): k1 8+4+30 = 42, k2 16+4+19 = 39 -> 39: [2, 4] then [0, 1, 3]
-    assert length_batches([5, 3, 8, 2, 8], max_tokens=16, overhead_tokens=4) == [[2, 4], [0, 1, 3]]
+    assert length_batches([5, 3, 8, 2, 8], batch_tokens=16, overhead_tokens=4) == [[2, 4], [0, 1, 3]]
     # Without a per-call cost, padding alone decides: no padding at all. i=0: k1 8+18 = k2 16+10 = 26 -> [2, 4];
     # i=2: k1 5+5 = 10 < k2 10+2 < k3 15 -> [0]; i=3: k1 3+2 = 5 < k2 6 -> [1]; then [3].
-    assert length_batches([5, 3, 8, 2, 8], max_tokens=16) == [[2, 4], [0], [1], [3]]
+    assert length_batches([5, 3, 8, 2, 8], batch_tokens=16) == [[2, 4], [0], [1], [3]]
     # a short sequence is not padded up to a long one when that costs more than a call: 100 then 10 x 3
-    assert length_batches([100, 10, 10, 10], max_tokens=1000, overhead_tokens=50) == [[0], [1, 2, 3]]
+    assert length_batches([100, 10, 10, 10], batch_tokens=1000, overhead_tokens=50) == [[0], [1, 2, 3]]
     # ... but joins it when the call costs more than the padding
-    assert length_batches([100, 90], max_tokens=1000, overhead_tokens=50) == [[0, 1]]
-    # a sequence longer than max_tokens still gets a batch of its own
-    assert length_batches([20, 3], max_tokens=16) == [[0], [1]]
+    assert length_batches([100, 90], batch_tokens=1000, overhead_tokens=50) == [[0, 1]]
+    # a sequence longer than batch_tokens still gets a batch of its own
+    assert length_batches([20, 3], batch_tokens=16) == [[0], [1]]
     # max_batch caps the count: 5 items of length 1, max_batch 2
-    assert length_batches([1] * 5, max_tokens=100, max_batch=2, overhead_tokens=10) == [[0, 1], [2, 3], [4]]
-    assert length_batches([], max_tokens=16) == []
+    assert length_batches([1] * 5, batch_tokens=100, max_batch=2, overhead_tokens=10) == [[0, 1], [2, 3], [4]]
+    assert length_batches([], batch_tokens=16) == []
 
 
 def test_length_batches_cover_every_index_once():
     lengths = [(i * 37) % 23 + 1 for i in range(50)]
-    batches = length_batches(lengths, max_tokens=60, max_batch=8)
+    batches = length_batches(lengths, batch_tokens=60, max_batch=8)
     assert sorted(i for b in batches for i in b) == list(range(50))
     for b in batches:
         assert len(b) == 1 or (len(b) <= 8 and max(lengths[i] for i in b) * len(b) <= 60)
@@ -236,8 +236,8 @@ def test_shared_prefix_log_probs_equal_plain_batches(lm):
     tlp = TokenLogProbs(lm, chunk=4)
     assert tlp.can_share_prefix
     assert [shared for shared, _ in batch_plan(encs, 64)] == [True, True]  # 3 + 2 responses to 2 prompts
-    got = response_logprobs(tlp, encs, pad_id=2, device="cpu", max_tokens=64, show=False)
-    want = response_logprobs(NoSharing(lm, chunk=4), encs, pad_id=2, device="cpu", max_tokens=64, show=False)
+    got = response_logprobs(tlp, encs, pad_id=2, device="cpu", batch_tokens=64, show=False)
+    want = response_logprobs(NoSharing(lm, chunk=4), encs, pad_id=2, device="cpu", batch_tokens=64, show=False)
     for g, w, e in zip(got, want, encs):
         assert g.shape == (len(e.response_ids),)
         torch.testing.assert_close(torch.from_numpy(g), torch.from_numpy(w), atol=1e-5, rtol=0)

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from implicit_prm.errors import InputError
+from implicit_prm.eval.metrics import OPTIMISTIC
 from implicit_prm.eval.outcome import SCHEMA, OutcomeConfig, best_accuracy, run_outcome
-from implicit_prm.eval.steps import OPTIMISTIC
+from implicit_prm.io import write_jsonl
+from implicit_prm.results import write_result
 
 # (correct, min score); "last" = -min. 4 correct (A C E G), 3 incorrect (B D F); B and G tie at 0.5.
 ROWS = [(True, 2.0), (False, 0.5), (True, -0.5), (False, -1.0), (True, 1.0), (False, -2.0), (True, 0.5)]
@@ -116,3 +118,21 @@ def test_missing_and_empty_files(tmp_path):
         run_outcome(OutcomeConfig(input=str(tmp_path / "nope.jsonl")))
     with pytest.raises(InputError, match="no records"):
         run_outcome(OutcomeConfig(input=write(tmp_path / "empty.jsonl", [])))
+
+
+def test_write_result_writes_output_and_config_atomically(tmp_path):
+    out = tmp_path / "sub" / "r.json"
+    write_result(out, {"x": 1}, OutcomeConfig(input="in.jsonl", output=str(out)))
+    assert json.loads(out.read_text()) == {"x": 1}
+    config = json.loads((tmp_path / "sub" / "r.json.config.json").read_text())
+    assert config == {"command": "OutcomeConfig", "input": "in.jsonl", "output": str(out), "name": "prm"}
+
+    def rows():  # the output fails half-way: the old files stay whole, no temporary file is left, no config is written
+        yield {"a": 1}
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_result(out, rows(), OutcomeConfig(input="other.jsonl"), write=write_jsonl)
+    assert json.loads(out.read_text()) == {"x": 1}
+    assert json.loads((tmp_path / "sub" / "r.json.config.json").read_text()) == config
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["r.json", "r.json.config.json"]

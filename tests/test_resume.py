@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import implicit_prm.score as score_mod
+import implicit_prm.prm as prm_mod
 from implicit_prm.cli import main
 from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
 
@@ -126,12 +126,12 @@ def interrupted(out: Path, records: list[dict], done: list[int], argv: list[str]
     def killed(*a, **kw):
         raise KeyboardInterrupt
 
-    real = score_mod.response_logprobs
-    score_mod.response_logprobs = killed
+    real = prm_mod.response_logprobs
+    prm_mod.response_logprobs = killed
     try:
         assert main(argv) == 130
     finally:
-        score_mod.response_logprobs = real
+        prm_mod.response_logprobs = real
     partial = out.with_name(out.name + ".partial")
     header = partial.read_text().splitlines()[0]
     partial.write_text(header + "\n" + "".join(partial_line(i, records[i]) for i in done) + tail)
@@ -142,13 +142,13 @@ def interrupted(out: Path, records: list[dict], done: list[int], argv: list[str]
 def count_prm_pass(monkeypatch):
     """Count the responses that go through the PRM pass (the reference pass is cached and not counted)."""
     seen: list[int] = []
-    real = score_mod.response_logprobs
+    real = prm_mod.response_logprobs
 
     def counting(model, encs, *args, **kw):
         seen.append(len(encs))
         return real(model, encs, *args, **kw)
 
-    monkeypatch.setattr(score_mod, "response_logprobs", counting)
+    monkeypatch.setattr(prm_mod, "response_logprobs", counting)
     return seen
 
 

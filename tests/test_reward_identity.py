@@ -135,7 +135,7 @@ def read_jsonl(path):
 
 def cfg(data, tmp_path, prm, ref, name, **kw) -> ScoreConfig:
     return ScoreConfig(input=str(data[0]), output=str(tmp_path / name), prm=prm, ref=ref, beta=BETA,
-                       ref_cache=str(tmp_path / "c.sqlite"), dtype="fp32", progress=False, **kw)
+                       logprob_cache=str(tmp_path / "c.sqlite"), precision="fp32", progress=False, **kw)
 
 
 def test_score_command_identity(data, tok, tmp_path, tiny_model, tiny_model_b):
@@ -162,7 +162,7 @@ def test_reference_free(data, tok, tmp_path, tiny_model_b):
 
 
 def test_python_api(data, tok, tmp_path, tiny_model, tiny_model_b):
-    prm = ImplicitPRM.from_pretrained(tiny_model_b, ref=tiny_model, dtype="fp32", ref_cache=str(tmp_path / "c.sqlite"),
+    prm = ImplicitPRM.from_pretrained(tiny_model_b, ref=tiny_model, precision="fp32", logprob_cache=str(tmp_path / "c.sqlite"),
                                       beta=BETA)
     for prompt, response, steps in data[1][3:]:
         exp = expected(tok, tiny_model_b, tiny_model, prompt, response, steps)
@@ -173,7 +173,7 @@ def test_python_api(data, tok, tmp_path, tiny_model, tiny_model_b):
     assert prm.score(prompt, response)["step_rewards"] == pytest.approx(prm.score(prompt, steps)["step_rewards"],
                                                                         abs=1e-6)
     # no beta given and no implicit_prm.json next to the PRM: the default beta
-    assert ImplicitPRM.from_pretrained(tiny_model_b, ref=tiny_model, dtype="fp32", ref_cache="none").beta \
+    assert ImplicitPRM.from_pretrained(tiny_model_b, ref=tiny_model, precision="fp32", logprob_cache="none").beta \
         == DEFAULT_BETA
 
 
@@ -204,7 +204,7 @@ def test_reference_cache_is_reused_by_a_new_prm(data, tok, tmp_path, monkeypatch
         check_record(rec, expected(tok, third_model, tiny_model, prompt, response, steps))
 
     # the Python API shares the same cache
-    prm = ImplicitPRM.from_pretrained(third_model, ref=tiny_model, dtype="fp32", ref_cache=str(tmp_path / "c.sqlite"),
+    prm = ImplicitPRM.from_pretrained(third_model, ref=tiny_model, precision="fp32", logprob_cache=str(tmp_path / "c.sqlite"),
                                       beta=BETA)
     prompt, response, steps = samples[4]
     exp = expected(tok, third_model, tiny_model, prompt, response, steps)
@@ -221,12 +221,12 @@ def test_ref_equal_to_prm_gives_zero_rewards(data, tmp_path, tiny_model):
 
 def test_rescoring_a_prm_reference_free_needs_no_forward(data, tok, tmp_path, monkeypatch, tiny_model, tiny_model_b):
     """The PRM pass keeps the PRM's own log-probs: scoring it again reference-free (beta * log pi_theta) is free."""
-    import implicit_prm.score as score_mod
+    import implicit_prm.prm as prm_mod
 
     score(cfg(data, tmp_path, tiny_model_b, tiny_model, "with_ref.jsonl"))
     calls = []
-    real = score_mod.response_logprobs
-    monkeypatch.setattr(score_mod, "response_logprobs",
+    real = prm_mod.response_logprobs
+    monkeypatch.setattr(prm_mod, "response_logprobs",
                         lambda model, encs, *a, **k: calls.append(len(encs)) or real(model, encs, *a, **k))
     recs = read_jsonl(score(cfg(data, tmp_path, tiny_model_b, None, "no_ref.jsonl", reference_free=True,
                                 token_rewards=True)))

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from implicit_prm.rollout import RolloutConfig, rollout
+from implicit_prm.resume import PartialFile, run_signature
+from implicit_prm.rollout import FREE_ON_RESUME, RolloutConfig, rollout
 
 pytestmark = pytest.mark.slow
 
@@ -36,9 +37,12 @@ def test_rollout_writes_graded_rollouts_and_resumes(tmp_path):
     # Resume: a killed run left the first problem finished (and a torn line); only the rest is generated again.
     out2 = tmp_path / "again.jsonl"
     partial = tmp_path / "again.jsonl.partial"
-    partial.write_text(json.dumps(recs[0]) + "\n" + '{"id": "torn')
-    rollout(RolloutConfig(problems=cfg.problems, output=str(out2), n_samples=2, max_new_tokens=24, batch_size=2,
-                          progress=False, seed=1))
+    cfg2 = RolloutConfig(problems=cfg.problems, output=str(out2), n_samples=2, max_new_tokens=24, batch_size=2,
+                         progress=False, seed=1)
+    PartialFile(partial, run_signature(cfg2, FREE_ON_RESUME)).restart([recs[0]])
+    with open(partial, "a") as f:
+        f.write('{"id": "torn')
+    rollout(cfg2)
     again = [json.loads(l) for l in out2.read_text().splitlines()]
     assert again[0] == recs[0] and [r["id"] for r in again] == [r["id"] for r in recs]
 

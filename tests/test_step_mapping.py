@@ -7,7 +7,7 @@ alphabet maps one symbol to one byte) and a brute-force scan of hand-written spa
 import pytest
 
 from implicit_prm.encoding import Encoder, Overlong
-from implicit_prm.rewards import step_spans
+from implicit_prm.splitting import step_spans
 
 
 def _byte_decoder() -> dict[str, int]:

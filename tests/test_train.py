@@ -9,8 +9,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from implicit_prm import models
+from implicit_prm.examples import Example, batch_rows, make_plan, micro_batches
 from implicit_prm.losses import closed_form_init_loss
-from implicit_prm.train import TrainConfig, make_schedule, micro_batches, train
+from implicit_prm.train import TrainConfig, train
 
 
 def _log(out):
@@ -19,7 +20,7 @@ def _log(out):
 
 def _cfg(tmp_path, data, model, **kw):
     base = dict(data=str(data), output=str(tmp_path / kw.pop("name", "run")), model=model, batch_size=4,
-                lr=1e-3, dtype="fp32", ref_cache=str(tmp_path / "ref.sqlite"), progress=False, checkpoint_every=0)
+                lr=1e-3, precision="fp32", logprob_cache=str(tmp_path / "ref.sqlite"), progress=False, checkpoint_every=0)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -66,13 +67,20 @@ def test_lora_uses_base_as_reference_with_one_copy(tmp_path, builtin_data, tiny_
     assert (out / "adapter_config.json").exists()
 
 
-def test_schedule_is_seeded_and_sharded_like_one_process():
-    cfg = TrainConfig(data="x", output="y", batch_size=2, grad_accum=2, seed=5)
-    steps = make_schedule(17, cfg, n_proc=1)
-    assert len(steps) == 4 and all(len(s) == 4 for s in steps)  # 17 // 4, the last partial batch dropped
-    assert steps == make_schedule(17, cfg, n_proc=1)
+def test_plan_is_seeded_and_sharded_like_one_process():
+    plan = make_plan(17, global_batch=4, epochs=1, seed=5, max_steps=None)
+    assert len(plan) == 4 and all(len(s) == 4 for s in plan)  # 17 // 4, the last partial batch dropped
+    assert plan == make_plan(17, 4, 1, 5, None)
+    assert sorted(i for s in plan for i in s) == sorted(set(i for s in plan for i in s))  # no example twice
+    assert make_plan(17, 4, 2, 5, 6)[4:] != plan[:2]  # the second epoch is shuffled anew
     # Two processes with grad_accum=1 see the same global batch, split in the same micro-batches.
-    one = micro_batches(steps[0], cfg, 0, 1)
-    cfg2 = TrainConfig(data="x", output="y", batch_size=2, grad_accum=1, seed=5)
-    two = [micro_batches(steps[0][:4], cfg2, r, 2)[0] for r in range(2)]
-    assert sorted(map(tuple, one)) == sorted(map(tuple, two))
+    one = micro_batches(plan[0], batch_size=2, grad_accum=2, rank=0, n_proc=1)
+    two = [micro_batches(plan[0], 2, 1, rank, 2)[0] for rank in range(2)]
+    assert one == two == [plan[0][:2], plan[0][2:]]
+
+
+def test_batch_rows_lay_pairs_out_as_chosen_then_rejected():
+    pairs = [Example((0, 1), (1, 0)), Example((5, 2), (1, 0))]
+    assert batch_rows(pairs) == ([0, 5, 1, 2], [1, 1, 0, 0])
+    single = [Example((3,), (0,)), Example((4,), (1,))]
+    assert batch_rows(single) == ([3, 4], [0, 1])

@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name):  # lazy, so `import implicit_prm` stays fast until the API is used
     if name == "ImplicitPRM":
-        from .score import ImplicitPRM
+        from .prm import ImplicitPRM
 
         return ImplicitPRM
     raise AttributeError(name)

@@ -11,18 +11,16 @@ from .encoding import Encoded
 from .logprobs import autocast_context
 
 
-def length_batches(lengths: Sequence[int], max_tokens: int, max_batch: int = 64,
+def length_batches(lengths: Sequence[int], batch_tokens: int, max_batch: int = 64,
                    overhead_tokens: int = 0) -> list[list[int]]:
     """Group indices into batches of similar length that cost the least padded compute.
 
     Sorted longest first (an out-of-memory error shows at once), the lengths are cut into consecutive batches by
     dynamic programming, minimising the sum over batches of (size x longest + overhead_tokens) subject to
-    size x longest <= max_tokens and size <= max_batch. `overhead_tokens` prices one more forward call in tokens:
+    size x longest <= batch_tokens and size <= max_batch. `overhead_tokens` prices one more forward call in tokens:
     about 0 on a CPU, where even one sequence fills the matmuls, and hundreds on a GPU, where small batches idle it.
-    A sequence longer than max_tokens gets a batch of its own.
-
-    A greedy fill (add while size x longest fits) puts short sequences behind a long one: on 16 ProcessBench
-    solutions it padded 7,680 tokens to 12,520, on 400 to 1.04x; this plan pads them to 1.004x (overhead 16).
+    A sequence longer than batch_tokens gets a batch of its own. A greedy fill (add while size x longest fits)
+    would put short sequences behind a long one (docs/performance.md compares the two).
     """
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     n = len(order)
@@ -31,7 +29,7 @@ def length_batches(lengths: Sequence[int], max_tokens: int, max_batch: int = 64,
     take = np.ones(n, dtype=np.int64)  # size of the batch that starts at sorted position i
     for i in range(n - 1, -1, -1):
         longest = int(srt[i])
-        k_max = max(1, min(max_batch, n - i, max_tokens // max(longest, 1)))
+        k_max = max(1, min(max_batch, n - i, batch_tokens // max(longest, 1)))
         sizes = np.arange(1, k_max + 1)
         cost = sizes * longest + overhead_tokens + best[i + 1:i + k_max + 1]
         k = k_max - int(np.argmin(cost[::-1]))  # on ties, the larger batch (fewer calls)
@@ -76,7 +74,7 @@ def response_slices(token_lp: torch.Tensor, encs: Sequence[Encoded], start: int 
     return out
 
 
-def batch_plan(encs: Sequence[Encoded], max_tokens: int, overhead_tokens: int = 0, share_prefix: bool = True,
+def batch_plan(encs: Sequence[Encoded], batch_tokens: int, overhead_tokens: int = 0, share_prefix: bool = True,
                attention_context: float = float("inf")) -> list[tuple[bool, list[int]]]:
     """The global batch plan: (shared, indices) per batch, the largest batches first.
 
@@ -89,8 +87,8 @@ def batch_plan(encs: Sequence[Encoded], max_tokens: int, overhead_tokens: int = 
     is no longer square and attention computes all of it. Per response that costs about L^2 / attention_context
     token-equivalents, where attention_context is the context at which attention's FLOPs per token equal the
     decoder weights' (TokenLogProbs.attention_context: about 6.1k for SmolLM2-135M). A prompt is shared only where
-    the prompt tokens saved per response, P (1 - 1/k) for k responses in a batch, exceed that. Measured on SmolLM2-135M: with
-    P = 59, L = 83 sharing was 1.2-1.3x faster; with P = 40, L = 2048 it was 10% slower and at L = 4096 39% slower.
+    the prompt tokens saved per response, P (1 - 1/k) for k responses in a batch, exceed that (docs/performance.md
+    has the measurements behind this rule).
     """
     groups: dict[tuple, list[int]] = {}
     for i, e in enumerate(encs):
@@ -103,24 +101,24 @@ def batch_plan(encs: Sequence[Encoded], max_tokens: int, overhead_tokens: int = 
             rest += members
             continue
         p, resp = len(prompt), [len(encs[i].response_ids) for i in idx]
-        k = min(len(idx), max(1, max_tokens // (p + max(resp))))  # responses per batch
+        k = min(len(idx), max(1, batch_tokens // (p + max(resp))))  # responses per batch
         if p * (1 - 1 / k) <= sum(n * n for n in resp) / len(resp) / attention_context:
             rest += members
             continue
         rest += [i for i in members if not encs[i].response_ids]
-        for b in length_batches([p + len(encs[i].response_ids) for i in idx], max_tokens,
+        for b in length_batches([p + len(encs[i].response_ids) for i in idx], batch_tokens,
                                 overhead_tokens=overhead_tokens + p):
             plan.append((True, [idx[j] for j in b]))
     rest.sort()
     plan += [(False, [rest[j] for j in b])
-             for b in length_batches([len(encs[i]) for i in rest], max_tokens, overhead_tokens=overhead_tokens)]
+             for b in length_batches([len(encs[i]) for i in rest], batch_tokens, overhead_tokens=overhead_tokens)]
     width = lambda b: len(b[1]) * max(len(encs[i]) for i in b[1])  # noqa: E731
     return sorted(plan, key=lambda b: (-width(b), b[1][0]))
 
 
 @torch.no_grad()
-def response_logprobs(model: torch.nn.Module, encs: Sequence[Encoded], pad_id: int, device, dtype: str = "auto",
-                      max_tokens: int = 8192, desc: str = "log-probs",
+def response_logprobs(model: torch.nn.Module, encs: Sequence[Encoded], pad_id: int, device, precision: str = "auto",
+                      batch_tokens: int = 8192, desc: str = "log-probs",
                       on_batch: Callable[[list[int], list[np.ndarray]], None] | None = None,
                       show: bool = True, shard: tuple[int, int] = (0, 1)) -> list[np.ndarray | None]:
     """Per-response-token log-probs (float32 arrays) of each encoded response under `model` (a TokenLogProbs).
@@ -140,12 +138,12 @@ def response_logprobs(model: torch.nn.Module, encs: Sequence[Encoded], pad_id: i
     overhead = 16 if dev.type == "cpu" else 512  # a forward call's fixed cost, in tokens
     share = bool(getattr(model, "can_share_prefix", False))
     context = getattr(model, "attention_context", float("inf"))
-    plan = batch_plan(encs, max_tokens, overhead, share, context)[rank::world]
+    plan = batch_plan(encs, batch_tokens, overhead, share, context)[rank::world]
     bar = tqdm(total=sum(len(encs[i].response_ids) for _, b in plan for i in b), desc=desc, unit="tok",
                disable=not show)
     for shared, idx in plan:
         batch = [encs[i] for i in idx]
-        with autocast_context(dev, dtype):
+        with autocast_context(dev, precision):
             if shared:
                 resp, mask = pad_batch([e.response_ids for e in batch], pad_id, device)
                 prompt = torch.tensor([batch[0].prompt_ids], dtype=torch.long, device=device)

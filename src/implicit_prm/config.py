@@ -17,12 +17,29 @@ from .errors import ConfigError
 C = TypeVar("C")
 
 
-def field(default: Any = dataclasses.MISSING, help: str = "", **kw) -> Any:  # noqa: A002 - mirrors argparse
-    """A dataclass field with help text (lists and dicts get a default_factory)."""
+def field(default: Any = dataclasses.MISSING, help: str = "", aliases: tuple[str, ...] = (), **kw) -> Any:  # noqa: A002
+    """A dataclass field with help text (lists and dicts get a default_factory).
+
+    `aliases`: former names of a renamed field, still accepted as flags (`--old-name`) and config-file keys.
+    """
+    meta = {"help": help, "aliases": tuple(aliases)}
     if isinstance(default, (list, dict)):
         value = default
-        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help}, **kw)
-    return dataclasses.field(default=default, metadata={"help": help}, **kw)
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta, **kw)
+    return dataclasses.field(default=default, metadata=meta, **kw)
+
+
+def resolve_aliases(cls, data: dict, source: str = "config") -> dict:
+    """`data` with former field names (aliases) replaced by the current ones; both at once is an error."""
+    out = dict(data)
+    for f in dataclasses.fields(cls):
+        for alias in f.metadata.get("aliases", ()):
+            if alias in out:
+                if f.name in out:
+                    raise ConfigError(f"{source}: fields '{alias}' and '{f.name}' are the same setting "
+                                      f"('{alias}' is its former name); give one")
+                out[f.name] = out.pop(alias)
+    return out
 
 
 def _unwrap_optional(tp):
@@ -86,25 +103,27 @@ def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
     parser.add_argument("--config", default=None, help="YAML or JSON file with any of these fields; flags override it")
     for f in dataclasses.fields(cls):
         tp, _ = _unwrap_optional(hints[f.name])
-        flag = "--" + f.name.replace("_", "-")
+        flags = ["--" + n.replace("_", "-") for n in (f.name, *f.metadata.get("aliases", ()))]
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         help_text = f.metadata.get("help", "")
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         help_text += " (required)" if required else f" (default: {default})"
+        if len(flags) > 1:
+            help_text += f" (formerly {', '.join(flags[1:])})"
         kw: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
         origin = get_origin(tp)
         if tp is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kw)
         elif origin is Literal:
-            parser.add_argument(flag, choices=list(get_args(tp)), type=type(get_args(tp)[0]), **kw)
+            parser.add_argument(*flags, choices=list(get_args(tp)), type=type(get_args(tp)[0]), **kw)
         elif origin in (list, tuple):
             (item,) = get_args(tp)[:1] or (str,)
-            parser.add_argument(flag, nargs="*", type=item, **kw)
+            parser.add_argument(*flags, nargs="*", type=item, **kw)
         elif tp in (int, float, str):
-            parser.add_argument(flag, type=tp, **kw)
+            parser.add_argument(*flags, type=tp, **kw)
         else:
-            parser.add_argument(flag, type=str, **kw)
+            parser.add_argument(*flags, type=str, **kw)
 
 
 def load_config_file(path: str | Path) -> dict:
@@ -132,6 +151,7 @@ def load_config_file(path: str | Path) -> dict:
 def from_mapping(cls: type[C], data: dict, source: str = "config") -> C:
     """Build a config from a mapping, rejecting unknown fields and wrong types with a clear message."""
     hints = _hints(cls)
+    data = resolve_aliases(cls, data, source)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -144,7 +164,7 @@ def from_mapping(cls: type[C], data: dict, source: str = "config") -> C:
                           + ", ".join("--" + m.replace('_', '-') for m in missing) + ")")
     try:
         return cls(**values)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, ConfigError) as e:
         raise ConfigError(f"{source}: {e}") from None
 
 

@@ -1,20 +1,20 @@
 """The main job on the embedded model: built-in data -> CE implicit PRM -> score dev/test -> best-of-N, steps, report."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from .config import field, save_config
 from .data.builtin import BuiltinDataConfig, write_builtin
 from .eval.bon import BonConfig, run_bon
 from .eval.outcome import OutcomeConfig, run_outcome
 from .eval.report import ReportConfig, make_report
+from .eval.scored import merge_scored, score_once
 from .eval.steps import StepsConfig, run_steps
-from .io import write_jsonl
+from .io import write_json
 from .models import DEFAULT_MODEL
-from .score import ScoreConfig, score
 from .train import TrainConfig, train
 
 SOURCES = {"implicit_prm": "CE implicit PRM (trained on outcome labels)",
@@ -34,28 +34,10 @@ class DemoConfig:
     batch_size: int = field(8, help="responses per step")
     lora: bool = field(True, help="train a LoRA adapter (r=16, all linear layers) instead of all weights")
     system_prompt: str = field("", help="system message (empty: shorter sequences than the template's default)")
-    dtype: str = field("auto", help="auto, bf16 or fp32")
+    precision: Literal["auto", "bf16", "fp32"] = field("auto", help="bf16 autocast where fast, else fp32",
+                                                      aliases=("dtype",))
     seed: int = field(0, help="seed for data and training")
     quick: bool = field(False, help="a one-minute smoke run (tiny data)")
-
-
-def _score_once(prm: str, data: Path, out: Path, **kw) -> Path:
-    """Score unless a finished output (with its saved config) is already there."""
-    if out.exists() and out.with_name(out.name + ".config.json").exists():
-        return out
-    return score(ScoreConfig(input=str(data), output=str(out), prm=prm, **kw))
-
-
-def merge_scored(files: dict[str, Path], out: Path) -> Path:
-    """One file whose `scores` nest each source's scores under its name (records aligned by position)."""
-    rows = {name: [json.loads(l) for l in p.read_text().splitlines()] for name, p in files.items()}
-    first = next(iter(rows.values()))
-    merged = []
-    for i, rec in enumerate(first):
-        assert all(r[i]["response"] == rec["response"] for r in rows.values()), "scored files are not aligned"
-        merged.append({**rec, "scores": {name: r[i]["scores"] for name, r in rows.items()}})
-    write_jsonl(out, merged)
-    return out
 
 
 def demo(cfg: DemoConfig) -> dict:
@@ -76,16 +58,16 @@ def demo(cfg: DemoConfig) -> dict:
 
     prm = str(train(TrainConfig(data=str(out / "train.jsonl"), output=str(out / "prm"), model=cfg.model,
                                 objective="ce", lr=cfg.lr, beta=cfg.beta, batch_size=cfg.batch_size, lora=cfg.lora,
-                                dtype=cfg.dtype, seed=cfg.seed, checkpoint_every=10, max_length=512,
+                                precision=cfg.precision, seed=cfg.seed, checkpoint_every=10, max_length=512,
                                 system_prompt=cfg.system_prompt)))
     scored = {}
     for split in ("dev", "test"):
-        scored[("implicit_prm", split)] = _score_once(prm, out / f"{split}.jsonl", out / f"{split}.prm.jsonl",
-                                                      dtype=cfg.dtype)
+        scored[("implicit_prm", split)] = score_once(prm, out / f"{split}.jsonl", out / f"{split}.prm.jsonl",
+                                                     precision=cfg.precision)
         # The reference pass above cached the untrained model's log-probs: this baseline needs no forward pass.
-        scored[("untrained", split)] = _score_once(cfg.model, out / f"{split}.jsonl",
-                                                   out / f"{split}.untrained.jsonl", reference_free=True,
-                                                   beta=cfg.beta, dtype=cfg.dtype, system_prompt=cfg.system_prompt)
+        scored[("untrained", split)] = score_once(cfg.model, out / f"{split}.jsonl",
+                                                  out / f"{split}.untrained.jsonl", reference_free=True,
+                                                  beta=cfg.beta, precision=cfg.precision, system_prompt=cfg.system_prompt)
     both = merge_scored({s: scored[(s, "test")] for s in SOURCES}, out / "test.both.jsonl")
     k = sizes["test"][1]
     ns = [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= k]
@@ -99,7 +81,7 @@ def demo(cfg: DemoConfig) -> dict:
                                       outcome=[str(both.with_suffix(".outcome.json"))],
                                       scored=str(scored[("implicit_prm", "test")]), title="implicit-prm demo"))
     summary = {"bon": bon, "outcome": outcome, "steps": steps, "wall_s": time.time() - t0, "report": str(report)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_json(out / "summary.json", summary)
     _print_table(bon, outcome, steps, ns, summary["wall_s"], report)
     return summary
 

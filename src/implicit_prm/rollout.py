@@ -1,7 +1,6 @@
 """Sample N responses per problem from any causal LM with HF generate, grade them, write the paper's rollout format."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,13 +9,17 @@ from typing import Literal, Optional
 import torch
 from tqdm.auto import tqdm
 
-from .config import field, save_config
+from .config import field
 from .errors import ConfigError
 from .eval.datasets import load_problems
 from .eval.grading import Grade, grade, summarize
-from .io import atomic_open, write_jsonl
+from .io import write_jsonl
 from .models import DEFAULT_MODEL, load_model, load_tokenizer
+from .results import write_result
+from .resume import PartialFile, run_signature
 
+# Fields that may change between a killed run and its restart without changing the samples.
+FREE_ON_RESUME = ("output", "progress")
 DEFAULT_PROMPT = ("Solve the following math problem step by step. Write each step on its own line as "
                   "'Step 1: ...', 'Step 2: ...', and so on, and put the final answer in \\boxed{{}}.\n\n{question}")
 
@@ -36,16 +39,16 @@ class RolloutConfig:
     prompt_template: str = field(DEFAULT_PROMPT, help="user message; {question} is replaced by the problem")
     system_prompt: Optional[str] = field(None, help="system message for the chat template (default: the template's)")
     batch_size: int = field(8, help="problems per generate call")
-    dtype: Literal["fp32", "bf16"] = field("fp32", help="model weights dtype for generation")
+    precision: Literal["fp32", "bf16"] = field("fp32", help="model weights dtype for generation", aliases=("dtype",))
     seed: int = field(0, help="sampling seed (each batch is seeded from it, so a resumed run samples the same)")
     progress: bool = field(True, help="show a progress bar")
 
     def __post_init__(self):
         if "{question}" not in self.prompt_template:
-            raise ValueError("field 'prompt_template' must contain {question}")
+            raise ConfigError("field 'prompt_template' must contain {question}")
         for name in ("n_samples", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"field '{name}' must be >= 1")
+                raise ConfigError(f"field '{name}' must be >= 1")
 
 
 def _chat(tok, user: str, system: str | None) -> str:
@@ -62,26 +65,19 @@ def rollout(cfg: RolloutConfig) -> dict:
     if not problems:
         raise ConfigError(f"{cfg.problems}: no problems")
     out = Path(cfg.output)
-    partial = out.with_name(out.name + ".partial")
-    done: dict[str, dict] = {}
-    if partial.exists():
-        for line in partial.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                break  # a torn last line from a kill
-            done[rec["id"]] = rec
-        with atomic_open(partial) as f:  # drop the torn line before appending
-            f.write("".join(json.dumps(r) + "\n" for r in done.values()))
+    partial = PartialFile(out.with_name(out.name + ".partial"), run_signature(cfg, FREE_ON_RESUME))
+    done = {rec["id"]: rec for rec in partial.read()}
+    partial.restart(done.values())  # drops a torn last line, or another run's records
+    if done:
         print(f"[implicit-prm] resuming: {len(done)} of {len(problems)} problems done", flush=True)
 
     tok = load_tokenizer(cfg.model)
     tok.padding_side = "left"  # batched generation continues from the right edge
-    model = load_model(cfg.model, torch.bfloat16 if cfg.dtype == "bf16" else torch.float32).eval()
+    model = load_model(cfg.model, torch.bfloat16 if cfg.precision == "bf16" else torch.float32).eval()
     batches = [problems[s:s + cfg.batch_size] for s in range(0, len(problems), cfg.batch_size)]
     bar = tqdm(total=len(problems), initial=len(done), desc="rollout", unit="problem", disable=not cfg.progress)
     n_tokens, t0 = 0, time.time()
-    with open(partial, "a", encoding="utf-8") as f:
+    with partial.appender() as f:
         for b, batch in enumerate(batches):
             batch = [p for p in batch if p.id not in done]
             if not batch:
@@ -106,16 +102,14 @@ def rollout(cfg: RolloutConfig) -> dict:
                        "completions": comps, "correctness": [g.correct for g in grades],
                        "extracted_answers": [g.extracted for g in grades],
                        "grade_status": [g.status for g in grades]}
-                f.write(json.dumps(rec) + "\n")
-                f.flush()
+                f.add(rec)
                 done[p.id] = rec
             bar.update(len(batch))
             bar.set_postfix(tok_s=f"{n_tokens / (time.time() - t0):.0f}")
     bar.close()
     records = [done[p.id] for p in problems]
-    write_jsonl(out, records)
-    save_config(cfg, out.with_name(out.name + ".config.json"))
-    partial.unlink()
+    write_result(out, records, cfg, write=write_jsonl)
+    partial.remove()
     summary = summarize([Grade(e, c, s) for r in records
                          for e, c, s in zip(r["extracted_answers"], r["correctness"], r["grade_status"])])
     summary["tokens_per_s"] = n_tokens / max(time.time() - t0, 1e-9) if n_tokens else None

@@ -1,13 +1,15 @@
-"""Train an implicit PRM from outcome labels: one accelerate loop for CE/DPO/NCA/KTO, cached reference, resumable."""
+"""Train an implicit PRM from outcome labels: one accelerate loop for every objective, cached reference, resumable.
+
+train() reads top to bottom: prepare the examples, load the policy, the reference pass (cached), the optimizer,
+restore a checkpoint, then the loop; each step calls the objective's loss once, whatever the objective.
+"""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
-import random
-import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,17 +20,21 @@ from tqdm.auto import tqdm
 
 from . import losses
 from .batching import first_response_position, pad_batch, response_mask
-from .config import field, save_config, to_dict
-from .data import build_pairs, read_samples, unpaired
+from .checkpoints import is_finished, restore, save_checkpoint, save_final
+from .config import field, resolve_aliases, save_config, to_dict
+from .data import read_samples
 from .encoding import Encoded, Encoder, encode_samples
-from .errors import ConfigError, UserError
+from .errors import ConfigError
+from .examples import Example, batch_rows, build_examples, make_plan, micro_batches, mismatched_pairs
 from .io import atomic_open, read_json_file, write_json
 from .logprobs import TokenLogProbs, autocast_context, has_accelerator, resolve_precision
-from .models import DEFAULT_MODEL, METADATA_FILE, LoraSpec, check_same_tokenizer, load_model, load_tokenizer
-from .reference import reference_logprobs
+from .metadata import PRMMetadata
+from .models import DEFAULT_MODEL, LoraSpec, check_same_tokenizer, load_model, load_tokenizer
+from .reference import RefTable, reference_logprobs
+from .resume import check_same_run, read_jsonl_prefix, run_signature
 
 # Fields that may change between a killed run and its restart without changing the result.
-RESUME_FREE = {"checkpoint_every", "keep_checkpoints", "progress", "ref_batch_tokens", "ref_cache"}
+FREE_ON_RESUME = ("checkpoint_every", "keep_checkpoints", "progress", "batch_tokens", "logprob_cache")
 
 
 @dataclass
@@ -64,11 +70,13 @@ class TrainConfig:
     system_prompt: Optional[str] = field(None, help="system message for the chat template (default: the "
                                                     "template's own; '' for an empty one, which shortens sequences)")
     step_separator: str = field("\n\n", help="joins the 'steps' of pre-split inputs")
-    dtype: Literal["auto", "bf16", "fp32"] = field("auto", help="bf16 autocast where fast (CUDA, AMX CPUs), else fp32")
+    precision: Literal["auto", "bf16", "fp32"] = field("auto", help="bf16 autocast where fast (CUDA, AMX CPUs), "
+                                                              "else fp32", aliases=("dtype",))
     gradient_checkpointing: bool = field(False, help="recompute activations in backward to save memory")
     logprob_chunk: int = field(256, help="tokens per chunk of the log-softmax, across the micro-batch")
-    ref_cache: str = field("", help="reference log-prob cache file ('' = default in the cache dir, 'none' = off)")
-    ref_batch_tokens: int = field(8192, help="padded tokens per batch of the reference pass")
+    logprob_cache: str = field("", help="log-prob cache file ('' = default in the cache dir, 'none' = off)",
+                               aliases=("ref_cache",))
+    batch_tokens: int = field(8192, help="padded tokens per batch of the reference pass", aliases=("ref_batch_tokens",))
     checkpoint_every: int = field(50, help="save a resumable checkpoint every K optimizer steps (0 = never)")
     keep_checkpoints: int = field(1, help="how many recent checkpoints to keep")
     progress: bool = field(True, help="show progress bars")
@@ -76,68 +84,154 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("epochs", "batch_size", "grad_accum", "max_length", "logprob_chunk", "lora_r"):
             if getattr(self, name) < 1:
-                raise ValueError(f"field '{name}' must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"field '{name}' must be >= 1, got {getattr(self, name)}")
         if self.beta <= 0:
-            raise ValueError(f"field 'beta' must be > 0, got {self.beta}")
+            raise ConfigError(f"field 'beta' must be > 0, got {self.beta}")
         if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"field 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
+            raise ConfigError(f"field 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
 
 
-# ----------------------------------------------------------------------------- examples and schedule
 
 @dataclass
-class Example:
-    seqs: list[int]  # indices into the encoded sequences: [response] or [chosen, rejected]
-    label: int  # unpaired: the outcome label; paired: 1
+class Prepared:
+    """Everything the loop reads that comes from the data: tokenizer, encoded responses, examples, step plan."""
+
+    tok: object
+    encs: list[Encoded | None]
+    examples: list[Example]
+    plan: list[list[int]]  # plan[step]: the examples (positions) of that optimizer step's global batch
 
 
-def build_examples(cfg: TrainConfig, samples, encs) -> tuple[list[Example], dict]:
-    """Each objective's examples from the same samples; skipped (overlong) samples are left out."""
-    index = {id(s): i for i, s in enumerate(samples)}
-    keep = [s for s, e in zip(samples, encs) if e is not None]
-    stats = {"n_samples": len(samples), "n_skipped_overlong": len(samples) - len(keep)}
-    if cfg.objective in losses.PAIRED:
-        pairs, ps = build_pairs(keep, cfg.max_pairs_per_prompt, cfg.seed)
-        stats.update(dataclasses.asdict(ps))
-        examples = [Example([index[id(w)], index[id(l)]], 1) for w, l in pairs]
-    else:
-        examples = [Example([index[id(s)]], s.label) for s in unpaired(keep)]
-        stats["n_correct"] = sum(e.label for e in examples)
-    stats["n_examples"] = len(examples)
-    return examples, stats
+def train(cfg: TrainConfig) -> Path:
+    """Run (or resume) training; returns the output directory holding the final model."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
 
+    out = Path(cfg.output)
+    if is_finished(out):
+        print(f"[implicit-prm] {out} already holds a finished model; nothing to do")
+        return out
+    # cpu=True on a machine without an accelerator, so that torchrun's gloo processes become one DDP run
+    acc = Accelerator(cpu=not has_accelerator())
+    warn_if_fsdp_ignored(acc)
+    check_resumable(cfg, out)
+    set_seed(cfg.seed)
+    device, precision = acc.device, resolve_precision(acc.device, cfg.precision)
+    data = prepare_examples(cfg, acc, precision)
+    lora = LoraSpec(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target) if cfg.lora else None
+    lm = load_model(cfg.model, torch.float32, lora)
+    if cfg.gradient_checkpointing:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = TokenLogProbs(lm, cfg.logprob_chunk).to(device)
+    ref = reference_pass(cfg, acc, model, data, precision)  # before any update, and before restoring a checkpoint
 
-def make_schedule(n: int, cfg: TrainConfig, n_proc: int) -> list[list[int]]:
-    """Global batches (lists of example indices) for every optimizer step; seeded shuffles, one per epoch."""
-    global_batch = cfg.batch_size * cfg.grad_accum * n_proc
-    if n < global_batch:
-        raise ConfigError(f"{n} training examples is fewer than one global batch of {global_batch} "
-                          "(batch_size x grad_accum x processes); lower --batch-size")
-    steps = []
-    for epoch in range(cfg.epochs):
-        order = list(range(n))
-        random.Random(f"{cfg.seed}:{epoch}").shuffle(order)
-        steps += [order[s:s + global_batch] for s in range(0, n - global_batch + 1, global_batch)]
-    return steps[:cfg.max_steps] if cfg.max_steps else steps
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused_adamw(acc, params))
+    warmup = int(cfg.warmup_ratio * len(data.plan))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.schedule, warmup, len(data.plan)))
+    model, opt = acc.prepare(model, opt)
+    params = [p for p in model.parameters() if p.requires_grad]  # FSDP2 replaces them with DTensor shards
+    acc.register_for_checkpointing(sched)
+    start = restore(acc, out)
+    log = TrainLog(out / "train_log.jsonl", start, acc, len(data.plan), f"train {cfg.objective}", cfg.progress)
 
-
-def micro_batches(step: list[int], cfg: TrainConfig, rank: int, n_proc: int) -> list[list[int]]:
-    """This process's micro-batches of a global batch: micro j on rank p is slice (j * n_proc + p)."""
-    b = cfg.batch_size
-    return [step[(j * n_proc + rank) * b:(j * n_proc + rank + 1) * b] for j in range(cfg.grad_accum)]
-
-
-def kto_kl_pairs(batch: list[Example], encs: list[Encoded], max_length: int) -> list[Encoded]:
-    """Mismatched (prompt_i, response_{i+1}) pairs of a micro-batch, for KTO's KL reference point."""
-    out = []
-    for i, ex in enumerate(batch):
-        p, r = encs[ex.seqs[0]], encs[batch[(i + 1) % len(batch)].seqs[0]]
-        room = max_length - len(p.prompt_ids)
-        out.append(Encoded(p.prompt_ids, r.response_ids[:room], r.token_steps[:room], r.n_steps))
+    model.train()
+    for step in range(start, len(data.plan)):
+        mbs = micro_batches(data.plan[step], cfg.batch_size, cfg.grad_accum, acc.process_index, acc.num_processes)
+        outputs, n_tokens = [], 0
+        for j, mb in enumerate(mbs):
+            batch = [data.examples[i] for i in mb]
+            with acc.no_sync(model) if j < len(mbs) - 1 else contextlib.nullcontext():
+                output = micro_batch_loss(cfg, model, batch, data.encs, ref, data.tok.pad_token_id, device, precision)
+                acc.backward(output.loss / len(mbs))
+            outputs.append(output)
+            n_tokens += sum(len(data.encs[r]) for ex in batch for r in ex.rows)
+        grad_norm = acc.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm > 0 else None
+        lr = sched.get_last_lr()[0]
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        log.step(step + 1, outputs, n_tokens, lr, grad_norm)
+        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < len(data.plan):
+            save_checkpoint(acc, out, step + 1, cfg.keep_checkpoints)
+    log.close()
+    save_final(acc, model, data.tok, out, metadata(cfg, ref, precision))
     return out
 
 
+# ----------------------------------------------------------------------------- the steps of train()
+
+def check_resumable(cfg: TrainConfig, out: Path) -> None:
+    """A directory holding another run's config is refused (only FREE_ON_RESUME fields may differ)."""
+    saved = out / "train_config.json"
+    if saved.exists():
+        old = resolve_aliases(TrainConfig, read_json_file(saved), str(saved))
+        check_same_run(old, run_signature(cfg, FREE_ON_RESUME), out)
+
+
+def warn_if_fsdp_ignored(acc) -> None:
+    """accelerate turns an FSDP launch config into FSDP only on GPU-like devices: CPU processes get plain DDP."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and acc.distributed_type.name != "FSDP" \
+            and acc.is_main_process:
+        print("[implicit-prm] warning: accelerate runs FSDP only on GPU-like devices; these CPU processes run plain "
+              "DDP (docs/scaling.md)", file=sys.stderr, flush=True)
+
+
+def prepare_examples(cfg: TrainConfig, acc, precision: str) -> Prepared:
+    """Read and encode the data, build the objective's examples and the step plan; save the config and counts."""
+    tok = load_tokenizer(cfg.model)
+    if cfg.ref and cfg.ref != cfg.model:
+        check_same_tokenizer(tok, load_tokenizer(cfg.ref), cfg.model, cfg.ref)
+    samples = read_samples(cfg.data, cfg.step_separator, require_label=True)
+    encs = encode_samples(Encoder(tok, cfg.template, cfg.max_length, cfg.overlong, cfg.system_prompt), samples,
+                          separator=cfg.step_separator)
+    examples, stats = build_examples(samples, encs, losses.LOSSES[cfg.objective].paired, cfg.max_pairs_per_prompt,
+                                     cfg.seed)
+    plan = make_plan(len(examples), cfg.batch_size * cfg.grad_accum * acc.num_processes, cfg.epochs, cfg.seed,
+                     cfg.max_steps)
+    if acc.is_main_process:
+        out = Path(cfg.output)
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "train_config.json")
+        write_json(out / "data_stats.json", stats)
+        n_trunc = sum(1 for e in encs if e is not None and e.truncated)
+        print(f"[implicit-prm] {cfg.objective}: {stats['n_examples']} examples from {stats['n_samples']} responses "
+              + (f"({stats['n_prompts_without_pair']} of {stats['n_prompts']} prompts had no correct/incorrect "
+                 f"pair and were dropped) " if "n_prompts" in stats else "")
+              + (f"({stats['n_skipped_overlong']} over max_length {cfg.max_length} left out by --overlong skip) "
+                 if stats["n_skipped_overlong"] else "")
+              + (f"({n_trunc} truncated to max_length {cfg.max_length}) " if n_trunc else "")
+              + f"-> {len(plan)} steps, precision {precision}", flush=True)
+    return Prepared(tok, encs, examples, plan)
+
+
+def reference_pass(cfg: TrainConfig, acc, model: TokenLogProbs, data: Prepared, precision: str) -> RefTable:
+    """Reference log-probs of every sequence the loop will read (with KTO, also every micro-batch's mismatched
+    pairs, on every process), from the cache or computed once now."""
+    needed = [e for e in data.encs if e is not None]
+    if losses.LOSSES[cfg.objective].kl_pairs:
+        for global_batch in data.plan:
+            for rank in range(acc.num_processes):
+                for mb in micro_batches(global_batch, cfg.batch_size, cfg.grad_accum, rank, acc.num_processes):
+                    needed += mismatched_pairs([data.examples[i] for i in mb], data.encs, cfg.max_length)
+    own = not cfg.ref or cfg.ref == cfg.model  # the untrained policy (or LoRA base) is the reference
+    return reference_logprobs(cfg.ref or cfg.model, model if own else None, needed, data.tok.pad_token_id, acc,
+                              precision, cfg.logprob_cache, cfg.batch_tokens, cfg.progress and acc.is_main_process)
+
+
+def fused_adamw(acc, params) -> bool | None:
+    """The fused AdamW kernel where it is safe: one process or DDP, fp32 parameters on CPU or CUDA (see
+    docs/performance.md for what it saves). FSDP and DeepSpeed keep the default: they reshape or replace the
+    parameters the optimizer sees."""
+    from accelerate.utils import DistributedType
+
+    plain = acc.distributed_type in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+    ok = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in params)
+    return True if plain and ok else None
+
+
 def lr_lambda(schedule: str, warmup: int, total: int):
+    """LR multiplier per step: linear warmup to 1, then linear or cosine decay to 0, or constant."""
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
@@ -150,7 +244,14 @@ def lr_lambda(schedule: str, warmup: int, total: int):
     return f
 
 
-# ----------------------------------------------------------------------------- the loop
+def metadata(cfg: TrainConfig, ref: RefTable, precision: str) -> PRMMetadata:
+    return PRMMetadata(beta=cfg.beta, reference_model=cfg.ref or cfg.model, base_model=cfg.model,
+                       reference_fingerprint=ref.model_key.split(":")[0], template=cfg.template,
+                       system_prompt=cfg.system_prompt, objective=cfg.objective, lora=cfg.lora, precision=precision,
+                       step_separator=cfg.step_separator, max_length=cfg.max_length)
+
+
+# ----------------------------------------------------------------------------- one micro-batch
 
 def sequence_logps(model, seqs: list[Encoded], pad_id: int, device, precision: str) -> torch.Tensor:
     """Summed log-probs of each sequence's response tokens, (B,), with grad."""
@@ -162,224 +263,60 @@ def sequence_logps(model, seqs: list[Encoded], pad_id: int, device, precision: s
     return lp.sum(-1)
 
 
-def objective_loss(cfg: TrainConfig, model, batch: list[Example], encs, ref_sum, pad_id, device, precision):
-    """Loss, per-sequence rewards and their labels for one micro-batch."""
-    labels = torch.tensor([ex.label for ex in batch], dtype=torch.float32, device=device)
-    if cfg.objective in losses.PAIRED:
-        seqs = [encs[ex.seqs[0]] for ex in batch] + [encs[ex.seqs[1]] for ex in batch]
-        lp = sequence_logps(model, seqs, pad_id, device, precision)
-        ref = torch.tensor([ref_sum(e) for e in seqs], device=device)
-        n = len(batch)
-        loss, r = losses.LOSSES[cfg.objective](lp[:n], ref[:n], lp[n:], ref[n:], cfg.beta)
-        return loss, r.reshape(-1), torch.cat([torch.ones(n), torch.zeros(n)]).to(device)
-    seqs = [encs[ex.seqs[0]] for ex in batch]
-    if cfg.objective == "kto":
-        kl = kto_kl_pairs(batch, encs, cfg.max_length)
-        lp = sequence_logps(model, seqs + kl, pad_id, device, precision)
-        ref = torch.tensor([ref_sum(e) for e in seqs + kl], device=device)
-        n = len(batch)
-        loss, r = losses.kto_loss(lp[:n], ref[:n], labels, lp[n:], ref[n:], cfg.beta,
-                                  cfg.kto_desirable_weight, cfg.kto_undesirable_weight)
-        return loss, r, labels
-    lp = sequence_logps(model, seqs, pad_id, device, precision)
-    ref = torch.tensor([ref_sum(e) for e in seqs], device=device)
-    loss, r = losses.ce_loss(lp, ref, labels, cfg.beta)
-    return loss, r, labels
+def micro_batch_loss(cfg: TrainConfig, model, batch: list[Example], encs, ref: RefTable, pad_id: int, device,
+                     precision: str) -> losses.LossOutput:
+    """The objective's LossBatch for one micro-batch (one forward over its rows and any mismatched pairs), and its
+    loss. Options come from the config fields named `<objective>_<option>` (e.g. kto_desirable_weight)."""
+    objective = losses.LOSSES[cfg.objective]
+    rows, labels = batch_rows(batch)
+    seqs = [encs[r] for r in rows]
+    kl = mismatched_pairs(batch, encs, cfg.max_length) if objective.kl_pairs else []
+    lp = sequence_logps(model, seqs + kl, pad_id, device, precision)  # (B + M,)
+    ref_lp = torch.tensor([ref.sum(e) for e in seqs + kl], device=device)  # (B + M,)
+    n = len(seqs)
+    lb = losses.LossBatch(torch.tensor(labels, dtype=torch.float32, device=device), lp[:n], ref_lp[:n], cfg.beta,
+                          kl_logps=lp[n:] if kl else None, kl_ref_logps=ref_lp[n:] if kl else None)
+    prefix = cfg.objective + "_"
+    options = {k[len(prefix):]: v for k, v in to_dict(cfg).items() if k.startswith(prefix)}
+    return objective(lb, **options)
 
 
-def _fused_adamw(acc, params) -> bool | None:
-    """The fused AdamW kernel where it is safe: one process or DDP, fp32 parameters on CPU or CUDA. On this
-    project's CPU it takes 0.08 s per step for 135M parameters against 0.59 s for the default per-tensor loop.
-    FSDP and DeepSpeed keep the default: they reshape or replace the parameters the optimizer sees."""
-    from accelerate.utils import DistributedType
+# ----------------------------------------------------------------------------- the log
 
-    plain = acc.distributed_type in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
-    ok = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in params)
-    return True if plain and ok else None
+class TrainLog:
+    """train_log.jsonl (main process) and the progress bar. On resume, lines past the restored step, and a torn
+    last line, are dropped first."""
 
+    def __init__(self, path: Path, start: int, acc, total: int, desc: str, progress: bool):
+        self.path, self.acc, self.main = path, acc, acc.is_main_process
+        if self.main:
+            kept = [r for r in (read_jsonl_prefix(path) if path.exists() else []) if r.get("step", math.inf) <= start]
+            with atomic_open(path) as f:
+                f.writelines(json.dumps(r) + "\n" for r in kept)
+        self.bar = tqdm(total=total, initial=start, desc=desc, unit="step", disable=not (progress and self.main))
+        self.t0, self.tokens = time.time(), 0
 
-def _checkpoints(out: Path) -> list[Path]:
-    d = out / "checkpoints"
-    return sorted(p for p in d.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp")) if d.exists() else []
-
-
-def _check_resumable(cfg: TrainConfig, out: Path) -> None:
-    saved = out / "train_config.json"
-    if not saved.exists():
-        return
-    old = read_json_file(saved)
-    new = to_dict(cfg)
-    diff = sorted(k for k in new if k not in RESUME_FREE and old.get(k) != new[k])
-    if diff:
-        raise UserError(f"{out} holds a run with a different config (fields {diff}); use a new --output "
-                        "or delete the directory")
-
-
-def train(cfg: TrainConfig) -> Path:
-    """Run (or resume) training; returns the output directory holding the final model."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    out = Path(cfg.output)
-    if (out / METADATA_FILE).exists():
-        print(f"[implicit-prm] {out} already holds a finished model; nothing to do")
-        return out
-    # cpu=True on a machine without an accelerator, so that torchrun's gloo processes become one DDP run
-    acc = Accelerator(cpu=not has_accelerator())
-    main = acc.is_main_process
-    _check_resumable(cfg, out)
-    set_seed(cfg.seed)
-    device, precision = acc.device, resolve_precision(acc.device, cfg.dtype)
-
-    tok = load_tokenizer(cfg.model)
-    if cfg.ref and cfg.ref != cfg.model:
-        check_same_tokenizer(tok, load_tokenizer(cfg.ref), cfg.model, cfg.ref)
-    samples = read_samples(cfg.data, cfg.step_separator, require_label=True)
-    encs = encode_samples(Encoder(tok, cfg.template, cfg.max_length, cfg.overlong, cfg.system_prompt), samples,
-                          separator=cfg.step_separator)
-    examples, stats = build_examples(cfg, samples, encs)
-    schedule = make_schedule(len(examples), cfg, acc.num_processes)
-    n_trunc = sum(1 for e in encs if e is not None and e.truncated)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "train_config.json")
-        write_json(out / "data_stats.json", stats)
-        print(f"[implicit-prm] {cfg.objective}: {stats['n_examples']} examples from {stats['n_samples']} responses "
-              + (f"({stats['n_prompts_without_pair']} of {stats['n_prompts']} prompts had no correct/incorrect "
-                 f"pair and were dropped) " if "n_prompts" in stats else "")
-              + (f"({stats['n_skipped_overlong']} over max_length {cfg.max_length} left out by --overlong skip) "
-                 if stats["n_skipped_overlong"] else "")
-              + (f"({n_trunc} truncated to max_length {cfg.max_length}) " if n_trunc else "")
-              + f"-> {len(schedule)} steps, precision {precision}", flush=True)
-
-    lora = LoraSpec(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target) if cfg.lora else None
-    lm = load_model(cfg.model, torch.float32, lora)
-    if cfg.gradient_checkpointing:
-        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model = TokenLogProbs(lm, cfg.logprob_chunk).to(device)
-
-    # Reference pass before any update (and before restoring a checkpoint): every sequence the loop will need.
-    needed = [e for e in encs if e is not None]
-    if cfg.objective == "kto":
-        for step in schedule:
-            for rank in range(acc.num_processes):
-                for mb in micro_batches(step, cfg, rank, acc.num_processes):
-                    needed += kto_kl_pairs([examples[i] for i in mb], encs, cfg.max_length)
-    ref_table = reference_logprobs(cfg.ref or cfg.model, model if not cfg.ref or cfg.ref == cfg.model else None,
-                                   needed, tok.pad_token_id, acc, precision, cfg.ref_cache, cfg.ref_batch_tokens,
-                                   cfg.progress and main)
-    ref_model_fp, ref_sum = ref_table.model_key, ref_table.sum
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=_fused_adamw(acc, params))
-    warmup = int(cfg.warmup_ratio * len(schedule))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.schedule, warmup, len(schedule)))
-    model, opt = acc.prepare(model, opt)
-    acc.register_for_checkpointing(sched)
-
-    start = 0
-    ckpts = _checkpoints(out)
-    if ckpts:
-        acc.load_state(str(ckpts[-1]))
-        start = json.loads((ckpts[-1] / "trainer_state.json").read_text())["step"]
-        if main:
-            print(f"[implicit-prm] resumed from {ckpts[-1]} (step {start})", flush=True)
-    log_path = out / "train_log.jsonl"
-    if main:  # drop log lines past the checkpoint we resumed from
-        kept = [l for l in (log_path.read_text().splitlines() if log_path.exists() else [])
-                if _step_of(l) <= start]
-        with atomic_open(log_path) as f:
-            f.write("".join(l + "\n" for l in kept))
-
-    bar = tqdm(total=len(schedule), initial=start, desc=f"train {cfg.objective}", unit="step",
-               disable=not (cfg.progress and main))
-    t0, tokens_seen = time.time(), 0
-    model.train()
-    for step in range(start, len(schedule)):
-        mbs = micro_batches(schedule[step], cfg, acc.process_index, acc.num_processes)
-        loss_sum, rewards, labels, n_tok = torch.zeros((), device=device), [], [], 0
-        for j, mb in enumerate(mbs):
-            batch = [examples[i] for i in mb]
-            ctx = acc.no_sync(model) if j < len(mbs) - 1 else contextlib.nullcontext()
-            with ctx:
-                loss, r, lab = objective_loss(cfg, model, batch, encs, ref_sum, tok.pad_token_id, device, precision)
-                acc.backward(loss / len(mbs))
-            loss_sum += loss.detach() / len(mbs)
-            rewards.append(r)
-            labels.append(lab)
-            n_tok += sum(len(encs[s]) for ex in batch for s in ex.seqs)
-        grad_norm = acc.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm > 0 else None
-        lr = sched.get_last_lr()[0]
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-
-        r_all, l_all = acc.gather(torch.cat(rewards)), acc.gather(torch.cat(labels))
-        loss_g = acc.reduce(loss_sum, reduction="mean").item()
-        tokens_seen += int(acc.reduce(torch.tensor(n_tok, device=device), reduction="sum").item())
-        rec = {"step": step + 1, "loss": loss_g, "lr": lr,
-               "reward_correct": _mean(r_all[l_all == 1]), "reward_incorrect": _mean(r_all[l_all == 0]),
-               "acc": ((r_all > 0).float() == l_all).float().mean().item(),
-               "grad_norm": None if grad_norm is None else float(grad_norm),
-               "tokens": tokens_seen, "elapsed_s": time.time() - t0, "tokens_per_s": tokens_seen / (time.time() - t0)}
-        if main:
-            with open(log_path, "a", encoding="utf-8") as f:
+    def step(self, step: int, outputs: list[losses.LossOutput], n_tokens: int, lr: float, grad_norm) -> None:
+        """Gather rewards and labels from every process; log the mean loss, rewards by label, and accuracy."""
+        acc = self.acc
+        r = acc.gather(torch.cat([o.rewards for o in outputs]))
+        lab = acc.gather(torch.cat([o.labels.to(r.device) for o in outputs]))
+        loss = acc.reduce(sum(o.loss.detach() for o in outputs) / len(outputs), reduction="mean").item()
+        self.tokens += int(acc.reduce(torch.tensor(n_tokens, device=r.device), reduction="sum").item())
+        elapsed = time.time() - self.t0
+        rec = {"step": step, "loss": loss, "lr": lr, "reward_correct": _mean(r[lab == 1]),
+               "reward_incorrect": _mean(r[lab == 0]), "acc": ((r > 0).float() == lab).float().mean().item(),
+               "grad_norm": None if grad_norm is None else float(grad_norm), "tokens": self.tokens,
+               "elapsed_s": elapsed, "tokens_per_s": self.tokens / elapsed}
+        if self.main:
+            with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(rec) + "\n")
-            bar.set_postfix(loss=f"{loss_g:.4f}", acc=f"{rec['acc']:.2f}")
-            bar.update(1)
-        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < len(schedule):
-            _save_checkpoint(acc, out, step + 1, cfg.keep_checkpoints)
-    bar.close()
-    _save_final(acc, model, tok, cfg, out, ref_model_fp, precision)
-    return out
+            self.bar.set_postfix(loss=f"{loss:.4f}", acc=f"{rec['acc']:.2f}")
+            self.bar.update(1)
 
-
-def _step_of(line: str) -> float:
-    """The step of a train_log line; a torn line (killed mid-write) counts as past any checkpoint."""
-    try:
-        return json.loads(line)["step"]
-    except (json.JSONDecodeError, KeyError):
-        return math.inf
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _mean(t: torch.Tensor) -> float | None:
     return t.float().mean().item() if t.numel() else None
-
-
-def _save_checkpoint(acc, out: Path, step: int, keep: int) -> None:
-    """accelerate state (model, optimizer, scheduler, RNG) into step_K.tmp, renamed when complete."""
-    tmp = out / "checkpoints" / f"step_{step:07d}.tmp"
-    if acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    acc.wait_for_everyone()
-    acc.save_state(str(tmp))
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        write_json(tmp / "trainer_state.json", {"step": step})
-        os.replace(tmp, tmp.with_suffix(""))
-        for old in _checkpoints(out)[:-keep] if keep > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
-    acc.wait_for_everyone()
-
-
-def _save_final(acc, model, tok, cfg: TrainConfig, out: Path, ref_fp: str, precision: str) -> None:
-    """Save a model that from_pretrained (or peft) loads, plus implicit_prm.json; checkpoints are then removed."""
-    state = acc.get_state_dict(model)  # gathers shards under FSDP/DeepSpeed
-    if acc.is_main_process:
-        lm = acc.unwrap_model(model).lm
-        state = {k[len("lm."):]: v for k, v in state.items() if k.startswith("lm.")}
-        tmp = out / ".final.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        lm.save_pretrained(tmp, state_dict=state)
-        tok.save_pretrained(tmp)
-        meta = {"beta": cfg.beta, "objective": cfg.objective, "reference_model": cfg.ref or cfg.model,
-                "reference_fingerprint": ref_fp, "base_model": cfg.model, "lora": cfg.lora,
-                "template": cfg.template, "system_prompt": cfg.system_prompt, "precision": precision, "step_separator": cfg.step_separator,
-                "max_length": cfg.max_length}
-        write_json(tmp / METADATA_FILE, meta)
-        for f in sorted(tmp.iterdir(), key=lambda p: p.name == METADATA_FILE):  # metadata last: marks completion
-            os.replace(f, out / f.name)
-        tmp.rmdir()
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-        print(f"[implicit-prm] saved {'LoRA adapter' if cfg.lora else 'model'} to {out}", flush=True)
-    acc.wait_for_everyone()

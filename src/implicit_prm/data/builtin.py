@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
-from ..config import field, save_config
+from ..config import field
 from ..errors import ConfigError
 from ..io import write_jsonl
+from ..results import write_result
 
 MAX_ABS_VALUE = 1000  # every true intermediate value satisfies |c| < MAX_ABS_VALUE
 OPERAND_RANGE = {"+": (2, 20), "-": (2, 20), "*": (2, 9)}  # never * 0 or * 1
@@ -181,6 +181,4 @@ def generate_rollouts(cfg: BuiltinDataConfig) -> list[dict]:
 
 def write_builtin(cfg: BuiltinDataConfig) -> int:
     """Generate the rollouts and write them atomically to cfg.output (config beside it); returns the count."""
-    n = write_jsonl(cfg.output, generate_rollouts(cfg))
-    save_config(cfg, Path(cfg.output).with_name(Path(cfg.output).name + ".config.json"))
-    return n
+    return write_result(cfg.output, generate_rollouts(cfg), cfg, write=write_jsonl)

@@ -1,1 +1,1 @@
-"""Evaluation: outcome metrics now; grading, best-of-N and step-error detection build on them."""
+"""Evaluation of scored responses: best-of-N, outcome AUROC, step errors (ProcessBench), grading, the report."""

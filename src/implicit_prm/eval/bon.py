@@ -4,8 +4,8 @@ Input: JSONL (or a JSON array) with one scored response per line, N_max per prob
   problem key   `problem_id` if present, else `prompt`, else `problem` (responses are grouped by it, in file order)
   correctness   `correct` (true/false), else `correctness` (true/false, rollout output), else `label` (0/1)
   answer        `extracted_answer` (string or null), else `answer_pred`; else, for the built-in arithmetic data,
-                the N of "The answer is N." at the end of `response` (ANSWER_RE). Answers are compared as stripped
-                strings (numbers are turned into strings); null or missing -> the response does not vote.
+                the N of "The answer is N." at the end of `response` (records.ANSWER_RE). Answers are compared as
+                stripped strings (numbers are turned into strings); null or missing -> the response does not vote.
                 The built-in `answer` field is the true answer and is never used.
   scores        flat {agg: number} (one source, named by `name`, default "prm": methods "prm.min", ...), or nested
                 {source: {agg: number}} (methods "source.agg"). Every numeric leaf is one score method, and every
@@ -30,40 +30,26 @@ Output JSON (schema "implicit-prm/bon/v1"):
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
 
-from ..config import field, save_config
-from ..data.formats import describe_json, parse_label
+from ..config import field
+from ..data.formats import describe_json
 from ..errors import ConfigError, InputError
-from ..io import atomic_open, read_json_records, write_json
-from .steps import finite_number, sigmoid
+from ..io import atomic_open, read_json_records
+from ..results import write_result
+from .metrics import sigmoid, text_table
+from .records import outcome_label, read_scores, record_answer
 
 SCHEMA = "implicit-prm/bon/v1"
-ANSWER_RE = re.compile(r"The answer is\s+(-?\d+(?:\.\d+)?)\.?\s*$")  # the built-in data's last sentence
 VOTE_RTOL, VOTE_ATOL = 1e-9, 1e-12  # weighted vote totals this close count as tied
 TIE_RULE = ("top-1: equal top scores -> the earliest response in file order; voting: null answers do not vote, "
             f"equal totals (within {VOTE_RTOL:g} relative) -> the answer that appears first in the subset (file "
             "order), no answer at all -> wrong; a voted answer is as correct as its first response in the subset")
 KEY_FIELDS = ("problem_id", "prompt", "problem")
-CORRECT_FIELDS = ("correct", "correctness", "label")
-PRESPLIT_CORRECT_FIELDS = ("correct", "final_answer_correct", "correctness")  # `label` = first wrong step there
-
-
-def is_presplit(rec: dict) -> bool:
-    """A pre-split (ProcessBench) record: `steps` and no `response`, as `data.formats.read_samples` detects it."""
-    return "steps" in rec and "response" not in rec and "completions" not in rec
-
-
-def outcome_label(path, line, rec: dict) -> tuple[str, int] | None:
-    """(field, 1/0) of the record's correctness, or None when it has none; InputError for a malformed value."""
-    fields = PRESPLIT_CORRECT_FIELDS if is_presplit(rec) else CORRECT_FIELDS
-    key = next((k for k in fields if rec.get(k) is not None), None)
-    return None if key is None else (key, parse_label(path, line, key, rec[key]))
 
 
 @dataclass
@@ -98,40 +84,11 @@ class Responses:
     truncated: dict | None
 
 
-def score_leaves(path, line, scores, name: str) -> dict[str, float]:
-    """{method: score} from flat {agg: x} (method name.agg) or nested {source: {agg: x}} (method source.agg)."""
-    if not isinstance(scores, dict) or not scores:
-        raise InputError(path, line, "scores", f"expected an object of scores, found {describe_json(scores)}")
-    out = {}
-    for key, value in scores.items():
-        items = value.items() if isinstance(value, dict) else [(None, value)]
-        for agg, x in items:
-            if agg is None:
-                method, where = f"{name}.{key}", f"scores.{key}"
-            else:
-                method, where = f"{key}.{agg}", f"scores.{key}.{agg}"
-            if method in out:
-                raise InputError(path, line, where, f"score method '{method}' appears twice")
-            out[method] = finite_number(path, line, where, x)
-    return out
-
-
-def _answer(path, line, rec: dict) -> str | None:
-    for key in ("extracted_answer", "answer_pred"):
-        if key in rec:
-            a = rec[key]
-            if a is not None and (isinstance(a, bool) or not isinstance(a, (str, int, float))):
-                raise InputError(path, line, key, f"expected a string or null, found {describe_json(a)}")
-            return None if a is None or not str(a).strip() else str(a).strip()
-    m = ANSWER_RE.search(rec["response"]) if isinstance(rec.get("response"), str) else None
-    return m.group(1) if m else None
-
-
 def read_responses(path: str | Path, name: str = "prm", ragged: str = "error") -> Responses:
     """Group scored responses by problem; InputError naming file, line and field for any bad or inconsistent record."""
     groups: dict = {}  # problem key -> [(line, correct, answer, scores)]
     key_fields: dict = {}  # problem key -> the field it came from
-    first: tuple[int, set] | None = None  # (line, methods) of the first record
+    first: tuple[int, list[str]] | None = None  # (line, methods) of the first record
     for line, rec in read_json_records(path):
         key_field = next((k for k in KEY_FIELDS if k in rec), None)
         if key_field is None:
@@ -146,17 +103,11 @@ def read_responses(path: str | Path, name: str = "prm", ragged: str = "error") -
                                                     "'correctness' (true/false), 'label' (0/1), or for pre-split "
                                                     "records 'final_answer_correct'")
         correct = found[1]
-        if "scores" not in rec:
-            raise InputError(path, line, "scores", "missing; score the responses first (`implicit-prm score`)")
-        scores = score_leaves(path, line, rec["scores"], name)
+        scores = read_scores(path, line, rec, name, first)
         if first is None:
-            first = (line, set(scores))
-        elif set(scores) != first[1]:
-            missing, extra = sorted(first[1] - set(scores)), sorted(set(scores) - first[1])
-            what = "; ".join(s for s in (f"lacks {missing}" if missing else "", f"adds {extra}" if extra else "") if s)
-            raise InputError(path, line, "scores", f"score methods differ from line {first[0]}'s: this record {what}")
+            first = (line, list(scores))
         key_fields.setdefault(key, key_field)
-        groups.setdefault(key, []).append((line, correct, _answer(path, line, rec), scores))
+        groups.setdefault(key, []).append((line, correct, record_answer(path, line, rec), scores))
     if first is None:
         raise InputError(path, None, None, "no records")
 
@@ -170,7 +121,7 @@ def read_responses(path: str | Path, name: str = "prm", ragged: str = "error") -
                              f"{key0!r} (line {g0[0][0]}) has {len(g0)}; every problem needs the same number (or "
                              f"use ragged='truncate' to cut every problem to the smallest count, {k})")
         truncated = {"min_count": k, "max_count": max(counts), "samples_per_problem": k}
-    methods = list(next(iter(groups.values()))[0][3])  # in the first record's order
+    methods = first[1]  # in the first record's order
     correct = np.zeros((len(groups), k), dtype=bool)
     answers = np.full((len(groups), k), -1, dtype=np.int64)
     scores = np.zeros((len(groups), k, len(methods)))
@@ -302,9 +253,7 @@ def format_table(result: dict) -> str:
     for m, r in result["methods"].items():
         cells = (f"{100 * a:.1f}" + (f"±{100 * s:.1f}" if show_std else "") for a, s in zip(r["acc"], r["std"]))
         rows.append([m, *cells])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(row[0].ljust(widths[0]) + "".join("  " + c.rjust(w) for c, w in zip(row[1:], widths[1:]))
-                     for row in rows)
+    return "\n".join(text_table(rows))
 
 
 def run_bon(cfg: BonConfig) -> dict:
@@ -327,8 +276,7 @@ def run_bon(cfg: BonConfig) -> dict:
 
     output = Path(cfg.output) if cfg.output else path.with_name(path.stem + ".bon.json")
     plot = Path(cfg.plot) if cfg.plot else path.with_name(path.stem + ".bon.png")
-    write_json(output, result)
     plot_bon(result, plot, plot_methods(data.methods))
-    save_config(replace(cfg, output=str(output), plot=str(plot), ns=ns), output.with_name(output.name + ".config.json"))
+    write_result(output, result, replace(cfg, output=str(output), plot=str(plot), ns=ns))
     print(f"[implicit-prm] wrote {output} and {plot}")
     return result

@@ -35,9 +35,10 @@ import time
 from collections import Counter
 from typing import Iterable, Literal
 
-from ..config import field, save_config
+from ..config import field
 from ..errors import InputError
 from ..io import read_json_records, write_jsonl
+from ..results import write_result
 
 STYLES = ("auto", "boxed", "gsm8k", "last_number")
 STATUSES = ("ok", "no_answer", "error")
@@ -374,8 +375,7 @@ def grade_file(cfg: GradeConfig) -> dict:
         g = grade(response, gold, cfg.style, cfg.timeout_s)
         grades.append(g)
         out.append({**rec, "extracted_answer": g.extracted, "correct": g.correct, "grade_status": g.status})
-    write_jsonl(cfg.output, out)
-    save_config(cfg, str(cfg.output) + ".config.json")
+    write_result(cfg.output, out, cfg, write=write_jsonl)
     summary = summarize(grades)
     print(f"graded {summary['n']}: {summary['n_correct']} correct, {summary['n_no_answer']} without an answer, "
           f"{summary['n_error']} grading errors -> {cfg.output}")

@@ -1,7 +1,18 @@
-"""Outcome metrics on scored responses: AUROC of a score at separating correct from incorrect responses."""
+"""Metric helpers shared by the evaluations: AUROC, a stable sigmoid, and the formatting of their tables."""
 from __future__ import annotations
 
 from typing import Sequence
+
+import numpy as np
+
+OPTIMISTIC = "optimistic (threshold tuned on the test data)"  # the label of a threshold chosen on the data it scores
+
+
+def sigmoid(x) -> np.ndarray:
+    """1 / (1 + exp(-x)), without overflow for large |x|."""
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def auroc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
@@ -27,7 +38,17 @@ def auroc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
     return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
 
 
-def first_error_hit_rate(step_rewards: Sequence[Sequence[float]], first_errors: Sequence[int]) -> float | None:
-    """Fraction of wrong solutions (first_error >= 0) whose lowest-reward step is the true first wrong step."""
-    hits = [min(range(len(r)), key=lambda k: r[k]) == fe for r, fe in zip(step_rewards, first_errors) if fe >= 0]
-    return sum(hits) / len(hits) if hits else None
+def pct(x: float | None) -> str:
+    """A fraction as a percentage with one decimal ("n/a" for None). e.g. 0.1234 -> "12.3"."""
+    return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+def fmt_auroc(x: float | None) -> str:
+    """An AUROC with three decimals ("n/a" for None)."""
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def text_table(rows: list[list[str]]) -> list[str]:
+    """Plain-text table lines: the first column left-aligned, the others right-aligned, two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [row[0].ljust(widths[0]) + "".join("  " + c.rjust(w) for c, w in zip(row[1:], widths[1:])) for row in rows]

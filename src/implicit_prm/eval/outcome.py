@@ -25,12 +25,12 @@ from typing import Optional
 
 import numpy as np
 
-from ..config import field, save_config
+from ..config import field
 from ..errors import InputError
-from ..io import read_json_records, write_json
-from .bon import is_presplit, outcome_label, score_leaves  # noqa: F401 (re-exported)
-from .metrics import auroc
-from .steps import OPTIMISTIC, pct
+from ..io import read_json_records
+from ..results import write_result
+from .metrics import OPTIMISTIC, auroc, fmt_auroc, pct, text_table
+from .records import is_presplit, outcome_label, read_scores
 
 SCHEMA = "implicit-prm/outcome/v1"
 
@@ -51,15 +51,9 @@ def read_outcomes(path: str | Path, name: str = "prm") -> tuple[np.ndarray, np.n
             how = ("'correct', 'final_answer_correct' or 'correctness' (true/false)" if is_presplit(rec) else
                    "'correct' (true/false), 'correctness' (true/false) or 'label' (0/1)")
             raise InputError(path, line, "correct", f"missing correctness: expected {how}")
-        if "scores" not in rec:
-            raise InputError(path, line, "scores", "missing; score the responses first (`implicit-prm score`)")
-        scores = score_leaves(path, line, rec["scores"], name)
+        scores = read_scores(path, line, rec, name, first)
         if first is None:
             first = (line, list(scores))
-        elif set(scores) != set(first[1]):
-            missing, extra = sorted(set(first[1]) - set(scores)), sorted(set(scores) - set(first[1]))
-            what = "; ".join(s for s in (f"lacks {missing}" if missing else "", f"adds {extra}" if extra else "") if s)
-            raise InputError(path, line, "scores", f"score methods differ from line {first[0]}'s: this record {what}")
         labels.append(got[1])
         rows.append([scores[m] for m in first[1]])
     if first is None:
@@ -100,19 +94,13 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, methods: list[str]) -> dict
     return out
 
 
-def fmt_auroc(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
-
-
 def format_table(result: dict) -> str:
     """One row per method: AUROC, accuracy (%) at 0, and the optimistic best accuracy (%) with its threshold."""
     rows = [["method", "AUROC", "acc@0", "acc@best*", "best t*"]]
     for m, r in result["methods"].items():
         o = r["optimistic"]
         rows.append([m, fmt_auroc(r["auroc"]), pct(r["acc_at_0"]), pct(o["acc"]), f"{o['threshold']:.4g}"])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [row[0].ljust(widths[0]) + "".join("  " + c.rjust(w) for c, w in zip(row[1:], widths[1:])) for row in rows]
-    return "\n".join([*lines, f"* {result['optimistic_label']}"])
+    return "\n".join([*text_table(rows), f"* {result['optimistic_label']}"])
 
 
 def run_outcome(cfg: OutcomeConfig) -> dict:
@@ -128,7 +116,6 @@ def run_outcome(cfg: OutcomeConfig) -> dict:
     print(format_table(result))
 
     output = Path(cfg.output) if cfg.output else path.with_name(path.stem + ".outcome.json")
-    write_json(output, result)
-    save_config(replace(cfg, output=str(output)), output.with_name(output.name + ".config.json"))
+    write_result(output, result, replace(cfg, output=str(output)))
     print(f"[implicit-prm] wrote {output}")
     return result

@@ -36,11 +36,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..config import field, save_config
+from ..config import field
 from ..data.formats import describe_json
 from ..errors import ConfigError, InputError
-from ..io import atomic_open, read_json_records
+from ..io import read_json_records, write_text
+from ..results import config_path, write_result
 from . import bon, outcome, steps
+from .metrics import fmt_auroc, pct, sigmoid
+from .records import is_presplit, number_list, outcome_label, score_leaves
 
 RED, GREEN = (230, 124, 115), (87, 187, 138)  # the colours at -m and +m; 0 is white
 
@@ -137,7 +140,7 @@ def load_result(path: str | Path, schema: str, keys: tuple[str, ...]) -> dict:
 def bon_plot_path(json_path: Path) -> Path | None:
     """The plot `eval bon` wrote: the `plot` in <json>.config.json, else <stem>.bon.png beside <stem>.bon.json."""
     cands = []
-    cfg = json_path.with_name(json_path.name + ".config.json")
+    cfg = config_path(json_path)
     try:
         plot = json.loads(cfg.read_text(encoding="utf-8")).get("plot") if cfg.is_file() else None
     except (OSError, ValueError, AttributeError):  # an unreadable config only loses this hint
@@ -164,8 +167,8 @@ def bon_blocks(path: Path, r: dict, image: str) -> list[tuple]:
 
 def steps_blocks(path: Path, r: dict) -> list[tuple]:
     def row(name, t, m):
-        return [name, "—" if t is None else f"{t:.4g}", steps.pct(m["acc_err"]), steps.pct(m["acc_ok"]),
-                steps.pct(m["f1"]), str(m["n_err"]), str(m["n_ok"])]
+        return [name, "—" if t is None else f"{t:.4g}", pct(m["acc_err"]), pct(m["acc_ok"]),
+                pct(m["f1"]), str(m["n_err"]), str(m["n_ok"])]
 
     rows, split = [], r.get("split")
     if r.get("tuned"):
@@ -186,7 +189,7 @@ def steps_blocks(path: Path, r: dict) -> list[tuple]:
 
 
 def outcome_blocks(path: Path, r: dict) -> list[tuple]:
-    rows = [[Code(m), outcome.fmt_auroc(v["auroc"]), steps.pct(v["acc_at_0"]), steps.pct(v["optimistic"]["acc"]),
+    rows = [[Code(m), fmt_auroc(v["auroc"]), pct(v["acc_at_0"]), pct(v["optimistic"]["acc"]),
              f"{v['optimistic']['threshold']:.4g}"] for m, v in r["methods"].items()]
     return [("h", f"Outcome: {path.name}"),
             ("p", ["Input ", Code(r["input"]), f": {r['n']} responses, {r['n_correct']} correct. AUROC of each "
@@ -210,27 +213,21 @@ class Solution:
     scores: dict[str, float]  # the score methods matching score_key
 
 
-def _numbers(path, line, rec: dict, key: str) -> list[float]:
-    v = rec.get(key)
-    if not isinstance(v, list) or not v:
-        raise InputError(path, line, key, f"expected a non-empty list of numbers, found {describe_json(v)}; score the "
-                                          "file first (`implicit-prm score`)")
-    return [steps.finite_number(path, line, f"{key}[{i}]", x) for i, x in enumerate(v)]
-
-
 def read_solution(path, line, rec: dict, separator: str, score_key: str) -> Solution:
     """One scored record, checked: InputError naming the file, line and field."""
-    key = "problem" if outcome.is_presplit(rec) and "problem" in rec else "prompt"
+    key = "problem" if is_presplit(rec) and "problem" in rec else "prompt"
     prompt = rec.get(key, rec.get("problem"))
     if not isinstance(prompt, str):
         raise InputError(path, line, key, f"expected the prompt text, found {describe_json(prompt)}")
     if isinstance(rec.get("response"), str):
         text = rec["response"]
-    elif outcome.is_presplit(rec) and isinstance(rec["steps"], list) and all(isinstance(s, str) for s in rec["steps"]):
+    elif is_presplit(rec) and isinstance(rec["steps"], list) and all(isinstance(s, str) for s in rec["steps"]):
         text = separator.join(rec["steps"])
     else:
         raise InputError(path, line, "response", "expected the response text (or a pre-split 'steps' list of strings)")
-    rewards, q = _numbers(path, line, rec, "step_rewards"), _numbers(path, line, rec, "q_values")
+    hint = "; score the file first (`implicit-prm score`)"
+    rewards = number_list(path, line, "step_rewards", rec.get("step_rewards"), hint)
+    q = number_list(path, line, "q_values", rec.get("q_values"), hint)
     raw = rec.get("step_spans")
     if not isinstance(raw, list) or len(raw) != len(rewards):
         raise InputError(path, line, "step_spans", f"expected {len(rewards)} [start, end] spans, one per step "
@@ -241,7 +238,7 @@ def read_solution(path, line, rec: dict, separator: str, score_key: str) -> Solu
                 <= len(text)):
             raise InputError(path, line, f"step_spans[{i}]", f"expected [start, end] with {prev} <= start <= end <= "
                              f"{len(text)} (the response length), found {describe_json(s)}")
-        if outcome.is_presplit(rec) and (i >= len(rec["steps"]) or text[s[0]:s[1]] != rec["steps"][i]):
+        if is_presplit(rec) and (i >= len(rec["steps"]) or text[s[0]:s[1]] != rec["steps"][i]):
             raise InputError(path, line, f"step_spans[{i}]", f"{s} is not steps[{i}] in the steps joined by "
                              f"{separator!r}; keep `score`'s <file>.config.json (it names the step separator) beside "
                              "the scored file")
@@ -249,15 +246,15 @@ def read_solution(path, line, rec: dict, separator: str, score_key: str) -> Solu
         prev = s[1]
     if len(q) != len(rewards):
         raise InputError(path, line, "q_values", f"has {len(q)} values but 'step_rewards' has {len(rewards)}")
-    fe_key = "label" if outcome.is_presplit(rec) and "label" in rec else "first_error"
+    fe_key = "label" if is_presplit(rec) and "label" in rec else "first_error"
     fe = rec.get(fe_key)
     if fe is not None and (isinstance(fe, bool) or not isinstance(fe, int) or fe < -1):
         raise InputError(path, line, fe_key, f"expected -1 or a step index, found {describe_json(fe)}")
-    got = outcome.outcome_label(path, line, rec)
+    got = outcome_label(path, line, rec)
     correct = got[1] if got else None if fe is None else int(fe == -1)
     scores = {}
     if "scores" in rec:
-        leaves = bon.score_leaves(path, line, rec["scores"], "prm")
+        leaves = score_leaves(path, line, rec["scores"], "prm")
         scores = {m: x for m, x in leaves.items() if m == score_key or m.endswith("." + score_key)}
         if not scores:
             raise ConfigError(f"field 'score_key': {score_key!r} matches none of {path}:{line}'s score methods "
@@ -267,7 +264,7 @@ def read_solution(path, line, rec: dict, separator: str, score_key: str) -> Solu
 
 def read_solutions(path: str | Path, score_key: str) -> list[Solution]:
     path = Path(path)
-    cfg = path.with_name(path.name + ".config.json")  # score's saved config names the separator of pre-split steps
+    cfg = config_path(path)  # score's saved config names the separator of pre-split steps
     sep = json.loads(cfg.read_text(encoding="utf-8")).get("step_separator", "\n\n") if cfg.is_file() else "\n\n"
     sols = [read_solution(path, line, rec, sep, score_key) for line, rec in read_json_records(path)]
     if not sols:
@@ -331,7 +328,7 @@ def solution_html(i: int, s: Solution, scale: float, emoji: bool) -> str:
             parts.append(f'<div style="{box}color:#777">{_text_html(s.text[prev:a])}</div>')
         wrong = k == s.first_error
         label = (f"{reward_emoji(r, scale) + ' ' if emoji else ''}step {k} · r = {r:+.3f} · "
-                 f"σ(q) = {float(steps.sigmoid(q)):.3f}" + (" · ✗ first wrong step" if wrong else ""))
+                 f"σ(q) = {float(sigmoid(q)):.3f}" + (" · ✗ first wrong step" if wrong else ""))
         mark = "outline:3px solid #b00000;" if wrong else ""
         parts.append(f'<div style="{box}{mark}background:{reward_colour(r, scale)}">'
                      f'<span style="font-size:80%;color:#333"><b>[{html.escape(label)}]</b></span> '
@@ -392,8 +389,6 @@ def make_report(cfg: ReportConfig) -> Path:
     if chosen:
         blocks += solution_blocks(Path(cfg.scored), chosen, emoji=fmt == "md")
 
-    with atomic_open(out) as f:
-        f.write(render(blocks, fmt, cfg.title))
-    save_config(cfg, out.with_name(out.name + ".config.json"))
+    write_result(out, render(blocks, fmt, cfg.title), cfg, write=write_text)
     print(f"[implicit-prm] wrote {out}")
     return out

@@ -22,20 +22,21 @@ With `split_half`, "evaluated" and "optimistic" describe the evaluation half onl
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 import numpy as np
 
-from ..config import field, save_config
+from ..config import field
 from ..data.formats import describe_json
 from ..errors import ConfigError, InputError
-from ..io import read_json_records, write_json
+from ..io import read_json_records
+from ..results import write_result
+from .metrics import OPTIMISTIC, pct, sigmoid
+from .records import number_list
 
 SCHEMA = "implicit-prm/steps/v1"
-OPTIMISTIC = "optimistic (threshold tuned on the test data)"
 
 
 @dataclass
@@ -55,20 +56,6 @@ class StepsConfig:
                                         ("tune_on", self.tune_on is not None), ("split_half", self.split_half)) if on]
         if len(chosen) > 1:
             raise ConfigError(f"fields {chosen} conflict: give at most one of threshold, tune_on, split_half")
-
-
-def sigmoid(x) -> np.ndarray:
-    """1 / (1 + exp(-x)), without overflow for large |x|."""
-    x = np.asarray(x, dtype=np.float64)
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-def finite_number(path, line, field_name: str, value) -> float:
-    """A JSON number that is not NaN or infinite, else InputError naming the field."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(path, line, field_name, f"expected a finite number, found {describe_json(value)}")
-    return float(value)
 
 
 def first_error_prediction(values: Sequence[float], threshold: float) -> int:
@@ -146,10 +133,7 @@ def read_step_data(path: str | Path, signal: str = "q_value") -> StepData:
     for line, rec in read_json_records(path):
         if key not in rec:
             raise InputError(path, line, key, "missing; score the file first (`implicit-prm score`)")
-        raw = rec[key]
-        if not isinstance(raw, list) or not raw:
-            raise InputError(path, line, key, f"expected a non-empty list of numbers, found {describe_json(raw)}")
-        values = np.array([finite_number(path, line, f"{key}[{i}]", v) for i, v in enumerate(raw)])
+        values = np.array(number_list(path, line, key, rec[key]))
         n = len(values)
         if "steps" in rec:
             if not isinstance(rec["steps"], list):
@@ -181,10 +165,6 @@ def _tune(data: StepData, path, what: str) -> tuple[float, dict]:
         return best_threshold(data.signals, data.labels)
     except ValueError as e:
         raise InputError(path, None, "label", f"{what}: {e}") from None
-
-
-def pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}"
 
 
 def _summary(m: dict) -> str:
@@ -238,7 +218,6 @@ def run_steps(cfg: StepsConfig) -> dict:
         print(f"  {OPTIMISTIC}: threshold {opt_t:.6g}: {_summary(opt)}")
 
     output = Path(cfg.output) if cfg.output else path.with_name(path.stem + ".steps.json")
-    write_json(output, result)
-    save_config(replace(cfg, output=str(output)), output.with_name(output.name + ".config.json"))
+    write_result(output, result, replace(cfg, output=str(output)))
     print(f"[implicit-prm] wrote {output}")
     return result

@@ -1,7 +1,8 @@
-"""On-disk cache of reference-model log-probs, keyed by reference fingerprint, precision and token ids.
+"""On-disk cache of per-token log-probs of a model, keyed by the model's fingerprint, precision and token ids.
 
-The reference model is frozen, so its per-token log-probs of a (prompt, response) never change: training computes
-them once before the first step, and scoring new checkpoints on the same responses reuses them.
+It holds the reference model's log-probs (frozen, so those of a (prompt, response) never change: training computes
+them once before the first step, and scoring new checkpoints on the same responses reuses them) and a scored PRM's
+own (re-scoring the same responses with another aggregation or split needs no forward pass).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def entry_key(model_key: str, enc: Encoded) -> str:
     return h.hexdigest()
 
 
-class RefCache:
+class LogProbCache:
     """A sqlite file of float32 arrays: key -> log-probs of the response tokens. Safe for concurrent readers."""
 
     def __init__(self, path: str | Path, model_key: str):
@@ -64,7 +65,7 @@ class RefCache:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> "RefCache":
+    def __enter__(self) -> "LogProbCache":
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,0 +1,42 @@
+"""The process group that scoring and the reference pass run under: a Protocol that accelerate's objects satisfy,
+a single-process stand-in, and the launcher's state for sharded runs."""
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+import torch
+
+from .logprobs import has_accelerator
+
+
+class ProcessGroup(Protocol):
+    """What scoring and the reference pass use of accelerate's `Accelerator` / `PartialState`."""
+
+    device: torch.device
+    process_index: int
+    num_processes: int
+    is_main_process: bool
+
+    def wait_for_everyone(self) -> None: ...
+
+
+class SingleProcess:
+    """A ProcessGroup of one process (the Python API, and any run not launched by torchrun/accelerate)."""
+
+    process_index, num_processes, is_main_process = 0, 1, True
+
+    def __init__(self, device: torch.device | str):
+        self.device = torch.device(device)
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+
+def process_state() -> ProcessGroup:
+    """accelerate's PartialState when launched as several processes (torchrun / accelerate launch), else one."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        return PartialState(cpu=not has_accelerator())
+    return SingleProcess("cuda" if torch.cuda.is_available() else "cpu")

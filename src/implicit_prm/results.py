@@ -1,0 +1,28 @@
+"""Writing a command's output together with its resolved config (<output>.config.json beside it), both atomically."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import save_config
+from .io import write_json
+
+
+def config_path(output: str | os.PathLike) -> Path:
+    """Where the config of a command's output goes: <output>.config.json beside it."""
+    output = Path(output)
+    return output.with_name(output.name + ".config.json")
+
+
+def write_result(output: str | os.PathLike, result: Any, cfg,
+                 write: Callable[[Path, Any], Any] = write_json) -> Any:
+    """Write `result` to `output` with `write` (default: indented JSON), then `cfg` to config_path(output); returns
+    what `write` returns (write_jsonl: the number of records).
+
+    Each file is written atomically, the config last: an output with its config beside it is a finished one.
+    """
+    output = Path(output)
+    written = write(output, result)
+    save_config(cfg, config_path(output))
+    return written
