@@ -202,3 +202,22 @@ def test_data_saves_its_config(tmp_path, capsys):
     assert [s for s in saved if s.get("command") == "BuiltinDataConfig"] == [
         {"command": "BuiltinDataConfig", **dataclasses.asdict(BuiltinDataConfig(output=str(out), n_problems=2,
                                                                                   seed=7))}]
+
+
+def test_renamed_fields_keep_their_former_names(tmp_path, capsys):
+    """precision was dtype, logprob_cache was ref_cache, batch_tokens was ref_batch_tokens: the former names still
+    work as flags and as config-file keys, and giving both names of one setting is refused."""
+    argv = ["train", "--data", "d", "--output", "o", "--dtype", "fp32", "--ref-cache", "c.sqlite",
+            "--ref-batch-tokens", "512"]
+    cfg = from_args(TrainConfig, build_parser(argv).parse_args(argv))
+    assert (cfg.precision, cfg.logprob_cache, cfg.batch_tokens) == ("fp32", "c.sqlite", 512)
+    f = write_config(tmp_path / "old.yaml", {"input": "i", "output": "o", "prm": "m", "dtype": "bf16",
+                                             "ref_cache": "none"})
+    argv = ["score", "--config", str(f)]
+    cfg = from_args(ScoreConfig, build_parser(argv).parse_args(argv))
+    assert (cfg.precision, cfg.logprob_cache) == ("bf16", "none")
+    both = write_config(tmp_path / "both.yaml", {"input": "i", "output": "o", "prm": "m", "dtype": "bf16",
+                                                 "precision": "fp32"})
+    assert main(["score", "--config", str(both)]) == 2
+    assert "fields 'dtype' and 'precision' are the same setting" in capsys.readouterr().err
+    assert "(formerly--dtype)" in squash(subparser("train").format_help())

@@ -44,7 +44,7 @@ class TrainConfig:
     model: str = field(DEFAULT_MODEL, help="starting model: hub id, local dir, .gguf file or 'smollm2-135m'")
     ref: Optional[str] = field(None, help="reference model (default: the starting model; with --lora, its base "
                                           "weights with the adapter disabled)")
-    objective: Literal["ce", "dpo", "nca", "kto"] = field("ce", help="training objective")
+    objective: Literal[losses.IMPLICIT] = field("ce", help="training objective (losses.LOSSES)")
     beta: float = field(losses.DEFAULT_BETA, help="reward scale in r = beta * log(pi/pi_ref)")
     lr: float = field(1e-5, help="peak learning rate")
     epochs: int = field(1, help="passes over the training examples")
