@@ -230,3 +230,30 @@ def perturbed_copy(src_dir: str, dst: Path, scale: float, seed: int) -> str:
     model.save_pretrained(dst)
     load_tokenizer(src_dir).save_pretrained(dst)
     return str(dst)
+
+
+def num(x, fmt: str) -> str:
+    """A number in a table cell; missing (None) as nan."""
+    return format(float("nan") if x is None else x, fmt)
+
+
+def print_rows(rows: dict, columns: list, key_width: int = 12) -> None:
+    """A fixed-width table of benchmark rows: the row's name, then per column (header, width, cell(row) -> str);
+    a row without tokens_per_s is printed as failed, with the end of its error."""
+    print("\n" + f"{'run':{key_width}s}" + "".join(f" {h:>{w}s}" for h, w, _ in columns))
+    for key, r in rows.items():
+        if "tokens_per_s" not in r:
+            print(f"{key:{key_width}s} failed: {str(r.get('error', ''))[-300:]}")
+            continue
+        print(f"{key:{key_width}s}" + "".join(f" {cell(r):>{w}s}" for _, w, cell in columns))
+
+
+def throughput_columns(ratio_header: str, ratio_key: str) -> list:
+    """The columns every training benchmark prints: tokens/s, its ratio to the baseline, the ratio FLOP counts
+    predict, seconds per step, and the peak and between-steps resident memory."""
+    return [("tokens/s", 9, lambda r: num(r["tokens_per_s"], ".1f")),
+            (ratio_header, max(7, len(ratio_header)), lambda r: num(r[ratio_key], ".2f")),
+            ("FLOP ratio", 10, lambda r: num(r["flop_ratio"], ".2f")),
+            ("s/step", 7, lambda r: num(r["s_per_step"], ".2f")),
+            ("peak MiB", 9, lambda r: num(r["peak_rss_mib"], ".0f")),
+            ("between", 8, lambda r: num(r.get("between_steps_rss_mib"), ".0f"))]

@@ -30,11 +30,14 @@ import torch
 from common import (
     flops_per_token,
     naive_full_logprobs,
+    num,
+    print_rows,
     processbench_items,
     reset_peak_rss,
     rss_mib,
     run_isolated,
     save,
+    throughput_columns,
     worker_result,
     write_items,
 )
@@ -221,19 +224,13 @@ def main() -> None:
             r = run_isolated(__file__, {**common, **extra})
             rows[f"{objective}/{name}"] = r
             print(f"{objective}/{name}: {r}", flush=True)
-    print(f"\n{'run':12s} {'tokens/s':>9s} {'x naive':>8s} {'FLOP ratio':>10s} {'s/step':>7s} {'peak MiB':>9s} "
-          f"{'between':>8s} {'setup MiB':>9s}")
     for key, r in rows.items():
-        if "tokens_per_s" not in r:
-            print(f"{key:12s} failed")
-            continue
-        base = rows[key.split("/")[0] + "/naive"].get("tokens_per_s")
-        r["ratio_vs_naive"] = r["tokens_per_s"] / base if base else None
-        r["flop_ratio"] = bound.get(key.split("/")[1], 1.0)
-        print(f"{key:12s} {r['tokens_per_s']:9.1f} {r['ratio_vs_naive'] or 0:8.2f} {r['flop_ratio']:10.2f} "
-              f"{r['s_per_step']:7.2f} "
-              f"{r['peak_rss_mib'] or float('nan'):9.0f} {r.get('between_steps_rss_mib') or float('nan'):8.0f} "
-              f"{r['setup_peak_rss_mib'] or float('nan'):9.0f}")
+        if "tokens_per_s" in r:
+            base = rows[key.split("/")[0] + "/naive"].get("tokens_per_s")
+            r["ratio_vs_naive"] = r["tokens_per_s"] / base if base else None
+            r["flop_ratio"] = bound.get(key.split("/")[1], 1.0)
+    print_rows(rows, throughput_columns("x naive", "ratio_vs_naive")
+               + [("setup MiB", 9, lambda r: num(r["setup_peak_rss_mib"], ".0f"))])
     save("train_throughput", {"goal": "ours >= 3x naive tokens/s", "data": args.data, "flop_ratio": bound,
                               "batch_size_sequences": args.batch_size, "rows": rows})
     shutil.rmtree(tmp, ignore_errors=True)

@@ -32,9 +32,8 @@ from implicit_prm.eval.bon import BonConfig, run_bon
 from implicit_prm.eval.outcome import OutcomeConfig, run_outcome
 from implicit_prm.eval.scored import merge_scored, score_once
 from implicit_prm.eval.steps import StepsConfig, run_steps
-from implicit_prm.io import read_json_records, write_json, write_jsonl
+from implicit_prm.io import read_json_records, write_json, write_jsonl, write_text
 from implicit_prm.models import DEFAULT_MODEL
-from implicit_prm.results import write_text
 from implicit_prm.train import TrainConfig, train
 
 BETA, LR = 0.5, 1e-4

@@ -211,6 +211,7 @@ def test_train_tokenizer_mismatch(capsys, tmp_path, tiny_model, mismatched_model
     assert_no_train_output(out)
 
 
+@pytest.mark.subprocess
 def test_score_tokenizer_mismatch_subprocess(tmp_path, tiny_model_b, mismatched_model):
     """The real process: exit code 2, the message on stderr naming both models, no traceback, no output."""
     data = write_data(tmp_path / "ok.jsonl")
@@ -222,6 +223,7 @@ def test_score_tokenizer_mismatch_subprocess(tmp_path, tiny_model_b, mismatched_
     assert_no_score_output(out)
 
 
+@pytest.mark.subprocess
 def test_train_malformed_json_subprocess(tmp_path, tiny_model):
     data = write_data(tmp_path / "bad.jsonl", '{"prompt": "p", "completions": ["a", "b"], "correctness": [true,')
     out = tmp_path / "run"

@@ -3,6 +3,7 @@ figures themselves come from the full runs, committed under benchmarks/results a
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ def run(args, tmp_path, timeout=600):
     return proc.stdout
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(not PROCESSBENCH.exists(), reason="needs ../shared/data")
 def test_score_throughput(tmp_path, tiny_model):
     run(["score_throughput.py", "--model", tiny_model, "--pb-per-split", "2", "--builtin-problems", "2",
@@ -35,6 +37,7 @@ def test_score_throughput(tmp_path, tiny_model):
         assert row["total_reward_max_abs_diff_vs_naive"] < 1e-4
 
 
+@pytest.mark.subprocess
 def test_memory(tmp_path, tiny_model):
     out = run(["memory.py", "--model", tiny_model, "--lengths", "256", "1024"], tmp_path)
     r = json.loads((tmp_path / "memory.json").read_text())
@@ -45,6 +48,7 @@ def test_memory(tmp_path, tiny_model):
     assert "chunked peak" in out
 
 
+@pytest.mark.subprocess
 def test_cost_growth(tmp_path, tiny_model):
     run(["cost_growth.py", "--model", tiny_model, "--lengths", "64", "256", "--tokens", "512", "--ns", "1", "4"],
         tmp_path)
@@ -54,6 +58,7 @@ def test_cost_growth(tmp_path, tiny_model):
     assert all(x["ms_per_token"] > 0 for x in r["by_length"] + r["by_n"])
 
 
+@pytest.mark.subprocess
 def test_train_throughput(tmp_path, tiny_model):
     run(["train_throughput.py", "--model", tiny_model, "--steps", "1", "--batch-size", "4"], tmp_path)
     r = json.loads((tmp_path / "train_throughput.json").read_text())
@@ -62,6 +67,24 @@ def test_train_throughput(tmp_path, tiny_model):
         assert row["tokens_per_s"] > 0 and row["peak_rss_mib"] > 0
 
 
+@pytest.mark.subprocess
+def test_train_vs_trl(tmp_path):
+    """TRL's DPOTrainer and ours, LoRA (the full fine-tune differs only in what trains), one pair of a tiny random
+    model: the same ids, tokens and loss at init."""
+    out = run(["train_vs_trl.py", "--tiny", "--configs", "lora"], tmp_path)
+    r = json.loads((tmp_path / "train_vs_trl.json").read_text())
+    assert set(r["rows"]) == {"trl/lora", "ours/lora"}
+    for row in r["rows"].values():
+        assert row["tokens_per_s"] > 0 and row["peak_rss_mib"] > 0
+        assert abs(row["first_loss"] - math.log(2)) < 1e-4  # policy == reference at the first step
+    trl, ours = r["rows"]["trl/lora"], r["rows"]["ours/lora"]
+    assert trl["pairs_with_same_ids"] == trl["pairs"] == r["pairs"]  # both sides tokenize every pair alike
+    assert trl["tokens_per_step"] == ours["tokens_per_step"]  # the same pairs in the same steps
+    assert abs(trl["final_loss"] - ours["final_loss"]) < 1e-3
+    assert r["flop_ratio"]["lora"] > 1 and "vs TRL" in out
+
+
+@pytest.mark.subprocess
 def test_gpu_script_on_cpu_with_tiny_configs(tmp_path):
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--tiny"], capture_output=True, text=True,
                           env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}, timeout=600)
@@ -72,6 +95,7 @@ def test_gpu_script_on_cpu_with_tiny_configs(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_laptop_scale_quick(tmp_path):
     """The paper-experiments script, --quick, on the embedded model."""
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "laptop_scale.py"), "--quick", "--out",

@@ -24,6 +24,7 @@ def data_file(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.subprocess  # data_file runs the console script in a child process
 def test_data_writes_the_requested_records(data_file):
     recs = [json.loads(line) for line in data_file.read_text().splitlines()]
     assert len(recs) == 5
@@ -55,6 +56,7 @@ def score_records(path: Path) -> list[dict]:
     return recs
 
 
+@pytest.mark.subprocess  # data_file runs the console script in a child process
 def test_train_then_score(tmp_path, capsys, data_file, tiny_model):
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
@@ -84,6 +86,7 @@ def test_train_then_score(tmp_path, capsys, data_file, tiny_model):
     assert [(r["prompt"], r["response"]) for r in recs] == [(x["prompt"], c) for x in inputs for c in x["completions"]]
 
 
+@pytest.mark.subprocess  # data_file runs the console script in a child process
 def test_lora_train_then_score_without_ref(tmp_path, capsys, data_file, tiny_model):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer

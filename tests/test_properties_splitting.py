@@ -27,7 +27,7 @@ WORDS = ["7 + 5 = 12", "x", "The answer is 36.", "\\boxed{4}", "so", "then", "("
 chars = st.one_of(st.sampled_from(MULTI_BYTE), st.characters(codec="utf-8"),
                   st.characters(min_codepoint=32, max_codepoint=126))
 # a piece of text, possibly empty, possibly one of the separators (so separators land inside steps)
-pieces = st.one_of(st.text(chars, max_size=8), st.sampled_from(SEPARATORS), st.sampled_from(WORDS),
+pieces = st.one_of(st.lists(chars, max_size=8).map("".join), st.sampled_from(SEPARATORS), st.sampled_from(WORDS),
                    st.sampled_from(MULTI_BYTE))
 texts = st.lists(pieces, max_size=12).map("".join)
 edges = st.sampled_from(["", "", " ", "\n", "\n\n", "  \n", "\t", " \n\n "])
@@ -60,7 +60,7 @@ def assert_partition(spans: list[tuple[int, int]], n: int) -> None:
     assert all(s <= e for s, e in spans)
 
 
-@settings(max_examples=150)
+@settings(max_examples=300)
 @given(response=responses(), mode=st.sampled_from(MODES), regex=st.sampled_from(REGEXES))
 def test_spans_partition_the_response(response, mode, regex):
     spans = step_spans(response, None, mode, regex)
@@ -71,14 +71,14 @@ def test_spans_partition_the_response(response, mode, regex):
     resolved = mode if mode != "auto" else ("markers" if len(STEP_MARKER.findall(response)) >= 2 else "blank")
     if resolved == "markers":
         assert bounds <= {m.start() for m in STEP_MARKER.finditer(response)}
-        assert len(spans) == len({m.start() for m in STEP_MARKER.finditer(response)} - {0})
+        assert len(spans) == max(1, len(STEP_MARKER.findall(response)))  # text before the first joins step 0
     elif resolved == "blank":
         assert bounds <= {m.end() for m in BLANK_LINE.finditer(response)}
     else:
         assert bounds <= {m.end() for m in re.finditer(regex, response)}
 
 
-@settings(max_examples=150)
+@settings(max_examples=300)
 @given(steps_sep=step_lists(), mode=st.sampled_from(["steps", "auto"]))
 def test_steps_mode_reproduces_the_steps(steps_sep, mode):
     steps, sep = steps_sep
@@ -115,7 +115,7 @@ def encoders(smol_tokenizer):
     return {t: Encoder(smol_tokenizer, template=t, max_length=100_000) for t in ("chat", "plain")}
 
 
-@settings(max_examples=100)
+@settings(max_examples=300)
 @given(split=split_responses(), prompt=texts, template=st.sampled_from(["chat", "plain"]))
 def test_every_response_token_maps_to_one_step(encoders, smol_tokenizer, split, prompt, template):
     response, spans = split
@@ -152,7 +152,7 @@ def check_rewards(policy: list[float], ref: list[float] | None, tok_steps: list[
     ref_t = None if ref is None else torch.tensor(ref, dtype=dtype)
     tr = token_rewards(pol_t, ref_t, beta)
     want_tr = [beta * (p - (0.0 if ref is None else r)) for p, r in zip(policy, ref or [0.0] * len(policy))]
-    tol = dict(rel=1e-9, abs=1e-9) if dtype == torch.float64 else dict(rel=1e-4, abs=1e-3)
+    tol = dict(rel=1e-9, abs=1e-9) if dtype == torch.float64 else dict(rel=1e-4, abs=5e-3)
     assert tr.tolist() == pytest.approx(want_tr, **tol)
     sr = step_rewards(tr, torch.tensor(tok_steps, dtype=torch.long), n_steps)
     assert sr.shape == (n_steps,)
@@ -172,13 +172,13 @@ def check_rewards(policy: list[float], ref: list[float] | None, tok_steps: list[
     assert agg["mean"] == pytest.approx(total / n_steps, **tol)
 
 
-@settings(max_examples=100)
+@settings(max_examples=200)
 @given(data=token_data(), fp32=st.booleans())
 def test_q_values_are_the_running_sum_of_step_rewards(data, fp32):
     check_rewards(*data, dtype=torch.float32 if fp32 else torch.float64)
 
 
-@settings(max_examples=50)
+@settings(max_examples=100)
 @given(split=split_responses(), data=st.data())
 def test_rewards_of_an_encoded_response(encoders, split, data):
     """The whole chain: split -> encode with the real tokenizer -> random log-probs -> step rewards and q-values."""

@@ -54,6 +54,7 @@ def start_and_kill(argv: list[str], out: Path, logs: Path) -> bool:
                 proc.wait()
 
 
+@pytest.mark.subprocess
 def test_sigkilled_training_resumes_to_the_same_final_loss(tmp_path, capsys, tiny_model):
     cache = tmp_path / "rc.sqlite"
     for attempt, n_problems in enumerate((12, 48)):  # more data if the kill came too late (never seen so far)

@@ -85,7 +85,10 @@ def _coerce(name: str, tp, value: Any, source: str):
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: field '{name}' must be a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"{source}: field '{name}' is beyond the range of a float") from None
     if base is str:
         if not isinstance(value, str):
             raise ConfigError(f"{source}: field '{name}' must be a string, got {value!r}")
@@ -131,7 +134,10 @@ def load_config_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: config file is not UTF-8 text (undecodable byte at offset {e.start})") from None
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
@@ -151,6 +157,9 @@ def load_config_file(path: str | Path) -> dict:
 def from_mapping(cls: type[C], data: dict, source: str = "config") -> C:
     """Build a config from a mapping, rejecting unknown fields and wrong types with a clear message."""
     hints = _hints(cls)
+    odd = [k for k in data if not isinstance(k, str)]
+    if odd:
+        raise ConfigError(f"{source}: field names must be strings, found {odd[:3]}")
     data = resolve_aliases(cls, data, source)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)

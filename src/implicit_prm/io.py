@@ -22,18 +22,24 @@ def read_json_records(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
             items = json.loads(text)
         except json.JSONDecodeError as e:
             raise InputError(path, e.lineno, None, f"malformed JSON: {e.msg}") from None
+        except RecursionError:
+            raise InputError(path, None, None, "JSON nested too deeply") from None
         for i, rec in enumerate(items, start=1):
             if not isinstance(rec, dict):
                 raise InputError(path, i, None, f"item {i} is {type(rec).__name__}, expected a JSON object")
             yield i, rec
         return
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # split at "\n" only: str.splitlines() would also split at U+2028, U+2029 and U+0085, which JSON strings may
+    # hold raw (write_jsonl writes them so); json.loads ignores a trailing "\r"
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
             raise InputError(path, lineno, None, f"malformed JSON: {e.msg} (column {e.colno})") from None
+        except RecursionError:
+            raise InputError(path, lineno, None, "JSON nested too deeply") from None
         if not isinstance(rec, dict):
             raise InputError(path, lineno, None, f"expected a JSON object, got {type(rec).__name__}")
         yield lineno, rec

@@ -44,7 +44,7 @@ def check_same_run(saved: Mapping, signature: Mapping, where: Path) -> None:
 def read_jsonl_prefix(path: Path) -> list[dict]:
     """The JSON objects of a JSONL file up to its first undecodable line (a torn last line from a kill)."""
     items = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in Path(path).read_text(encoding="utf-8").split("\n"):
         try:
             item = json.loads(line)
         except json.JSONDecodeError:

@@ -47,7 +47,17 @@ def _text(path, line, rec: dict, field: str) -> str:
         raise InputError(path, line, field, f"expected a string, found {describe_json(value)}")
     if not value.strip():
         raise InputError(path, line, field, "expected non-empty text, found an empty or whitespace-only string")
+    _encodable(path, line, field, value)
     return value
+
+
+def _encodable(path, line, field: str, value: str) -> None:
+    """JSON can escape a lone surrogate (\\ud800), which is no character: refuse it before a tokenizer sees it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(path, line, field, f"contains an unpaired surrogate escape (\\u{ord(value[e.start]):04x}) "
+                                            "at character " + str(e.start)) from None
 
 
 def _text_list(path, line, rec: dict, field: str) -> list[str]:
@@ -63,6 +73,7 @@ def _text_list(path, line, rec: dict, field: str) -> list[str]:
         if not item.strip():
             raise InputError(path, line, f"{field}[{i}]",
                              "expected non-empty text, found an empty or whitespace-only string")
+        _encodable(path, line, f"{field}[{i}]", item)
     return value
 
 

@@ -14,9 +14,13 @@ ANSWER_RE = re.compile(r"The answer is\s+(-?\d+(?:\.\d+)?)\.?\s*$")  # the built
 
 def finite_number(path, line, field_name: str, value) -> float:
     """A JSON number that is not NaN or infinite, else InputError naming the field."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    try:
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an integer beyond float range
+        number = math.inf
+    if not math.isfinite(number):
         raise InputError(path, line, field_name, f"expected a finite number, found {describe_json(value)}")
-    return float(value)
+    return number
 
 
 def number_list(path, line, key: str, value, hint: str = "") -> list[float]:
