@@ -75,12 +75,12 @@ def sync(device):
 
 
 @torch.no_grad()
-def score_ours(model, seqs, device, max_tokens: int) -> float:
+def score_ours(model, seqs, device, batch_tokens: int) -> float:
     wrapped = TokenLogProbs(model)
     lengths = [len(p) + len(r) for p, r in seqs]
     sync(device)
     t = time.perf_counter()
-    for idx in length_batches(lengths, max_tokens):
+    for idx in length_batches(lengths, batch_tokens):
         batch = [seqs[i] for i in idx]
         ids, mask = pad_batch([p + r for p, r in batch], 0, device)
         start = min(len(p) for p, _ in batch) - 1

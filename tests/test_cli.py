@@ -41,7 +41,7 @@ def run_cli(capsys, *argv) -> str:
 
 
 def common(cache: Path) -> list[str]:
-    return ["--dtype", "fp32", "--no-progress", "--ref-cache", str(cache)]
+    return ["--precision", "fp32", "--no-progress", "--logprob-cache", str(cache)]
 
 
 def score_records(path: Path) -> list[dict]:

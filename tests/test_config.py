@@ -221,3 +221,15 @@ def test_renamed_fields_keep_their_former_names(tmp_path, capsys):
     assert main(["score", "--config", str(both)]) == 2
     assert "fields 'dtype' and 'precision' are the same setting" in capsys.readouterr().err
     assert "(formerly--dtype)" in squash(subparser("train").format_help())
+
+
+def test_a_flag_overrides_a_former_name_in_the_config_file(tmp_path):
+    f = write_config(tmp_path / "old.yaml", {"data": "d", "output": "o", "dtype": "bf16", "ref_cache": "none"})
+    argv = ["train", "--config", str(f), "--precision", "fp32"]
+    cfg = from_args(TrainConfig, build_parser(argv).parse_args(argv))
+    assert (cfg.precision, cfg.logprob_cache) == ("fp32", "none")
+
+
+def test_kto_needs_two_responses_per_micro_batch(capsys):
+    assert main(["train", "--data", "d", "--output", "o", "--objective", "kto", "--batch-size", "1"]) == 2
+    assert "field 'batch_size' must be >= 2" in capsys.readouterr().err

@@ -22,7 +22,8 @@ def test_round_trip_and_description(tmp_path):
     write_metadata(tmp_path, _meta())
     back = read_metadata(tmp_path)
     assert back == _meta()
-    assert back.describe() == "dpo objective, beta 0.3, full, trained in fp32 with max_length 512"
+    assert back.describe() == ("dpo objective, beta 0.3, full, trained in fp32 with max_length 512 and steps joined "
+                               "by '\\n'")
     assert read_metadata(tmp_path / "nowhere") is None  # any causal LM: no metadata
 
 

@@ -176,6 +176,22 @@ def test_presplit_solution_uses_label_and_the_scoring_separator(tmp_path):
     assert e.value.field == "step_spans[1]"
 
 
+def test_presplit_spans_as_score_writes_them(tmp_path):
+    """`score` gives each pre-split step its span with the separator after it ([0, 11] is "Let x = 2.\n")."""
+    from implicit_prm.splitting import spans_from_steps
+
+    steps = ["Let x = 2.", "Then x + x = 5.", "So 5."]
+    assert spans_from_steps(steps, "\n") == [(0, 11), (11, 27), (27, 32)]
+    rec = {"problem": "Double 2.", "steps": steps, "label": 1, "final_answer_correct": False,
+           "step_spans": [[0, 11], [11, 27], [27, 32]], "step_rewards": [0.1, -0.4, 0.0],
+           "q_values": [0.1, -0.3, -0.3], "scores": {"ours": {"min": -0.4}}}
+    path = tmp_path / "pb.jsonl"
+    path.write_text(json.dumps(rec) + "\n")
+    (path.parent / "pb.jsonl.config.json").write_text(json.dumps({"step_separator": "\n"}))
+    (s,) = read_solutions(path, "min")
+    assert s.first_error == 1 and "Then x + x = 5." in solution_html(1, s, 0.4, emoji=False)
+
+
 def test_reward_colour():
     assert reward_colour(0.0, 2.0) == "rgb(255, 255, 255)"
     assert reward_colour(-2.0, 2.0) == reward_colour(-5.0, 2.0) == FULL_RED

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -84,3 +85,21 @@ def test_batch_rows_lay_pairs_out_as_chosen_then_rejected():
     assert batch_rows(pairs) == ([0, 5, 1, 2], [1, 1, 0, 0])
     single = [Example((3,), (0,)), Example((4,), (1,))]
     assert batch_rows(single) == ([3, 4], [0, 1])
+
+
+def test_resume_refuses_other_data_or_process_count(tmp_path, builtin_data):
+    """The run signature holds the data file's size and mtime and the number of processes (it sets the global batch,
+    so the step plan); the output path and progress settings may change."""
+    from implicit_prm.errors import UserError
+    from implicit_prm.io import write_json
+    from implicit_prm.train import SIGNATURE_FILE, check_resumable, signature
+
+    cfg = TrainConfig(data=str(builtin_data), output=str(tmp_path / "run"), progress=False)
+    write_json(tmp_path / "run" / SIGNATURE_FILE, signature(cfg, 1))
+    check_resumable(cfg, tmp_path / "run", 1)  # the same run
+    check_resumable(TrainConfig(data=str(builtin_data), output="./elsewhere", checkpoint_every=5), tmp_path / "run", 1)
+    with pytest.raises(UserError, match=r"fields \['processes'\]"):
+        check_resumable(cfg, tmp_path / "run", 2)
+    os.utime(builtin_data, ns=(0, 0))
+    with pytest.raises(UserError, match=r"fields \['data_mtime_ns'\]"):
+        check_resumable(cfg, tmp_path / "run", 1)

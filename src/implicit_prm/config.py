@@ -183,8 +183,9 @@ def from_args(cls: type[C], ns: argparse.Namespace) -> C:
     cfg_path = given.pop("config", None)
     for internal in ("command", "subcommand", "func", "verb"):  # argparse bookkeeping, not config fields
         given.pop(internal, None)
-    merged = load_config_file(cfg_path) if cfg_path else {}
-    merged.update(given)
+    source = str(cfg_path) if cfg_path else "command line"
+    merged = resolve_aliases(cls, load_config_file(cfg_path), source) if cfg_path else {}  # file's old names first,
+    merged.update(given)  # so that a flag overrides the file's setting whatever name either uses
     return from_mapping(cls, merged, source=str(cfg_path) if cfg_path else "command line")
 
 

@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .encoding import Encoded
+from .models import cache_root
 
 
 def entry_key(model_key: str, enc: Encoded) -> str:
@@ -70,3 +71,16 @@ class LogProbCache:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def default_cache_file() -> Path:
+    """logprobs.sqlite in the cache dir; a cache from before its rename (refcache.sqlite) is kept in use."""
+    new, old = cache_root() / "logprobs.sqlite", cache_root() / "refcache.sqlite"
+    return old if old.exists() and not new.exists() else new
+
+
+def open_cache(setting: str, model_key: str) -> LogProbCache | None:
+    """'' -> the default cache file; 'none' -> no cache; anything else -> that file."""
+    if setting.lower() == "none":
+        return None
+    return LogProbCache(Path(setting) if setting else default_cache_file(), model_key)

@@ -46,13 +46,6 @@ def full_token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
     return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
-def has_accelerator() -> bool:
-    """Whether a GPU-like device is present (else accelerate must be told cpu=True to run several CPU processes)."""
-    xpu = getattr(torch, "xpu", None)
-    mps = getattr(torch.backends, "mps", None)
-    return torch.cuda.is_available() or bool(xpu and xpu.is_available()) or bool(mps and mps.is_available())
-
-
 def bf16_is_fast(device: torch.device) -> bool:
     """bf16 pays off on CUDA with bf16 support, and on CPUs with native bf16 (AVX512-BF16/AMX); not on AVX2 CPUs,
     where it is several times slower than fp32 (docs/performance.md)."""

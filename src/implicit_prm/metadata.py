@@ -16,8 +16,9 @@ METADATA_FILE = "implicit_prm.json"
 
 @dataclass
 class PRMMetadata:
-    """Every field is read back. Those marked informational are shown when scoring (`describe`) but change nothing:
-    scoring keeps its own setting, since applying the training one would change what a score run does today."""
+    """Every field is read back when scoring. Those marked informational are shown (`describe`, and a note when the
+    precision differs) but change nothing: scoring keeps its own setting, since applying the training one would
+    change what a score run does today."""
 
     beta: float = field(help="reward scale of training: the default beta when scoring")
     reference_model: str = field(help="reference of training: the default reference when scoring")
@@ -28,14 +29,15 @@ class PRMMetadata:
     system_prompt: Optional[str] = field(None, help="system message of training: the default when scoring")
     objective: str = field("", help="informational: the training objective")
     lora: bool = field(False, help="informational: whether the weights are a LoRA adapter (the files say so too)")
-    precision: str = field("", help="informational: precision of training; scoring warns when its own differs")
+    precision: str = field("", help="informational: precision of training; scoring notes when its own differs")
     step_separator: str = field("\n\n", help="informational: joined pre-split training steps (score has "
                                              "--step-separator)")
     max_length: int = field(0, help="informational: training's token limit (score has --max-length)")
 
     def describe(self) -> str:
         return (f"{self.objective or 'unknown'} objective, beta {self.beta}, {'LoRA adapter' if self.lora else 'full'}"
-                f", trained in {self.precision or 'unknown precision'} with max_length {self.max_length}")
+                f", trained in {self.precision or 'unknown precision'} with max_length {self.max_length} and steps "
+                f"joined by {self.step_separator!r}")
 
 
 def read_metadata(model_dir: str | Path) -> PRMMetadata | None:

@@ -1,6 +1,7 @@
 """The `ImplicitPRM` Python API: load a trained PRM and its reference, score encoded or raw responses step by step."""
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Sequence
 
 import numpy as np
@@ -10,12 +11,13 @@ from . import rewards as R
 from .batching import response_logprobs
 from .encoding import Encoded, Encoder
 from .errors import UserError
+from .logprob_cache import open_cache
 from .logprobs import TokenLogProbs, resolve_precision
 from .losses import DEFAULT_BETA
 from .metadata import METADATA_FILE, PRMMetadata, read_metadata
 from .models import adapter_base, check_same_tokenizer, fingerprint, load_model, load_tokenizer, resolve
-from .processes import ProcessGroup, SingleProcess
-from .reference import RefTable, open_cache, reference_logprobs
+from .processes import ProcessGroup, SingleProcess, default_device, is_main_rank
+from .reference import RefTable, reference_logprobs
 from .splitting import spans_from_steps, step_spans
 
 
@@ -47,6 +49,9 @@ def reference_spec(prm: str, ref: str | None, reference_free: bool, meta: PRMMet
     return ref, base is not None and ref in (base, resolve(base))
 
 
+RENAMED = {"dtype": "precision", "ref_cache": "logprob_cache", "max_tokens": "batch_tokens"}  # former -> current
+
+
 class ImplicitPRM:
     """Python API: `ImplicitPRM.from_pretrained(dir).score(prompt, steps)` -> step rewards, q-values, scores."""
 
@@ -69,13 +74,18 @@ class ImplicitPRM:
                         beta: float | None = None, device: str | None = None, template: str = "auto",
                         system_prompt: str | None = None, **kw) -> "ImplicitPRM":
         """Load a PRM. Unset settings (beta None, template 'auto', system_prompt None, ref None) come from its
-        metadata when it has some (a PRM trained here), else from defaults."""
+        metadata when it has some (a PRM trained here), else from defaults. Former keyword names (dtype,
+        ref_cache, max_tokens) are still accepted."""
+        for old, new in RENAMED.items():
+            if old in kw:
+                warnings.warn(f"ImplicitPRM: '{old}' is now '{new}'", DeprecationWarning, stacklevel=2)
+                kw[new] = kw.pop(old)
         meta = read_metadata(resolve(prm))
         ref_spec, in_memory = reference_spec(prm, ref, reference_free, meta)
         tok = load_tokenizer(prm)
         if ref_spec and not in_memory:
             check_same_tokenizer(tok, load_tokenizer(ref_spec), prm, ref_spec)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = device or default_device()
         model = TokenLogProbs(load_model(prm)).to(device).eval()
         if meta is not None:
             template = meta.template if template == "auto" else template
@@ -85,8 +95,10 @@ class ImplicitPRM:
                 kw.setdefault("expected_ref_fingerprint", meta.reference_fingerprint)
         out = cls(model, tok, ref_spec, in_memory, DEFAULT_BETA if beta is None else beta, template=template,
                   system_prompt=system_prompt, device=device, **kw)
-        if meta is not None:
-            print(f"[implicit-prm] PRM {prm}: {meta.describe()}; scoring in {out.precision}", flush=True)
+        if meta is not None and is_main_rank():
+            print(f"[implicit-prm] PRM {prm}: {meta.describe()}; scoring in {out.precision}"
+                  + (f" (note: not the precision it was trained in, {meta.precision})"
+                     if meta.precision and meta.precision != out.precision else ""), flush=True)
         return out
 
     @property
@@ -102,7 +114,7 @@ class ImplicitPRM:
             return None
         table = reference_logprobs(self.ref, self.model if self.ref_in_memory else None, encs, self.tok.pad_token_id,
                                    acc, self.precision, self.logprob_cache, self.batch_tokens, show)
-        got = table.model_key.split(":")[0]
+        got = table.fingerprint
         if self.expected_ref_fingerprint and got != self.expected_ref_fingerprint and acc.is_main_process:
             print(f"[implicit-prm] warning: the reference '{self.ref}' has other weights (fingerprint {got}) than "
                   f"the PRM was trained against ({self.expected_ref_fingerprint}); its rewards are not the trained "

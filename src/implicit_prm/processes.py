@@ -7,8 +7,6 @@ from typing import Protocol
 
 import torch
 
-from .logprobs import has_accelerator
-
 
 class ProcessGroup(Protocol):
     """What scoring and the reference pass use of accelerate's `Accelerator` / `PartialState`."""
@@ -33,10 +31,31 @@ class SingleProcess:
         pass
 
 
+def default_device() -> torch.device:
+    """The accelerator when there is one (CUDA, XPU, MPS), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    for name in ("xpu", "mps"):
+        backend = getattr(torch, name, None) if name == "xpu" else getattr(torch.backends, name, None)
+        if backend is not None and backend.is_available():
+            return torch.device(name)
+    return torch.device("cpu")
+
+
+def has_accelerator() -> bool:
+    """Whether a GPU-like device is present (else accelerate must be told cpu=True to run several CPU processes)."""
+    return default_device().type != "cpu"
+
+
+def is_main_rank() -> bool:
+    """Whether this is the main process of a launch (torchrun / accelerate set RANK), before any group exists."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def process_state() -> ProcessGroup:
     """accelerate's PartialState when launched as several processes (torchrun / accelerate launch), else one."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from accelerate import PartialState
 
         return PartialState(cpu=not has_accelerator())
-    return SingleProcess("cuda" if torch.cuda.is_available() else "cpu")
+    return SingleProcess(default_device())

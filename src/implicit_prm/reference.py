@@ -10,29 +10,23 @@ import numpy as np
 
 from .batching import response_logprobs
 from .encoding import Encoded
-from .logprob_cache import LogProbCache, entry_key
+from .logprob_cache import entry_key, open_cache
 from .logprobs import TokenLogProbs
-from .models import cache_root, fingerprint, load_model, resolve
+from .models import fingerprint, load_model, resolve
 
 
 class RefTable:
     """Reference log-probs of a set of encoded responses, looked up by content."""
 
     def __init__(self, model_key: str, table: dict[str, np.ndarray]):
-        self.model_key, self.table = model_key, table
+        self.model_key, self.table = model_key, table  # model_key: "<weights fingerprint>:<precision>"
+        self.fingerprint = model_key.split(":")[0]
 
     def logps(self, enc: Encoded) -> np.ndarray:
         return self.table[entry_key(self.model_key, enc)]
 
     def sum(self, enc: Encoded) -> float:
         return float(self.logps(enc).astype(np.float64).sum())
-
-
-def open_cache(setting: str, model_key: str) -> LogProbCache | None:
-    """'' -> the default cache file; 'none' -> no cache; anything else -> that file."""
-    if setting.lower() == "none":
-        return None
-    return LogProbCache(Path(setting) if setting else cache_root() / "logprobs.sqlite", model_key)
 
 
 def _stat_key(spec: str) -> str | None:

@@ -63,7 +63,7 @@ class PartialFile:
     """
 
     def __init__(self, path: Path, signature: Mapping, rank: int = 0):
-        self.main = Path(path)
+        self.rank, self.main = rank, Path(path)
         self.path = self.main if rank == 0 else self.main.with_name(f"{self.main.name}.{rank}")
         self.header = {"signature": _jsonable(dict(signature))}
 
@@ -78,11 +78,11 @@ class PartialFile:
                 continue
             lines = read_jsonl_prefix(p)
             if not lines or lines[0] != self.header:
-                if lines:
-                    old = lines[0].get("signature") if isinstance(lines[0].get("signature"), dict) else {}
-                    diff = changed_fields(old, self.header["signature"])
-                    print(f"[implicit-prm] {p} is from a run with other settings ({', '.join(diff) or 'format'}): "
-                          "starting over", flush=True)
+                if lines and self.rank == 0:
+                    old = lines[0].get("signature")
+                    why = (f"a run with other settings ({', '.join(changed_fields(old, self.header['signature']))})"
+                           if isinstance(old, dict) else "an older version's format")
+                    print(f"[implicit-prm] {p} is from {why}: starting over", flush=True)
                 continue
             items += lines[1:]
         return items

@@ -19,7 +19,7 @@ from .results import write_result
 from .resume import PartialFile, run_signature
 
 # Fields that may change between a killed run and its restart without changing the samples.
-FREE_ON_RESUME = ("output", "progress")
+FREE_ON_RESUME = ("output", "progress", "limit")  # batches are slices from the start: a new limit keeps them
 DEFAULT_PROMPT = ("Solve the following math problem step by step. Write each step on its own line as "
                   "'Step 1: ...', 'Step 2: ...', and so on, and put the final answer in \\boxed{{}}.\n\n{question}")
 
@@ -39,7 +39,8 @@ class RolloutConfig:
     prompt_template: str = field(DEFAULT_PROMPT, help="user message; {question} is replaced by the problem")
     system_prompt: Optional[str] = field(None, help="system message for the chat template (default: the template's)")
     batch_size: int = field(8, help="problems per generate call")
-    precision: Literal["fp32", "bf16"] = field("fp32", help="model weights dtype for generation", aliases=("dtype",))
+    precision: Literal["fp32", "bf16"] = field("fp32", help="dtype of the model weights for generation (train and "
+                                                         "score keep fp32 weights and autocast)", aliases=("dtype",))
     seed: int = field(0, help="sampling seed (each batch is seeded from it, so a resumed run samples the same)")
     progress: bool = field(True, help="show a progress bar")
 
@@ -65,7 +66,9 @@ def rollout(cfg: RolloutConfig) -> dict:
     if not problems:
         raise ConfigError(f"{cfg.problems}: no problems")
     out = Path(cfg.output)
-    partial = PartialFile(out.with_name(out.name + ".partial"), run_signature(cfg, FREE_ON_RESUME))
+    src = Path(cfg.problems)
+    facts = {"problems_size": src.stat().st_size, "problems_mtime_ns": src.stat().st_mtime_ns} if src.is_file() else {}
+    partial = PartialFile(out.with_name(out.name + ".partial"), run_signature(cfg, FREE_ON_RESUME, **facts))
     done = {rec["id"]: rec for rec in partial.read()}
     partial.restart(done.values())  # drops a torn last line, or another run's records
     if done:

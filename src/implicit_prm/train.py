@@ -27,14 +27,16 @@ from .encoding import Encoded, Encoder, encode_samples
 from .errors import ConfigError
 from .examples import Example, batch_rows, build_examples, make_plan, micro_batches, mismatched_pairs
 from .io import atomic_open, read_json_file, write_json
-from .logprobs import TokenLogProbs, autocast_context, has_accelerator, resolve_precision
+from .logprobs import TokenLogProbs, autocast_context, resolve_precision
 from .metadata import PRMMetadata
 from .models import DEFAULT_MODEL, LoraSpec, check_same_tokenizer, load_model, load_tokenizer
+from .processes import has_accelerator
 from .reference import RefTable, reference_logprobs
 from .resume import check_same_run, read_jsonl_prefix, run_signature
 
 # Fields that may change between a killed run and its restart without changing the result.
-FREE_ON_RESUME = ("checkpoint_every", "keep_checkpoints", "progress", "batch_tokens", "logprob_cache")
+FREE_ON_RESUME = ("output", "checkpoint_every", "keep_checkpoints", "progress", "batch_tokens", "logprob_cache")
+SIGNATURE_FILE = "run_signature.json"
 
 
 @dataclass
@@ -89,6 +91,9 @@ class TrainConfig:
             raise ConfigError(f"field 'beta' must be > 0, got {self.beta}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"field 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
+        if losses.LOSSES[self.objective].kl_pairs and self.batch_size < 2:
+            raise ConfigError(f"objective '{self.objective}' pairs each prompt with another response of its "
+                              "micro-batch for its KL reference point: field 'batch_size' must be >= 2")
 
 
 
@@ -114,7 +119,7 @@ def train(cfg: TrainConfig) -> Path:
     # cpu=True on a machine without an accelerator, so that torchrun's gloo processes become one DDP run
     acc = Accelerator(cpu=not has_accelerator())
     warn_if_fsdp_ignored(acc)
-    check_resumable(cfg, out)
+    check_resumable(cfg, out, acc.num_processes)
     set_seed(cfg.seed)
     device, precision = acc.device, resolve_precision(acc.device, cfg.precision)
     data = prepare_examples(cfg, acc, precision)
@@ -161,11 +166,22 @@ def train(cfg: TrainConfig) -> Path:
 
 # ----------------------------------------------------------------------------- the steps of train()
 
-def check_resumable(cfg: TrainConfig, out: Path) -> None:
-    """A directory holding another run's config is refused (only FREE_ON_RESUME fields may differ)."""
-    saved = out / "train_config.json"
+def signature(cfg: TrainConfig, n_proc: int) -> dict:
+    """What a run's result depends on: its settings, the number of processes (it sets the global batch, so the step
+    plan), and the data file's size and mtime."""
+    st = Path(cfg.data).stat() if Path(cfg.data).exists() else None
+    return run_signature(cfg, FREE_ON_RESUME, processes=n_proc, data_size=st and st.st_size,
+                         data_mtime_ns=st and st.st_mtime_ns)
+
+
+def check_resumable(cfg: TrainConfig, out: Path, n_proc: int) -> None:
+    """A directory holding another run is refused (only FREE_ON_RESUME fields may differ). A run from before the
+    signature file holds only its config."""
+    saved, legacy = out / SIGNATURE_FILE, out / "train_config.json"
     if saved.exists():
-        old = resolve_aliases(TrainConfig, read_json_file(saved), str(saved))
+        check_same_run(read_json_file(saved), signature(cfg, n_proc), out)
+    elif legacy.exists():
+        old = resolve_aliases(TrainConfig, read_json_file(legacy), str(legacy))
         check_same_run(old, run_signature(cfg, FREE_ON_RESUME), out)
 
 
@@ -193,6 +209,7 @@ def prepare_examples(cfg: TrainConfig, acc, precision: str) -> Prepared:
         out = Path(cfg.output)
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "train_config.json")
+        write_json(out / SIGNATURE_FILE, signature(cfg, acc.num_processes))
         write_json(out / "data_stats.json", stats)
         n_trunc = sum(1 for e in encs if e is not None and e.truncated)
         print(f"[implicit-prm] {cfg.objective}: {stats['n_examples']} examples from {stats['n_samples']} responses "
@@ -246,7 +263,7 @@ def lr_lambda(schedule: str, warmup: int, total: int):
 
 def metadata(cfg: TrainConfig, ref: RefTable, precision: str) -> PRMMetadata:
     return PRMMetadata(beta=cfg.beta, reference_model=cfg.ref or cfg.model, base_model=cfg.model,
-                       reference_fingerprint=ref.model_key.split(":")[0], template=cfg.template,
+                       reference_fingerprint=ref.fingerprint, template=cfg.template,
                        system_prompt=cfg.system_prompt, objective=cfg.objective, lora=cfg.lora, precision=precision,
                        step_separator=cfg.step_separator, max_length=cfg.max_length)
 

@@ -238,7 +238,9 @@ def read_solution(path, line, rec: dict, separator: str, score_key: str) -> Solu
                 <= len(text)):
             raise InputError(path, line, f"step_spans[{i}]", f"expected [start, end] with {prev} <= start <= end <= "
                              f"{len(text)} (the response length), found {describe_json(s)}")
-        if is_presplit(rec) and (i >= len(rec["steps"]) or text[s[0]:s[1]] != rec["steps"][i]):
+        # `score` gives each step its span with the separator after it; hand-made spans may leave it out
+        if is_presplit(rec) and (i >= len(rec["steps"]) or text[s[0]:s[1]] not in (
+                rec["steps"][i], rec["steps"][i] + (separator if i < len(rec["steps"]) - 1 else ""))):
             raise InputError(path, line, f"step_spans[{i}]", f"{s} is not steps[{i}] in the steps joined by "
                              f"{separator!r}; keep `score`'s <file>.config.json (it names the step separator) beside "
                              "the scored file")
