@@ -46,9 +46,10 @@ EXPECTED_FIRST = {
 
 
 def records(rows=ROWS, scores=None):
+    """Responses without digits or an answer sentence, so a null `extracted_answer` casts no vote."""
     out = []
     for i, (pid, ans, ok, s) in enumerate(rows):
-        out.append({"problem_id": pid, "response": f"response {i}", "extracted_answer": ans, "correct": ok,
+        out.append({"problem_id": pid, "response": f"response {chr(97 + i)}", "extracted_answer": ans, "correct": ok,
                     "scores": {"min": s} if scores is None else scores(s)})
     return out
 
@@ -215,3 +216,123 @@ def test_score_once_keeps_a_finished_output(tmp_path):
     out.write_text("{}\n")
     (tmp_path / "s.jsonl.config.json").write_text("{}")
     assert score_once("no-such-model", tmp_path / "in.jsonl", out, dtype="fp32") == out  # scores nothing
+
+
+# ----------------------------------------------------------------------------- answers read from the response text
+
+def test_answer_from_varied_final_sentences(tmp_path):
+    texts = ["Step 1: 5 + 7 = 12.\n\nThe answer is 12.", "5 + 7 = 12. So the final answer is $12$.",
+             "Adding: \\boxed{12}", "Therefore, 12 apples.", "5 + 7 = 13. The answer is 13.", "I do not know."]
+    recs = [{"prompt": "What is 5 + 7?", "response": t, "correct": "12" in t, "scores": {"min": 0.0}} for t in texts]
+    data = read_responses(write(tmp_path / "v.jsonl", recs))
+    assert data.answers.tolist() == [[0, 0, 0, 0, 1, -1]]  # four ways to say 12 vote together; no answer: no vote
+    assert data.n_extracted == 5
+    res = run(tmp_path, recs, subsets="first", ns=[6])
+    assert res["methods"]["majority"]["acc"] == [1.0]
+    assert res["n_answers_extracted"] == 5 and res["answered"] == pytest.approx(5 / 6)
+
+
+def test_extracted_answer_field_comes_first(tmp_path):
+    recs = [{"prompt": "p", "response": "The answer is 12.", "extracted_answer": "7", "correct": False,
+             "scores": {"min": 0.0}},
+            {"prompt": "p", "response": "The answer is 7.", "extracted_answer": None, "correct": False,
+             "scores": {"min": 0.0}},  # null: read from the text
+            {"prompt": "p", "response": "The answer is 12.", "answer_pred": " 12 ", "correct": True,
+             "scores": {"min": 0.0}}]
+    data = read_responses(write(tmp_path / "f.jsonl", recs))
+    assert data.answers.tolist() == [[0, 0, 1]] and data.n_extracted == 1
+
+
+def test_normalised_answers_vote_together(tmp_path):
+    # one problem, 5 responses: 1000 three ways vs 999 twice; as raw strings 999 (2 votes) would win
+    texts = [("\\boxed{1,000}", True), ("#### 999", False), ("The answer is 1000.", True), ("So 999.", False),
+             ("The answer is $1000.0$.", True)]
+    recs = [{"prompt": "What is 10^3?", "response": t, "correct": ok, "scores": {"min": 0.0}} for t, ok in texts]
+    data = read_responses(write(tmp_path / "n.jsonl", recs))
+    assert data.answers.tolist() == [[0, 1, 0, 1, 0]]
+    assert run(tmp_path, recs, subsets="first", ns=[5])["methods"]["majority"]["acc"] == [1.0]
+    # the field is normalised the same way; fractions in one form
+    fields = ["1,000", "1000", "\\frac12", "0.5", "\\dfrac{1}{2}", "1/2", "Evelyn", "evelyn"]
+    recs = [{"prompt": "p", "response": "", "extracted_answer": a, "correct": True, "scores": {"min": 0.0}}
+            for a in fields]
+    assert read_responses(write(tmp_path / "k.jsonl", recs)).answers.tolist() == [[0, 0, 1, 1, 1, 1, 2, 2]]
+
+
+def test_presplit_steps_answer(tmp_path):
+    recs = [{"problem": "q", "steps": ["Step 1: 2 * 3 = 6.", "The answer is 6."], "final_answer_correct": True,
+             "scores": {"min": 0.5}},
+            {"problem": "q", "steps": ["Step 1: 2 * 3 = 5.", "So we get \\boxed{5}."], "final_answer_correct": False,
+             "scores": {"min": 0.1}}]
+    data = read_responses(write(tmp_path / "s.jsonl", recs))
+    assert data.answers.tolist() == [[0, 1]] and data.n_extracted == 2
+
+
+# The paper's rollout format, flattened per completion as `implicit-prm score` writes it (the input record's fields
+# for that completion, `correctness` one value, plus `scores`). No `extracted_answer`: answers come from the text.
+#   P1 (5 + 7): c0 "12" T 0.2 | c1 "13" F 0.9 | c2 "12" T 0.1 | c3 none F 0.5
+#   P2 (10 * 100): c0 "100" F 2.0 | c1 "1,000" T -1.0 | c2 "1000" T -0.5 | c3 "1000" T 1.0
+ROLLOUTS = [
+    {"prompt": "What is 5 + 7?",
+     "completions": ["5 + 7 = 12. The answer is 12.", "5 + 7 = 13. So the final answer is $13$.",
+                     "Adding gives \\boxed{12}", "I am not sure."],
+     "correctness": [True, False, True, False], "min": [0.2, 0.9, 0.1, 0.5]},
+    {"prompt": "What is 10 * 100?",
+     "completions": ["#### 100", "Answer: 1,000", "Therefore, 1000 apples.", "The answer is 1000."],
+     "correctness": [False, True, True, True], "min": [2.0, -1.0, -0.5, 1.0]},
+]
+# Worked by hand, subsets "first", accuracy = mean over P1, P2:
+# majority (no answer: no vote; tie -> first in subset):
+#   N=1: P1 "12" T; P2 "100" F                                    -> 1/2
+#   N=2: P1 "12":1 vs "13":1 -> "12" T; P2 "100":1 vs "1000":1 -> "100" F   -> 1/2
+#   N=4: P1 "12":2 T; P2 "1000":3 (1,000 = 1000) vs "100":1 T      -> 1
+# weighted_majority.prm.min (sum of sigmoid):
+#   N=2: P1 "12" s(.2) = .550 < "13" s(.9) = .711 F; P2 "1000" s(-1) = .269 < "100" s(2) = .881 F   -> 0
+#   N=4: P1 "12" .550 + .525 = 1.075 > .711 T; P2 "1000" .269 + .378 + .731 = 1.378 > .881 T      -> 1
+# weighted_majority_raw.prm.min: N=4: P1 .2 + .1 = .3 < .9 F; P2 -1 - .5 + 1 = -.5 < 2 F           -> 0
+# prm.min (top-1): N=1: P1 T, P2 F -> 1/2; N=2 and 4: P1 c1 (.9) F, P2 c0 (2.0) F -> 0
+# random: N=1: (1 + 0)/2; N=2: (1/2 + 1/2)/2; N=4: (2/4 + 3/4)/2 = 5/8
+EXPECTED_ROLLOUTS = {
+    "majority": [1 / 2, 1 / 2, 1],
+    "weighted_majority.prm.min": [1 / 2, 0, 1],
+    "weighted_majority_raw.prm.min": [1 / 2, 0, 0],
+    "prm.min": [1 / 2, 0, 0],
+    "pass@N": [1 / 2, 1, 1],
+    "random": [1 / 2, 1 / 2, 5 / 8],
+}
+
+
+def scored_rollouts(tmp_path):
+    from implicit_prm.data import read_samples
+
+    src = write(tmp_path / "rollouts.jsonl", [{k: v for k, v in r.items() if k != "min"} for r in ROLLOUTS])
+    mins = [m for r in ROLLOUTS for m in r["min"]]
+    return [{**s.record, "scores": {"min": m}} for s, m in zip(read_samples(src), mins)]
+
+
+def test_paper_rollout_format_majority_hand_worked(tmp_path):
+    recs = scored_rollouts(tmp_path)
+    assert set(recs[0]) == {"prompt", "response", "correctness", "completion_index", "scores"}
+    res = run(tmp_path, recs, subsets="first", ns=[1, 2, 4])
+    for method, acc in EXPECTED_ROLLOUTS.items():
+        assert res["methods"][method]["acc"] == pytest.approx(acc), method
+    assert res["n_answers_extracted"] == 7 and res["answered"] == pytest.approx(7 / 8)
+    # `correct` instead of `correctness` reads the same
+    renamed = [{("correct" if k == "correctness" else k): v for k, v in r.items()} for r in recs]
+    assert run(tmp_path, renamed, subsets="first", ns=[1, 2, 4])["methods"] == res["methods"]
+
+
+def test_no_answer_anywhere_refused(tmp_path):
+    recs = [{"prompt": p, "response": "I cannot tell.", "correct": False, "scores": {"min": 0.0}}
+            for p in ("a", "a", "b", "b")]
+    recs[0]["extracted_answer"] = None
+    path = write(tmp_path / "none.jsonl", recs)
+    with pytest.raises(InputError, match=r"none\.jsonl: field 'extracted_answer': no response has a final answer.*"
+                                         r"implicit-prm grade --input .*none\.jsonl .*--reference-field answer"):
+        read_responses(path)
+    with pytest.raises(InputError, match="no response has a final answer"):
+        run_bon(BonConfig(input=path))
+    assert not (tmp_path / "none.bon.json").exists()
+    # one answer in the whole file is enough: the other problem's responses cast no vote
+    recs[3]["response"] = "The answer is 4."
+    data = read_responses(write(tmp_path / "one.jsonl", recs))
+    assert data.answers.tolist() == [[-1, -1], [-1, 0]]

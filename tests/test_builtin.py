@@ -1,4 +1,5 @@
 """Built-in arithmetic data: determinism, step-by-step arithmetic truth, first-error semantics and balance."""
+import hashlib
 import json
 import random
 import re
@@ -150,10 +151,39 @@ def test_write_builtin(tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["builtin.jsonl", "builtin.jsonl.config.json"]
 
 
+def test_version_1_output_is_pinned():
+    """Version 1 stays the default and writes exactly what it wrote before version 2 existed (hashes and one
+    record taken from the generator before the change)."""
+    def digest(**kw):
+        recs = generate_rollouts(BuiltinDataConfig(output="x", **kw))
+        return hashlib.sha256(json.dumps(recs, sort_keys=True).encode()).hexdigest()
+    assert BuiltinDataConfig(output="x").version == 1
+    assert digest(n_problems=50, samples_per_problem=4, seed=7) == \
+        "95468f5024c5cf08c0c32b5f67c6f42056122d1f66a4f70a7880c75381afcd2a"
+    assert digest(n_problems=20, samples_per_problem=2, seed=0, step_error_rate=0.3, max_steps=6, balance=False) == \
+        "b8a1fa4ab593400e456a0705fcd944d45519ed88dd561d5b5d08380648f6a633"
+    rec = generate_rollouts(BuiltinDataConfig(output="x", n_problems=1, seed=7, version=1))[0]
+    assert rec == {
+        "prompt": "Begin with the number 6. Decrease it by 3, then add 19, then add 13, then multiply by 2. "
+                  "What number do you end up with?",
+        "completions": ["Step 1: 6 - 3 = 3\n\nStep 2: 3 + 19 = 22\n\nStep 3: 22 + 13 = 35\n\n"
+                        "Step 4: 35 * 2 = 60. The answer is 60.",
+                        "Step 1: 6 - 3 = 3\n\nStep 2: 3 + 19 = 22\n\nStep 3: 22 + 13 = 35\n\n"
+                        "Step 4: 35 * 2 = 70. The answer is 70."],
+        "correctness": [False, True], "first_error": [3, -1], "answer": 70}
+
+
+def test_version_2_is_selected_by_the_version_field():
+    rec = generate_rollouts(BuiltinDataConfig(output="x", n_problems=1, seed=7, version=2))[0]
+    assert "error_kind" in rec and len(rec["error_kind"]) == 2
+
+
 def test_config_validation():
     with pytest.raises(ConfigError, match="max_steps"):
         BuiltinDataConfig(output="x", min_steps=4, max_steps=3)
     with pytest.raises(ConfigError, match="step_error_rate"):
         from_mapping(BuiltinDataConfig, {"output": "x", "step_error_rate": 1.5})
+    with pytest.raises(ConfigError, match="version"):
+        BuiltinDataConfig(output="x", version=3)
     with pytest.raises(ConfigError, match="output"):
         from_mapping(BuiltinDataConfig, {})

@@ -125,7 +125,8 @@ def test_write_result_writes_output_and_config_atomically(tmp_path):
     write_result(out, {"x": 1}, OutcomeConfig(input="in.jsonl", output=str(out)))
     assert json.loads(out.read_text()) == {"x": 1}
     config = json.loads((tmp_path / "sub" / "r.json.config.json").read_text())
-    assert config == {"command": "OutcomeConfig", "input": "in.jsonl", "output": str(out), "name": "prm"}
+    assert config == {"command": "OutcomeConfig", "input": "in.jsonl", "output": str(out), "name": "prm",
+                      "n_bootstrap": 1000, "ci_level": 0.95, "seed": 0}
 
     def rows():  # the output fails half-way: the old files stay whole, no temporary file is left, no config is written
         yield {"a": 1}
@@ -136,3 +137,46 @@ def test_write_result_writes_output_and_config_atomically(tmp_path):
     assert json.loads(out.read_text()) == {"x": 1}
     assert json.loads((tmp_path / "sub" / "r.json.config.json").read_text()) == config
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["r.json", "r.json.config.json"]
+
+
+def test_bootstrap_intervals_over_problems(tmp_path, capsys):
+    # records(): prompts p0 (A B), p1 (C D), p2 (E F), p3 (G): 4 problems, resampled with their responses pooled
+    res = run_outcome(OutcomeConfig(input=write(tmp_path / "s.jsonl", records())))
+    assert (res["n_bootstrap"], res["ci_level"], res["ci_unit"], res["n_units"]) == (1000, 0.95, "problem", 4)
+    for m in ("prm.min", "prm.last"):
+        r = res["methods"][m]
+        assert set(r["ci"]) == {"auroc", "acc_at_0"} and r["ci_dropped"] >= 0
+        for k in ("auroc", "acc_at_0"):
+            assert r["ci"][k][0] <= r[k] <= r["ci"][k][1]
+    assert json.loads((tmp_path / "s.outcome.json").read_text())["methods"]["prm.min"]["ci"] == res["methods"][
+        "prm.min"]["ci"]
+    out = capsys.readouterr().out
+    assert "95% CI" in out and "CI: percentile bootstrap over the 4 problems (1000 resamples)" in out
+
+    no_key = [{k: v for k, v in r.items() if k != "prompt"} for r in records()]
+    by_resp = run_outcome(OutcomeConfig(input=write(tmp_path / "r.jsonl", no_key)))
+    assert (by_resp["ci_unit"], by_resp["n_units"]) == ("response", 7)
+    assert by_resp["methods"]["prm.min"]["auroc"] == res["methods"]["prm.min"]["auroc"]
+    capsys.readouterr()
+    off = run_outcome(OutcomeConfig(input=write(tmp_path / "o.jsonl", records()), n_bootstrap=0))
+    assert off["methods"]["prm.min"]["ci"] is None and "95% CI" not in capsys.readouterr().out
+
+
+def test_one_class_resamples_are_dropped_and_counted(tmp_path):
+    from implicit_prm.eval.metrics import bootstrap_counts
+
+    # problem a: two correct responses (scores 1, -2); problem b: two incorrect ones (0.5, -1).
+    # AUROC: 1 beats 0.5 and -1, -2 beats neither: 2/4 = 0.5. A resample with both problems weighs all correct
+    # responses by c_a and all incorrect ones by c_b, which cancels: AUROC 0.5 again. A resample of a, a or b, b has
+    # one class: dropped. acc at 0: each problem has 1 of 2 right (1 > 0 correct, -2 not; 0.5 > 0 wrong, -1 right),
+    # so every resample scores 0.5.
+    recs = [{"problem_id": "a", "correct": True, "scores": {"min": 1.0}},
+            {"problem_id": "b", "correct": False, "scores": {"min": 0.5}},
+            {"problem_id": "a", "correct": True, "scores": {"min": -2.0}},
+            {"problem_id": "b", "correct": False, "scores": {"min": -1.0}}]
+    res = run_outcome(OutcomeConfig(input=write(tmp_path / "s.jsonl", recs), seed=5))
+    r = res["methods"]["prm.min"]
+    assert (r["auroc"], r["acc_at_0"]) == (0.5, 0.5)
+    assert r["ci"] == {"auroc": [0.5, 0.5], "acc_at_0": [0.5, 0.5]}
+    counts = bootstrap_counts(2, 1000, seed=5)  # the same resamples: one class when a problem is drawn twice
+    assert r["ci_dropped"] == int((counts[:, 0] != 1).sum()) and 400 < r["ci_dropped"] < 600

@@ -107,7 +107,13 @@ def test_tune_on_applies_the_tuned_threshold(tmp_path, capsys):
     res = run_steps(StepsConfig(input=test, tune_on=tune))
     assert res["threshold_from"] == "tune_on" and res["threshold"] == pytest.approx(0.45)
     assert res["tuned"]["f1"] == pytest.approx(1.0)
+    ci, dropped = res["evaluated"].pop("ci"), res["evaluated"].pop("ci_dropped")
     assert res["evaluated"] == pytest.approx({"acc_err": 1.0, "acc_ok": 0.0, "f1": 0.0, "n_err": 1, "n_ok": 2})
+    # every resample that has both classes scores acc_err 1, acc_ok 0, F1 0: zero-width intervals
+    assert ci == {"acc_err": [1.0, 1.0], "acc_ok": [0.0, 0.0], "f1": [0.0, 0.0]}
+    # dropped: no erroneous sample drawn in 3 draws, (2/3)^3 = 0.30 of 1000; no correct one, (1/3)^3 = 0.04
+    assert 230 < dropped["acc_err"] < 360 and 15 < dropped["acc_ok"] < 60
+    assert dropped["f1"] == dropped["acc_err"] + dropped["acc_ok"]
     opt = res["optimistic"]
     assert opt["label"] == OPTIMISTIC and opt["threshold"] == pytest.approx(0.41) and opt["f1"] == pytest.approx(2 / 3)
     on_disk = json.loads((tmp_path / "test.steps.json").read_text())
@@ -121,6 +127,8 @@ def test_given_threshold_and_step_reward_signal(tmp_path):
             {"q_values": [0.0], "step_rewards": [0.2], "first_error": -1}]
     path = write(tmp_path / "r.jsonl", recs)
     res = run_steps(StepsConfig(input=path, threshold=0.0, signal="step_reward", output=str(tmp_path / "o.json")))
+    assert res["evaluated"]["ci"] == {"acc_err": [1.0, 1.0], "acc_ok": [1.0, 1.0], "f1": [1.0, 1.0]}
+    del res["evaluated"]["ci"], res["evaluated"]["ci_dropped"]
     assert res["evaluated"] == pytest.approx({"acc_err": 1.0, "acc_ok": 1.0, "f1": 1.0, "n_err": 1, "n_ok": 1})
     assert (tmp_path / "o.json").exists()
     with pytest.raises(ConfigError, match="at most one"):
@@ -172,3 +180,49 @@ def test_processbench_gsm8k_loads(tmp_path):
     assert res["optimistic"]["f1"] >= res["evaluated"]["f1"]
     half = run_steps(StepsConfig(input=path, split_half=True))
     assert half["split"]["n_tune"] == half["split"]["n_eval"] == 200
+
+
+def steps_records(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    recs = []
+    for _ in range(n):
+        k = int(rng.integers(2, 6))
+        label = -1 if rng.random() < 0.5 else int(rng.integers(0, k))
+        probs = rng.uniform(0.55, 0.95, size=k)
+        probs[max(label, 0)] = rng.uniform(0.05, 0.7) if label >= 0 else rng.uniform(0.35, 0.95)  # some false alarms
+        recs.append(processbench(probs.tolist(), label))
+    return recs
+
+
+def test_bootstrap_intervals_at_the_fixed_threshold(tmp_path, capsys):
+    from implicit_prm.eval.metrics import bootstrap_counts, percentile_interval
+
+    path = write(tmp_path / "s.jsonl", steps_records())
+    res = run_steps(StepsConfig(input=path, threshold=0.5, seed=4))
+    ev = res["evaluated"]
+    assert (res["n_bootstrap"], res["ci_level"]) == (1000, 0.95) and set(ev["ci"]) == {"acc_err", "acc_ok", "f1"}
+    for k in ("acc_err", "acc_ok", "f1"):
+        lo, hi = ev["ci"][k]
+        assert lo <= ev[k] <= hi and hi - lo > 0.05, k
+    assert ev["ci_dropped"] == {"acc_err": 0, "acc_ok": 0, "f1": 0}  # 40 samples: both classes in every resample
+    # the same interval from explicitly resampled samples through processbench_metrics
+    recs = steps_records()
+    preds = np.array([first_error_prediction(1 / (1 + np.exp(-np.array(r["q_values"]))), 0.5) for r in recs])
+    labels = np.array([r["label"] for r in recs])
+    stats = []
+    for c in bootstrap_counts(40, 1000, seed=4):
+        idx = np.repeat(np.arange(40), c)
+        m = processbench_metrics(preds[idx], labels[idx])
+        stats.append([m["acc_err"], m["acc_ok"], m["f1"]])
+    want = percentile_interval(np.array(stats), 0.95)[0]
+    assert np.array([ev["ci"][k] for k in ("acc_err", "acc_ok", "f1")]) == pytest.approx(want)
+    assert "ci" not in res["optimistic"]  # tuned on the data it scores: no interval
+    out = capsys.readouterr().out
+    assert "95% percentile bootstrap interval over the 40 samples (1000 resamples, threshold fixed)" in out
+    on_disk = json.loads((tmp_path / "s.steps.json").read_text())
+    assert on_disk["evaluated"]["ci"] == ev["ci"]
+
+    half = run_steps(StepsConfig(input=path, split_half=True, output=str(tmp_path / "h.json")))
+    assert half["evaluated"]["ci"] is not None and "ci" not in half["tuned"]
+    off = run_steps(StepsConfig(input=path, threshold=0.5, n_bootstrap=0, output=str(tmp_path / "o.json")))
+    assert off["evaluated"]["ci"] is None and off["evaluated"]["f1"] == ev["f1"]

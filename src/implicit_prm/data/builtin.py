@@ -8,6 +8,8 @@ injective, a completion's final answer is wrong exactly when some step is wrong,
 step truth (`first_error`) as well as the outcome label the implicit PRM trains on.
 
 Records use the rollout schema (format 1): {"prompt", "completions", "correctness", "first_error", "answer"}.
+This is version 1 (the default, `version=1`); version 2 (`data.solver`) keeps the problems and the record layout
+but writes varied text and makes systematic, problem-specific mistakes, adding a per-completion `error_kind`.
 """
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ class BuiltinDataConfig:
     balance: bool = field(True, help="give every problem at least one correct and one incorrect completion "
                                      "(needs samples_per_problem >= 2 and step_error_rate > 0)")
     seed: int = field(0, help="random seed; the same seed gives the same file")
+    version: int = field(1, help="generator version: 1 = one equation per step, independent random slips; "
+                                 "2 = varied phrasing and systematic problem-specific mistakes (data.solver)")
 
     def __post_init__(self):
         def bad(name, expected):
@@ -61,6 +65,8 @@ class BuiltinDataConfig:
             bad("max_steps", f"between min_steps ({self.min_steps}) and 6")
         if not 0.0 <= self.step_error_rate <= 1.0:
             bad("step_error_rate", "between 0 and 1")
+        if self.version not in (1, 2):
+            bad("version", "1 or 2")
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,10 @@ def _balance(problem: Problem, samples: list[tuple[list[str], int]], error_rate:
 
 
 def generate_rollouts(cfg: BuiltinDataConfig) -> list[dict]:
-    """All records for cfg, deterministic given cfg.seed (uses only random.Random(cfg.seed))."""
+    """All records for cfg, deterministic given cfg.seed (version 1 uses only random.Random(cfg.seed))."""
+    if cfg.version == 2:
+        from .solver import generate_rollouts_v2
+        return generate_rollouts_v2(cfg)
     rng = random.Random(cfg.seed)
     records = []
     for _ in range(cfg.n_problems):

@@ -3,10 +3,13 @@
 Input: JSONL (or a JSON array) with one scored response per line, N_max per problem:
   problem key   `problem_id` if present, else `prompt`, else `problem` (responses are grouped by it, in file order)
   correctness   `correct` (true/false), else `correctness` (true/false, rollout output), else `label` (0/1)
-  answer        `extracted_answer` (string or null), else `answer_pred`; else, for the built-in arithmetic data,
-                the N of "The answer is N." at the end of `response` (records.ANSWER_RE). Answers are compared as
-                stripped strings (numbers are turned into strings); null or missing -> the response does not vote.
-                The built-in `answer` field is the true answer and is never used.
+  answer        `extracted_answer` (string; null/missing/blank -> next), else `answer_pred`, else the grader's own
+                extraction from `response` (pre-split records: the `steps` joined by the separator in score's
+                <file>.config.json, default "\n\n"): the last \boxed{}, "The answer is X" / "Answer: X", "#### N",
+                else the last number (grading.extract_answer). Answers vote under records.vote_key: the grader's
+                normalize_answer + its string key, exact numbers in one form ("1,000" = "1000", "0.5" = "\frac12");
+                a string key, no math-verify. A response with no answer does not vote; a file where no response has
+                one is refused (InputError). The built-in `answer` field is the true answer and is never used.
   scores        flat {agg: number} (one source, named by `name`, default "prm": methods "prm.min", ...), or nested
                 {source: {agg: number}} (methods "source.agg"). Every numeric leaf is one score method, and every
                 record must carry the same methods.
@@ -24,8 +27,10 @@ across subset draws. N equal to the sample count uses the full set once (std 0).
 
 Output JSON (schema "implicit-prm/bon/v1"):
   {"schema", "input", "n_problems", "samples_per_problem", "n_responses", "answered" (fraction with an answer),
+   "n_answers_extracted" (responses whose answer came from the text, not a field),
    "subsets", "n_subsets" (1 for "first"), "seed", "ns": [N...], "score_methods": [...],
-   "methods": {method: {"acc": [one per N], "std": [one per N]}}, "tie_rule": str,
+   "methods": {method: {"acc": [one per N], "std": [one per N], "ci": [[lo, hi] per N] | null}}, "tie_rule": str,
+   "n_bootstrap", "ci_level" (ci: percentile bootstrap interval over problems, null when n_bootstrap = 0),
    "truncated": null | {"min_count", "max_count", "samples_per_problem"} (ragged input cut with ragged="truncate")}
 """
 from __future__ import annotations
@@ -41,8 +46,8 @@ from ..data.formats import describe_json
 from ..errors import ConfigError, InputError
 from ..io import atomic_open, read_json_records
 from ..results import write_result
-from .metrics import sigmoid, text_table
-from .records import outcome_label, read_scores, record_answer
+from .metrics import CI_LEVEL, bootstrap_mean_ci, check_bootstrap, ci_list, fmt_ci, sigmoid, text_table
+from .records import outcome_label, read_scores, record_answer, scoring_separator, vote_key
 
 SCHEMA = "implicit-prm/bon/v1"
 VOTE_RTOL, VOTE_ATOL = 1e-9, 1e-12  # weighted vote totals this close count as tied
@@ -62,11 +67,15 @@ class BonConfig:
     n_subsets: int = field(100, help="random subsets drawn per problem and N")
     ns: list[int] = field([], help="the N values (default: 1, 2, 4, ... below the sample count, and the count)")
     name: str = field("prm", help="source name for flat scores {agg: number}: methods '<name>.<agg>'")
-    seed: int = field(0, help="random seed of the subsets")
+    seed: int = field(0, help="random seed of the subsets and of the bootstrap")
     ragged: Literal["error", "truncate"] = field("error", help="problems with different sample counts: fail, or "
                                                                "cut every problem to the smallest count")
 
+    n_bootstrap: int = field(1000, help="bootstrap resamples of the problems for the confidence intervals (0: none)")
+    ci_level: float = field(CI_LEVEL, help="confidence level of the percentile bootstrap intervals")
+
     def __post_init__(self):
+        check_bootstrap(self.n_bootstrap, self.ci_level)
         if self.n_subsets < 1:
             raise ConfigError(f"field 'n_subsets' must be at least 1, got {self.n_subsets}")
         if any(n < 1 for n in self.ns):
@@ -78,15 +87,17 @@ class Responses:
     """All problems' responses in file order, cut to the same count K."""
 
     correct: np.ndarray  # (P, K) bool
-    answers: np.ndarray  # (P, K) int: answer id within its problem (first-appearance order), -1 = no answer
+    answers: np.ndarray  # (P, K) int: vote-key id within its problem (first-appearance order), -1 = no answer
     scores: np.ndarray  # (P, K, M) float
     methods: list[str]  # (M,) score method names
     truncated: dict | None
+    n_extracted: int = 0  # of the P * K responses, those whose answer was extracted from the text
 
 
 def read_responses(path: str | Path, name: str = "prm", ragged: str = "error") -> Responses:
     """Group scored responses by problem; InputError naming file, line and field for any bad or inconsistent record."""
-    groups: dict = {}  # problem key -> [(line, correct, answer, scores)]
+    groups: dict = {}  # problem key -> [(line, correct, (vote key, extracted), scores)]
+    separator = scoring_separator(path)  # joins pre-split steps for answer extraction
     key_fields: dict = {}  # problem key -> the field it came from
     first: tuple[int, list[str]] | None = None  # (line, methods) of the first record
     for line, rec in read_json_records(path):
@@ -107,7 +118,9 @@ def read_responses(path: str | Path, name: str = "prm", ragged: str = "error") -
         if first is None:
             first = (line, list(scores))
         key_fields.setdefault(key, key_field)
-        groups.setdefault(key, []).append((line, correct, record_answer(path, line, rec), scores))
+        answer, extracted = record_answer(path, line, rec, separator)
+        vote = None if answer is None else vote_key(answer)
+        groups.setdefault(key, []).append((line, correct, (vote, extracted and vote is not None), scores))
     if first is None:
         raise InputError(path, None, None, "no records")
 
@@ -125,14 +138,22 @@ def read_responses(path: str | Path, name: str = "prm", ragged: str = "error") -
     correct = np.zeros((len(groups), k), dtype=bool)
     answers = np.full((len(groups), k), -1, dtype=np.int64)
     scores = np.zeros((len(groups), k, len(methods)))
+    n_extracted = 0
     for p, g in enumerate(groups.values()):
         ids: dict[str, int] = {}
-        for j, (_, c, a, s) in enumerate(g[:k]):
+        for j, (_, c, (a, extracted), s) in enumerate(g[:k]):
             correct[p, j] = bool(c)
             if a is not None:
                 answers[p, j] = ids.setdefault(a, len(ids))
+                n_extracted += extracted
             scores[p, j] = [s[m] for m in methods]
-    return Responses(correct, answers, scores, methods, truncated)
+    if not (answers >= 0).any():
+        raise InputError(path, None, "extracted_answer", "no response has a final answer (no 'extracted_answer' and "
+                         "none found in the response text: no \\boxed{}, 'The answer is X', '#### N' or number), so "
+                         "majority and weighted votes cannot be counted; grade the responses first (`implicit-prm "
+                         f"grade --input {path} --output GRADED.jsonl --reference-field answer`, then `eval bon` on "
+                         "GRADED.jsonl) or add 'extracted_answer' to each record")
+    return Responses(correct, answers, scores, methods, truncated, n_extracted)
 
 
 def subset_indices(n_problems: int, k: int, n: int, subsets: str, n_subsets: int, seed: int) -> np.ndarray:
@@ -177,10 +198,17 @@ class Votes:
 
 
 def evaluate(data: Responses, ns: list[int], subsets: str = "random", n_subsets: int = 100,
-             seed: int = 0) -> dict[str, dict[str, list[float]]]:
-    """{method: {"acc": [per N], "std": [per N]}}: the mean and std over subset draws of the accuracy over problems."""
+             seed: int = 0, n_bootstrap: int = 1000, level: float = CI_LEVEL) -> dict[str, dict[str, list]]:
+    """{method: {"acc": [per N], "std": [per N], "ci": [[lo, hi] per N] | None}} over problems p and subset draws d.
+
+    acc = mean_d mean_p hit[p, d] = mean_p a_p, with a_p = mean_d hit[p, d] the problem's accuracy over its draws;
+    std = the std over d of mean_p hit[p, d]; ci = the percentile bootstrap interval (Efron & Tibshirani 1993) of
+    mean_p a_p over n_bootstrap resamples of the problems with replacement (draws held fixed; one set of resamples,
+    seeded with `seed`, shared by every method and N): the 100 (1 -+ level) / 2 percentiles. None if n_bootstrap = 0.
+    """
     P, K, M = data.scores.shape
-    out: dict[str, dict[str, list[float]]] = {}
+    out: dict[str, dict[str, list]] = {}
+    per_problem: dict[str, list[np.ndarray]] = {}  # method -> [a_p (P,) per N]
     for n in ns:
         idx = subset_indices(P, K, n, subsets, n_subsets, seed)  # (P, D, N)
         correct = np.take_along_axis(data.correct[:, None, :], idx, axis=2)  # (P, D, N)
@@ -201,6 +229,11 @@ def evaluate(data: Responses, ns: list[int], subsets: str = "random", n_subsets:
             out.setdefault(m, {"acc": [], "std": []})
             out[m]["acc"].append(float(acc.mean()))
             out[m]["std"].append(float(acc.std()))
+            per_problem.setdefault(m, []).append(h.mean(axis=1))
+    values = np.stack([np.stack(per_problem[m], axis=-1) for m in out], axis=1)  # (P, methods, N)
+    ci = bootstrap_mean_ci(values, n_bootstrap, seed, level)  # (methods, N, 2) | None
+    for i, m in enumerate(out):
+        out[m]["ci"] = None if ci is None else ci_list(ci[i])
     return out
 
 
@@ -247,13 +280,20 @@ def plot_bon(result: dict, path: str | Path, methods: list[str]) -> None:
 
 
 def format_table(result: dict) -> str:
-    """Rows = methods, columns = N; accuracy in %, with +-std for random subsets."""
+    """Rows = methods, columns = N; accuracy in %, with +-std for random subsets, and under each method its bootstrap
+    interval [lo, hi] (%) over problems when there is one."""
     show_std = result["subsets"] == "random"
     rows = [["method", *(f"N={n}" for n in result["ns"])]]
     for m, r in result["methods"].items():
         cells = (f"{100 * a:.1f}" + (f"±{100 * s:.1f}" if show_std else "") for a, s in zip(r["acc"], r["std"]))
         rows.append([m, *cells])
-    return "\n".join(text_table(rows))
+        if r.get("ci"):
+            rows.append(["", *(fmt_ci(c) for c in r["ci"])])
+    lines = text_table(rows)
+    if result.get("n_bootstrap") and any(r.get("ci") for r in result["methods"].values()):
+        lines.append(f"[lo, hi]: {100 * result['ci_level']:g}% percentile bootstrap interval over the "
+                     f"{result['n_problems']} problems ({result['n_bootstrap']} resamples)")
+    return "\n".join(lines)
 
 
 def run_bon(cfg: BonConfig) -> dict:
@@ -264,14 +304,18 @@ def run_bon(cfg: BonConfig) -> dict:
     if data.truncated:
         print(f"[implicit-prm] bon: problems have {data.truncated['min_count']} to {data.truncated['max_count']} "
               f"responses; every problem is cut to its first {K}")
+    if data.n_extracted:
+        print(f"[implicit-prm] bon: {data.n_extracted} of {P * K} answers read from the response text "
+              f"(no 'extracted_answer'); {int((data.answers < 0).sum())} responses have none and do not vote")
     ns = resolve_ns(cfg.ns, K)
     result = {"schema": SCHEMA, "input": str(path), "n_problems": P, "samples_per_problem": K,
-              "n_responses": P * K, "answered": float((data.answers >= 0).mean()), "subsets": cfg.subsets,
+              "n_responses": P * K, "answered": float((data.answers >= 0).mean()),
+              "n_answers_extracted": data.n_extracted, "subsets": cfg.subsets,
               "n_subsets": cfg.n_subsets if cfg.subsets == "random" else 1, "seed": cfg.seed, "ns": ns,
-              "score_methods": data.methods, "methods": evaluate(data, ns, cfg.subsets, cfg.n_subsets, cfg.seed),
-              "tie_rule": TIE_RULE, "truncated": data.truncated}
-    if not (data.answers >= 0).any():
-        print("[implicit-prm] bon: no response has an extracted answer; every voting method counts as wrong")
+              "score_methods": data.methods, "methods": evaluate(data, ns, cfg.subsets, cfg.n_subsets, cfg.seed,
+                                                                   cfg.n_bootstrap, cfg.ci_level),
+              "tie_rule": TIE_RULE, "truncated": data.truncated, "n_bootstrap": cfg.n_bootstrap,
+              "ci_level": cfg.ci_level}
     print(format_table(result))
 
     output = Path(cfg.output) if cfg.output else path.with_name(path.stem + ".bon.json")

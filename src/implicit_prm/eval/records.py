@@ -1,15 +1,18 @@
 """Reading scored records: their correctness label, answer, score methods and per-step numbers, each one checked."""
 from __future__ import annotations
 
+import json
 import math
 import re
+from fractions import Fraction
 
 from ..data.formats import describe_json, parse_label
 from ..errors import InputError
+from ..results import config_path
+from .grading import _string_key, extract_answer, normalize_answer
 
 CORRECT_FIELDS = ("correct", "correctness", "label")
 PRESPLIT_CORRECT_FIELDS = ("correct", "final_answer_correct", "correctness")  # `label` = first wrong step there
-ANSWER_RE = re.compile(r"The answer is\s+(-?\d+(?:\.\d+)?)\.?\s*$")  # the built-in data's last sentence
 
 
 def finite_number(path, line, field_name: str, value) -> float:
@@ -74,14 +77,64 @@ def read_scores(path, line, rec: dict, name: str, first: tuple[int, list[str]] |
     return scores
 
 
-def record_answer(path, line, rec: dict) -> str | None:
-    """The record's final answer as a stripped string: `extracted_answer`, else `answer_pred`, else the N of the
-    built-in data's closing "The answer is N." (ANSWER_RE); None when it has none."""
+def response_text(rec: dict, separator: str = "\n\n") -> str | None:
+    """The record's response: `response`, or a pre-split record's `steps` joined by `separator`; None when it has
+    no such text (other fields are checked by the readers that need them)."""
+    if isinstance(rec.get("response"), str):
+        return rec["response"]
+    steps = rec.get("steps")
+    if is_presplit(rec) and isinstance(steps, list) and all(isinstance(x, str) for x in steps):
+        return separator.join(steps)
+    return None
+
+
+def record_answer(path, line, rec: dict, separator: str = "\n\n") -> tuple[str | None, bool]:
+    """(answer, extracted): the record's final answer as a stripped string, and whether it was read from the text.
+
+    `extracted_answer`, else `answer_pred` (when present, non-null and not blank); else the grader's extraction
+    (`grading.extract_answer`, style "auto": last \\boxed{}, "The answer is X" / "Answer: X", "#### N", last
+    number) from the response (pre-split: the steps joined by `separator`); (None, False) when nothing is found.
+    """
     for key in ("extracted_answer", "answer_pred"):
-        if key in rec:
-            a = rec[key]
-            if a is not None and (isinstance(a, bool) or not isinstance(a, (str, int, float))):
-                raise InputError(path, line, key, f"expected a string or null, found {describe_json(a)}")
-            return None if a is None or not str(a).strip() else str(a).strip()
-    m = ANSWER_RE.search(rec["response"]) if isinstance(rec.get("response"), str) else None
-    return m.group(1) if m else None
+        a = rec.get(key)
+        if a is not None and (isinstance(a, bool) or not isinstance(a, (str, int, float))):
+            raise InputError(path, line, key, f"expected a string or null, found {describe_json(a)}")
+        if a is not None and str(a).strip():
+            return str(a).strip(), False
+    text = response_text(rec, separator)
+    a = extract_answer(text) if text is not None else None
+    return (a.strip(), True) if a is not None and a.strip() else (None, False)
+
+
+_PLAIN_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+_FRACTION_RE = re.compile(r"([+-]?)(?:(\d+)/(\d+)|\\frac\{([+-]?\d+)\}\{(\d+)\}|\\frac(\d)(\d))")
+
+
+def vote_key(answer: str) -> str | None:
+    """The key under which an answer votes: the grader's `normalize_answer`, then its `_string_key` (spaces dropped,
+    plain words case-folded), then exact numbers in one form: a plain number, a/b, \\frac{a}{b} or \\frac ab -> the
+    reduced fraction ("1,000" = "1000" = "1000.0"; "0.5" = "1/2" = "\\frac12" = "\\dfrac{1}{2}"). A string key, so
+    votes are counted without math-verify (which `grade` uses): forms it would equate beyond these (2^3 vs 8,
+    \\sqrt{4} vs 2) vote apart. None when nothing is left after normalisation (the answer does not vote)."""
+    key = _string_key(normalize_answer(answer))
+    if not key:
+        return None
+    m = None if len(key) > 100 else _FRACTION_RE.fullmatch(key)  # long digit strings keep their text
+    if _PLAIN_NUMBER_RE.fullmatch(key) and len(key) <= 100:
+        return str(Fraction(key))
+    if m:
+        sign, *parts = m.groups()
+        num, den = next((a, b) for a, b in zip(parts[::2], parts[1::2]) if a is not None)
+        if int(den):
+            return str(Fraction(int(num), int(den)) * (-1 if sign == "-" else 1))
+    return key
+
+
+def scoring_separator(path) -> str:
+    """The step separator `implicit-prm score` joined pre-split steps with: `step_separator` in the config it saved
+    beside the scored file (<file>.config.json), else the default "\\n\\n"."""
+    try:
+        sep = json.loads(config_path(path).read_text(encoding="utf-8")).get("step_separator")
+    except (OSError, ValueError, AttributeError):  # no config, unreadable, or not a JSON object
+        sep = None
+    return sep if isinstance(sep, str) else "\n\n"

@@ -7,6 +7,11 @@ the first step k with sigmoid(q^k) < threshold (`signal="q_value"`), or with r^k
   acc_err = accuracy of the predicted index on samples with a wrong step (label != -1)
   acc_ok  = accuracy (prediction == -1) on samples whose steps are all right (label == -1)
   F1      = 2 * acc_err * acc_ok / (acc_err + acc_ok)   (0 when both are 0)
+Uncertainty: at the fixed threshold, a percentile bootstrap interval (Efron & Tibshirani 1993) of each over the
+samples (one solution per problem in ProcessBench), resampled with replacement n_bootstrap times (seeded with
+`seed`): [lo, hi] = the 100 (1 -+ ci_level) / 2 percentiles; a resample with an empty class leaves that metric (and
+F1) undefined, and it is dropped from that metric's percentiles and counted in "ci_dropped". The optimistic row has
+no interval: its threshold is re-chosen on the data it scores, so it is an upper bound, not an estimate with an error.
 
 Input: scored JSONL/JSON records (from `implicit-prm score`) with `q_values` (or `step_rewards`) and the true first
 wrong step: ProcessBench's `label` when the record has `steps`, else the built-in data's `first_error`.
@@ -16,8 +21,11 @@ Output JSON (schema "implicit-prm/steps/v1"):
    "threshold_from": "given" | "tune_on" | "split_half" | null, "threshold": float | null,
    "tune_on": path | null, "split": {"seed", "n_tune", "n_eval"} | null,
    "tuned": metrics on the tuning data | null, "evaluated": metrics at `threshold` on the evaluated samples | null,
-   "optimistic": {"label": "optimistic (threshold tuned on the test data)", "threshold", **metrics} | null}
-  where metrics = {"acc_err", "acc_ok", "f1", "n_err", "n_ok"} (accuracies in [0, 1]; null for an empty class).
+   "optimistic": {"label": "optimistic (threshold tuned on the test data)", "threshold", **metrics} | null,
+   "n_bootstrap", "ci_level"}
+  where metrics = {"acc_err", "acc_ok", "f1", "n_err", "n_ok"} (accuracies in [0, 1]; null for an empty class), and
+  "evaluated" adds "ci": {"acc_err": [lo, hi] | null, "acc_ok": ..., "f1": ...} | null (null when n_bootstrap = 0)
+  and "ci_dropped": {metric: resamples dropped}.
 With `split_half`, "evaluated" and "optimistic" describe the evaluation half only.
 """
 from __future__ import annotations
@@ -33,7 +41,7 @@ from ..data.formats import describe_json
 from ..errors import ConfigError, InputError
 from ..io import read_json_records
 from ..results import write_result
-from .metrics import OPTIMISTIC, pct, sigmoid
+from .metrics import CI_LEVEL, OPTIMISTIC, bootstrap_ci, check_bootstrap, ci_list, fmt_ci, pct, sigmoid
 from .records import number_list
 
 SCHEMA = "implicit-prm/steps/v1"
@@ -49,9 +57,12 @@ class StepsConfig:
                                                   "for q_value, raw for step_reward)")
     signal: Literal["q_value", "step_reward"] = field("q_value", help="sigmoid(q-value) or the raw step reward")
     split_half: bool = field(False, help="tune on a seeded random half of input, evaluate on the other half")
-    seed: int = field(0, help="random seed of --split-half")
+    seed: int = field(0, help="random seed of --split-half and of the bootstrap")
+    n_bootstrap: int = field(1000, help="bootstrap resamples of the samples for the confidence intervals (0: none)")
+    ci_level: float = field(CI_LEVEL, help="confidence level of the percentile bootstrap intervals")
 
     def __post_init__(self):
+        check_bootstrap(self.n_bootstrap, self.ci_level)
         chosen = [name for name, on in (("threshold", self.threshold is not None),
                                         ("tune_on", self.tune_on is not None), ("split_half", self.split_half)) if on]
         if len(chosen) > 1:
@@ -82,6 +93,33 @@ def processbench_metrics(preds: Sequence[int], labels: Sequence[int]) -> dict:
     acc_err = float(np.mean(preds[err] == labels[err])) if n_err else None
     acc_ok = float(np.mean(preds[~err] == -1)) if n_ok else None
     return {"acc_err": acc_err, "acc_ok": acc_ok, "f1": _f1(acc_err, acc_ok), "n_err": n_err, "n_ok": n_ok}
+
+
+def processbench_ci(preds: Sequence[int], labels: Sequence[int], n_bootstrap: int = 1000, seed: int = 0,
+                    level: float = CI_LEVEL) -> tuple[dict, dict] | None:
+    """Percentile bootstrap intervals of acc_err, acc_ok and F1 over samples: ({metric: [lo, hi] | None},
+    {metric: resamples dropped}), or None when n_bootstrap = 0.
+
+    With c_b the multiplicities of resample b (metrics.bootstrap_counts) and right = (pred == label):
+    acc_err_b = sum c_b right err / sum c_b err, acc_ok_b = sum c_b right ok / sum c_b ok (err = label != -1, ok =
+    label == -1), F1_b as in _f1; a metric is NaN (dropped) on a resample whose class is empty.
+    """
+    preds, labels = np.asarray(preds), np.asarray(labels)
+    err = (labels != -1).astype(np.float64)
+    right = (preds == labels).astype(np.float64)  # for label -1: predicted -1
+
+    def stat(c: np.ndarray) -> np.ndarray:  # (B, U) -> (B, 3)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            a = c @ (right * err) / (c @ err)  # 0/0 -> NaN
+            b = c @ (right * (1 - err)) / (c @ (1 - err))
+            f1 = np.where(a + b > 0, 2 * a * b / np.where(a + b > 0, a + b, 1), 0.0)
+        return np.stack([a, b, np.where(np.isnan(a) | np.isnan(b), np.nan, f1)], axis=1)
+
+    got = bootstrap_ci(stat, len(labels), n_bootstrap, seed, level)
+    if got is None:
+        return None
+    names = ("acc_err", "acc_ok", "f1")
+    return ({k: ci_list(got[0][i]) for i, k in enumerate(names)}, {k: int(got[1][i]) for i, k in enumerate(names)})
 
 
 def best_threshold(signals: Sequence[Sequence[float]], labels: Sequence[int]) -> tuple[float, dict]:
@@ -168,7 +206,9 @@ def _tune(data: StepData, path, what: str) -> tuple[float, dict]:
 
 
 def _summary(m: dict) -> str:
-    return f"acc_err {pct(m['acc_err'])}  acc_ok {pct(m['acc_ok'])}  F1 {pct(m['f1'])}"
+    ci = m.get("ci") or {}
+    return "  ".join(f"{name} {pct(m[k])}" + (f" {fmt_ci(ci[k])}" if ci else "")
+                     for name, k in (("acc_err", "acc_err"), ("acc_ok", "acc_ok"), ("F1", "f1")))
 
 
 def run_steps(cfg: StepsConfig) -> dict:
@@ -195,6 +235,8 @@ def run_steps(cfg: StepsConfig) -> dict:
     if threshold is not None:
         preds = [first_error_prediction(s, threshold) for s in evaluated_data.signals]
         evaluated = processbench_metrics(preds, evaluated_data.labels)
+        ci = processbench_ci(preds, evaluated_data.labels, cfg.n_bootstrap, cfg.seed, cfg.ci_level)
+        evaluated.update(ci=ci and ci[0], ci_dropped=ci and ci[1])
     try:
         opt_t, opt = best_threshold(evaluated_data.signals, evaluated_data.labels)
         optimistic = {"label": OPTIMISTIC, "threshold": opt_t, **opt}
@@ -204,7 +246,8 @@ def run_steps(cfg: StepsConfig) -> dict:
     counts = processbench_metrics(data.labels, data.labels)
     result = {"schema": SCHEMA, "input": str(path), "signal": cfg.signal, "n": len(data.labels),
               "n_err": counts["n_err"], "n_ok": counts["n_ok"], "threshold_from": source, "threshold": threshold,
-              "tune_on": cfg.tune_on, "split": split, "tuned": tuned, "evaluated": evaluated, "optimistic": optimistic}
+              "tune_on": cfg.tune_on, "split": split, "tuned": tuned, "evaluated": evaluated, "optimistic": optimistic,
+              "n_bootstrap": cfg.n_bootstrap, "ci_level": cfg.ci_level}
 
     print(f"[implicit-prm] steps: {path}: {result['n']} samples ({result['n_err']} with a wrong step, "
           f"{result['n_ok']} all right), signal {cfg.signal}")
@@ -214,6 +257,9 @@ def run_steps(cfg: StepsConfig) -> dict:
     if evaluated is not None:
         on = f"the other half ({split['n_eval']} samples)" if split else "the input"
         print(f"  at threshold {threshold:.6g} on {on}: {_summary(evaluated)}")
+        if evaluated["ci"]:
+            print(f"  [lo, hi]: {100 * cfg.ci_level:g}% percentile bootstrap interval over the "
+                  f"{len(preds)} samples ({cfg.n_bootstrap} resamples, threshold fixed)")
     if optimistic is not None:
         print(f"  {OPTIMISTIC}: threshold {opt_t:.6g}: {_summary(opt)}")
 
