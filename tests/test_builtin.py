@@ -147,8 +147,9 @@ def test_write_builtin(tmp_path):
     assert write_builtin(c) == 7
     lines = out.read_text(encoding="utf-8").splitlines()
     assert [json.loads(x) for x in lines] == generate_rollouts(c)
-    # the data and its config, no temp file left behind
-    assert sorted(p.name for p in out.parent.iterdir()) == ["builtin.jsonl", "builtin.jsonl.config.json"]
+    # the data, its stats and its config, no temp file left behind
+    assert sorted(p.name for p in out.parent.iterdir()) == ["builtin.jsonl", "builtin.jsonl.config.json",
+                                                          "builtin.jsonl.stats.json"]
 
 
 def test_version_1_output_is_pinned():

@@ -13,14 +13,8 @@ import pytest
 from implicit_prm.errors import ConfigError, InputError, UserError
 from implicit_prm.eval.bon import BonConfig, run_bon
 from implicit_prm.eval.outcome import OutcomeConfig, run_outcome
-from implicit_prm.eval.report import (
-    ReportConfig,
-    make_report,
-    pick_solutions,
-    read_solutions,
-    reward_colour,
-    solution_html,
-)
+from implicit_prm.eval.report import ReportConfig, make_report
+from implicit_prm.eval.solutions import pick_solutions, read_solutions, reward_colour, solution_html
 from implicit_prm.eval.steps import StepsConfig, run_steps
 
 # (problem, prompt, steps, correct, first_error, step rewards); 2 problems x 2 responses; q = running sum of rewards
@@ -73,24 +67,42 @@ def report(results, output, **kw):
 
 
 def cells(text: str) -> list[list[str]]:
-    """The cells of every table row, from HTML <tr> or Markdown | rows."""
+    """The cells of every table row, from HTML <tr> or Markdown | rows (Markdown escapes undone)."""
     rows = [re.findall(r"<t[dh]>(.*?)</t[dh]>", tr) for tr in re.findall(r"<tr>(.*?)</tr>", text)]
-    rows += [[c.strip() for c in line.strip("|").split(" | ")] for line in text.splitlines() if line.startswith("| ")]
+    rows += [[re.sub(r"\\(.)", r"\1", c.strip()) for c in line.strip("|").split(" | ")]
+             for line in text.splitlines() if line.startswith("| ")]
     return [[re.sub(r"</?code>|`", "", c) for c in r] for r in rows]
 
 
-def check_tables(text: str, results) -> None:
+def ci(text: str, interval, scale: float = 100.0, digits: int = 1) -> str:
+    """A cell with its interval, as the report writes it: "61.5 [52.1, 70.3]"."""
+    lo, hi = interval
+    return f"{text} [{scale * lo:.{digits}f}, {scale * hi:.{digits}f}]"
+
+
+def check_tables(text: str, results, with_ci: bool = True) -> None:
     rows = cells(text)
-    # best-of-N, subsets "first": prm.min picks 0.5 over -2 and 0.25 over -1 -> 100 at N=1, 2; random = 100, 50
-    assert ["prm.min", "100.0", "100.0"] in rows and ["random", "100.0", "50.0"] in rows
+    c = ci if with_ci else lambda t, *_: t  # noqa: E731
+    # best-of-N, subsets "first": prm.min picks 0.5 over -2 and 0.25 over -1 -> 100 at N=1, 2 on both problems, so
+    # every resample gives 100; random = 100, 50 (1/2 on both problems)
+    assert ["prm.min", c("100.0", [1, 1]), c("100.0", [1, 1])] in rows
+    assert ["random", c("100.0", [1, 1]), c("50.0", [0.5, 0.5])] in rows
     rand = results["rand"]["methods"]["random"]  # random subsets: mean ± std over the 7 draws
-    assert ["random", *(f"{100 * a:.1f} ± {100 * s:.1f}" for a, s in zip(rand["acc"], rand["std"]))] in rows
+    assert ["random", *(c(f"{100 * a:.1f} ± {100 * s:.1f}", i) for a, s, i in
+                        zip(rand["acc"], rand["std"], rand["ci"] if with_ci else rand["acc"]))] in rows
     assert rand["std"][0] > 0
-    assert ["evaluated on the input (threshold given)", "0.7", "50.0", "50.0", "50.0", "2", "2"] in rows
-    opt = results["steps"]["optimistic"]
+    ev = results["steps"]["evaluated"]
+    assert ["evaluated on the input (threshold given)", "0.7",
+            *(c("50.0", ev["ci"][k] if with_ci else None) for k in ("acc_err", "acc_ok", "f1")), "2", "2"] in rows
+    opt = results["steps"]["optimistic"]  # no interval: its threshold was tuned on the same data
     assert [opt["label"], f"{opt['threshold']:.4g}", "100.0", "100.0", "100.0", "2", "2"] in rows
     m = results["outcome"]["methods"]["prm.min"]
-    assert ["prm.min", "1.000", "100.0", "100.0", f"{m['optimistic']['threshold']:.4g}"] in rows
+    assert ["prm.min", c("1.000", [1, 1], 1.0, 3), c("100.0", [1, 1]), "100.0",
+            f"{m['optimistic']['threshold']:.4g}"] in rows
+    notes = ["95% percentile bootstrap interval over the 2 problems (1000 resamples).",
+             "95% percentile bootstrap interval over the 4 evaluated solutions, threshold fixed (1000 resamples)."]
+    plain = text.replace("\\", "")
+    assert all((n in plain) == with_ci for n in notes) and ("[lo, hi]:" in plain) == with_ci
 
 
 def check_solutions(text: str) -> None:
@@ -130,7 +142,8 @@ def test_markdown_report(results, tmp_path):
     assert targets == [(tmp_path / "scored.bon.png").resolve(), (tmp_path / "plots" / "rand.png").resolve()]
     assert all(t.exists() for t in targets)
     blocks = text.split('<div style="border')[1:]
-    assert len(blocks) == 4 and all("\n\n" not in b.strip() for b in blocks)  # a blank line ends an HTML block
+    # a blank line would end the HTML block; each solution ends with "\n</div>"
+    assert len(blocks) == 4 and all("\n\n" not in b.split("\n</div>")[0] for b in blocks)
     assert "🟥 step 0 · r = -2.000" in text and "🟩 step 1 · r = +1.000" in text  # emoji for GitHub
 
 
@@ -224,3 +237,133 @@ def test_config_checks():
         ReportConfig(output="r.pdf", bon=["x.json"])
     with pytest.raises(ConfigError, match="nothing to report"):
         ReportConfig(output="r.md")
+    with pytest.raises(ConfigError, match="'n_errors' must be >= 0"):
+        ReportConfig(output="r.md", scored="s.jsonl", n_errors=-1)
+
+
+def strip_ci(path: str) -> None:
+    """Rewrite a result JSON as an older eval wrote it: no intervals and no bootstrap fields."""
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in ("ci", "ci_dropped", "n_bootstrap", "ci_level",
+                                                                   "ci_unit", "n_units")}
+        return [strip(v) for v in x] if isinstance(x, list) else x
+
+    Path(path).write_text(json.dumps(strip(json.loads(Path(path).read_text()))))
+
+
+@pytest.mark.parametrize("suffix", ["html", "md"])
+def test_results_without_intervals_render(results, tmp_path, suffix):
+    for p in [*results["bon"], results["steps_json"], results["outcome_json"]]:
+        strip_ci(p)
+    (tmp_path / "plots" / "rand.png").unlink()  # drawn again from the result without ci: the ±std band
+    text = report(results, tmp_path / f"old.{suffix}").read_text()
+    check_tables(text, results, with_ci=False)
+    check_solutions(text)
+
+
+def test_bon_plot_band_from_ci_or_std(results, tmp_path, monkeypatch):
+    """plot_bon shades the bootstrap interval when the result has one, else ±1 std over the random subsets."""
+    from matplotlib.axes import Axes
+
+    from implicit_prm.eval.bon import plot_bon
+
+    bands = []
+    monkeypatch.setattr(Axes, "fill_between", lambda self, x, lo, hi, **kw: bands.append((list(lo), list(hi))))
+    rand = results["rand"]
+    plot_bon(rand, tmp_path / "ci.png", ["random"])
+    (lo, hi), = bands
+    assert np.allclose(lo, [100 * c[0] for c in rand["methods"]["random"]["ci"]])
+    assert np.allclose(hi, [100 * c[1] for c in rand["methods"]["random"]["ci"]])
+    bands.clear()
+    old = {**rand, "methods": {"random": {k: v for k, v in rand["methods"]["random"].items() if k != "ci"}}}
+    plot_bon(old, tmp_path / "std.png", ["random"])
+    (lo, hi), = bands
+    acc, std = np.array(rand["methods"]["random"]["acc"]), np.array(rand["methods"]["random"]["std"])
+    assert np.allclose(lo, 100 * (acc - std)) and np.allclose(hi, 100 * (acc + std))
+    assert (tmp_path / "ci.png").read_bytes().startswith(b"\x89PNG")
+
+
+# ---- error analysis: the problems whose top-1 pick is wrong -------------------------------------------------------
+
+# (problem, score, correct, error_kind) in file order, lines 1-9; every step reward = the score
+#   Q1: the wrong A (0.9) beats the correct B (0.5), C (0.2)   -> pick line 1, best correct line 2
+#   Q2: the wrong E (0.8) beats the correct D (0.6)            -> pick line 5, best correct line 4
+#   Q3: all wrong, H (0.7, no error_kind) on top               -> pick line 8 ("unknown"), no correct response
+RESPONSES = [("Q1", 0.9, False, "arithmetic"), ("Q1", 0.5, True, None), ("Q1", 0.2, True, None),
+             ("Q2", 0.6, True, None), ("Q2", 0.8, False, "arithmetic"), ("Q2", 0.1, False, "sign"),
+             ("Q3", 0.3, False, "arithmetic"), ("Q3", 0.7, False, None), ("Q3", -0.1, False, "sign")]
+
+
+def error_records(responses=RESPONSES):
+    recs = []
+    for i, (pid, score, ok, kind) in enumerate(responses):
+        steps = [f"Step 1 of response {i + 1}.", f"So the answer is {i}."]
+        rec = {"problem_id": pid, "prompt": f"Problem {pid}?", "response": "\n\n".join(steps), "correct": ok,
+               "first_error": -1 if ok else 0, "step_spans": [[0, len(steps[0])], [len(steps[0]) + 2,
+                                                                                   len(steps[0]) + 2 + len(steps[1])]],
+               "step_rewards": [score, score], "q_values": [score, 2 * score], "scores": {"min": score}}
+        if kind is not None:
+            rec["error_kind"] = kind
+        recs.append(rec)
+    return recs
+
+
+def write_scored(path: Path, recs) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return path
+
+
+def test_error_analysis_picks_and_kinds(tmp_path):
+    from implicit_prm.eval.error_analysis import analyse, summary
+
+    a = analyse(read_solutions(write_scored(tmp_path / "e.jsonl", error_records()), "min"))
+    assert a.method == "prm.min" and (a.n_judged, a.n_skipped) == (3, 0)
+    assert [(m.problem, m.pick.line, m.best_correct and m.best_correct.line) for m in a.mistakes] == [
+        ("Q1", 1, 2), ("Q2", 5, 4), ("Q3", 8, None)]
+    assert a.kinds == {"arithmetic": 2, "unknown": 1}  # the wrong picks
+    assert a.all_kinds == {"arithmetic": 3, "sign": 2, "unknown": 1}  # every incorrect response
+    # wrong picks 0.9, 0.8, 0.7; correct responses 0.5, 0.2, 0.6 (numpy's linear quartiles)
+    assert summary(a.wrong_scores) == ["3", "0.800", "0.750", "0.850"]
+    assert summary(a.correct_scores) == ["3", "0.500", "0.350", "0.550"]
+    assert summary([]) == ["0", "—", "—", "—"]
+    recs = error_records()
+    recs[5].pop("correct"), recs[5].pop("first_error")  # Q2 has a response of unknown correctness: left out
+    a = analyse(read_solutions(write_scored(tmp_path / "u.jsonl", recs), "min"))
+    assert (a.n_judged, a.n_skipped, [m.problem for m in a.mistakes]) == (2, 1, ["Q1", "Q3"])
+
+
+@pytest.mark.parametrize("suffix", ["html", "md"])
+def test_error_analysis_section(tmp_path, suffix):
+    scored = write_scored(tmp_path / "e.jsonl", error_records())
+    out = make_report(ReportConfig(output=str(tmp_path / f"r.{suffix}"), scored=str(scored), n_solutions=0,
+                                   n_errors=2))
+    text = out.read_text()
+    rows = cells(text)
+    assert ["arithmetic", "2", "66.7", "3"] in rows and ["unknown", "1", "33.3", "1"] in rows
+    assert ["sign", "0", "0.0", "2"] in rows
+    assert ["wrong top-1 picks", "3", "0.800", "0.750", "0.850"] in rows
+    assert ["correct responses", "3", "0.500", "0.350", "0.550"] in rows
+    assert "3 of 3 problems pick a wrong one" in text
+    # n_errors = 2: Q1 and Q2 (both with a correct response), each pick beside its best correct response
+    heads = re.findall(r"<b>((?:Top-1 pick|Best-scored correct response) \(line \d\))", text)
+    assert heads == ["Top-1 pick (line 1)", "Best-scored correct response (line 2)", "Top-1 pick (line 5)",
+                     "Best-scored correct response (line 4)"]
+    assert "error kind: arithmetic" in text and "display:flex" in text
+    if suffix == "html":
+        (uri,) = re.findall(r'<img src="data:image/png;base64,([^"]+)"', text)
+        assert base64.b64decode(uri).startswith(b"\x89PNG")
+    else:
+        assert "](r.errors.png)" in text and (tmp_path / "r.errors.png").read_bytes().startswith(b"\x89PNG")
+        for block in text.split('<div style="display:flex')[1:]:  # a blank line would end the HTML block
+            assert "\n\n" not in block.split("\n</div>\n</div>")[0]
+    text = make_report(ReportConfig(output=str(tmp_path / f"all.{suffix}"), scored=str(scored), n_solutions=0,
+                                    n_errors=5)).read_text()
+    assert "Top-1 pick (line 8)" in text and "No correct response to this problem." in text
+
+
+def test_error_analysis_all_picks_right(results, tmp_path):
+    text = report(results, tmp_path / "r.html").read_text()  # min picks a correct response on both problems
+    assert "0 of 2 problems pick a wrong one" in text and "Every top-1 pick is correct" in text
+    assert "Top-1 pick (line" not in text and "wrong top-1 picks" not in text
+    assert text.count("data:image/png;base64,") == 2  # the two bon plots, no histogram

@@ -24,7 +24,7 @@ VERBS: dict = {
         "outcome": ("eval.outcome", "OutcomeConfig", "run_outcome", "AUROC of each score at telling right from wrong"),
     },
     "report": ("eval.report", "ReportConfig", "make_report",
-               "one Markdown/HTML page with tables, plots and step-shaded solutions"),
+               "one Markdown/HTML page with tables (bootstrap intervals), plots, step-shaded solutions and an error analysis"),
     "demo": ("demo", "DemoConfig", "demo", "the whole idea on the embedded model: data -> train -> score -> evaluate"),
 }
 

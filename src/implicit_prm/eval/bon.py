@@ -254,7 +254,8 @@ def plot_methods(score_methods: list[str]) -> list[str]:
 
 
 def plot_bon(result: dict, path: str | Path, methods: list[str]) -> None:
-    """Accuracy vs N on a log2 axis, one line per method (a band of +-1 std for random subsets), written atomically."""
+    """Accuracy vs N on a log2 axis, one line per method, written atomically. The band: the bootstrap interval over
+    problems ("ci", gaps where it is undefined), else (results without intervals) +-1 std over random subsets."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -262,16 +263,25 @@ def plot_bon(result: dict, path: str | Path, methods: list[str]) -> None:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ns = result["ns"]
+    bands: set[str] = set()  # what the drawn bands show, for the title
     for m in methods:
         acc, std = np.array(result["methods"][m]["acc"]) * 100, np.array(result["methods"][m]["std"]) * 100
         (line,) = ax.plot(ns, acc, marker="o", label=m)
-        if std.any():
-            ax.fill_between(ns, acc - std, acc + std, color=line.get_color(), alpha=0.15)
+        ci = result["methods"][m].get("ci")
+        if ci:
+            lo, hi = (np.array([np.nan if c is None else 100 * c[i] for c in ci]) for i in (0, 1))
+            what = f"{100 * result.get('ci_level', CI_LEVEL):g}% bootstrap interval over problems"
+        else:
+            lo, hi, what = acc - std, acc + std, "±1 std over random subsets"
+        if (hi > lo).any():
+            ax.fill_between(ns, lo, hi, color=line.get_color(), alpha=0.15)
+            bands.add(what)
     ax.set_xscale("log", base=2)
     ax.set_xticks(ns, [str(n) for n in ns])
     ax.set_xlabel("N (responses per problem)")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"best-of-N: {Path(result['input']).name} ({result['n_problems']} problems, {result['subsets']})")
+    ax.set_title(f"best-of-N: {Path(result['input']).name} ({result['n_problems']} problems, {result['subsets']})"
+                 + "".join(f"\nband: {b}" for b in sorted(bands)), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

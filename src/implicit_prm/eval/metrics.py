@@ -209,4 +209,5 @@ def fmt_ci(ci, scale: float = 100.0, digits: int = 1) -> str:
     """An interval [lo, hi] as "[52.1, 70.3]" (scaled; "n/a" for None or NaN ends)."""
     if ci is None or any(x is None or np.isnan(x) for x in ci):
         return "n/a"
-    return f"[{scale * ci[0]:.{digits}f}, {scale * ci[1]:.{digits}f}]"
+    lo, hi = (round(scale * x, digits) + 0.0 for x in ci)  # + 0.0: a rounded -0.0 prints as 0.0
+    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"

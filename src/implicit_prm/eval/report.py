@@ -1,7 +1,8 @@
 """One Markdown or self-contained HTML page from the eval outputs: best-of-N, step-error and outcome tables, plots,
 and single solutions with each step shaded by its reward.
 
-Sections, in this order, one per input file:
+Sections, in this order, one per input file (a bootstrap interval "[lo, hi]" follows each figure that has one,
+with a note naming its level and resample count; results written without intervals show none):
   best-of-N   methods x N accuracy (%), ± the std over random subsets; the PNG plot that `eval bon` wrote (the path
               in its `<json>.config.json`, else `<stem>.bon.png` beside `<stem>.bon.json`), made with bon.plot_bon
               if missing
@@ -11,23 +12,26 @@ Sections, in this order, one per input file:
               (the most negative step reward shown, -m) through white (0) to green (+m), labelled with the step
               reward r and sigmoid(q-value); the true first wrong step (`first_error`, or ProcessBench `label` on
               pre-split records) is outlined and marked "✗ first wrong step".
+  errors      from the same file, the problems whose top-1 pick by score_key is wrong: the mistakes by error_kind,
+              the wrong picks' scores against the correct responses' scores, and up to `n_errors` wrong picks beside
+              their problem's best correct response (implicit_prm.eval.error_analysis)
 Which solutions: half (rounded up) incorrect and the rest correct (correctness as in `eval outcome`; without it, a
 known first wrong step >= 0 counts as incorrect and -1 as correct), filled from the other group and then the unknown
 ones when a group runs short. Within a group, records with a known first wrong step come first, then one per prompt
 before a prompt repeats, each in file order; the chosen ones are shown in file order.
 
 Formats: .html is one file (inline CSS, plots as base64 data URIs). .md links the plots by relative path (a missing
-plot is drawn beside the .md as <md stem>.bon<i>.png) and shows the solutions as an HTML block with inline styles
-(VS Code, pandoc and most viewers shade it). GitHub strips `style` attributes, so in Markdown each step label also
-starts with an emoji square from the same scale: 🟥 r <= -m/2, 🟧 r <= -m/10, ⬜ |r| < m/10, 🟩 r >= m/10.
-All model text is HTML-escaped. The page is written atomically, after every input has been read and checked.
+plot is drawn beside the .md as <md stem>.bon<i>.png, the error analysis's as <md stem>.errors.png) and shows the
+solutions as HTML blocks with inline styles (VS Code, pandoc and most viewers shade them). GitHub strips `style`
+attributes, so in Markdown each step label also starts with an emoji square from the same scale: 🟥 r <= -m/2,
+🟧 r <= -m/10, ⬜ |r| < m/10, 🟩 r >= m/10. All model text is HTML-escaped. The page is written atomically, after
+every input has been read and checked.
 """
 from __future__ import annotations
 
 import base64
 import html
 import json
-import math
 import os
 import re
 import tempfile
@@ -39,13 +43,11 @@ from typing import Optional
 from ..config import field
 from ..data.formats import describe_json
 from ..errors import ConfigError, InputError
-from ..io import read_json_records, write_text
+from ..io import write_text
 from ..results import config_path, write_result
 from . import bon, outcome, steps
-from .metrics import fmt_auroc, pct, sigmoid
-from .records import is_presplit, number_list, outcome_label, score_leaves
-
-RED, GREEN = (230, 124, 115), (87, 187, 138)  # the colours at -m and +m; 0 is white
+from .metrics import CI_LEVEL, fmt_auroc, fmt_ci, pct
+from .solutions import Solution, pick_solutions, read_solutions, solution_html
 
 
 @dataclass
@@ -54,16 +56,21 @@ class ReportConfig:
     bon: list[str] = field([], help="best-of-N results (JSON from `implicit-prm eval bon`)")
     steps: list[str] = field([], help="step-error results (JSON from `implicit-prm eval steps`)")
     outcome: list[str] = field([], help="outcome results (JSON from `implicit-prm eval outcome`)")
-    scored: Optional[str] = field(None, help="scored JSONL (from `implicit-prm score`) for the solutions shaded step by step")
+    scored: Optional[str] = field(None, help="scored JSONL (from `implicit-prm score`) for the solutions shaded step "
+                                             "by step and the error analysis of the top-1 picks")
     n_solutions: int = field(6, help="solutions to show from --scored")
-    score_key: str = field("min", help="score shown per solution: an aggregation ('min') or a method ('prm.min')")
+    score_key: str = field("min", help="score shown per solution and ranking the error analysis's top-1 picks: an "
+                                       "aggregation ('min') or a method ('prm.min')")
+    n_errors: int = field(5, help="problems whose top-1 pick is wrong to show beside their best correct "
+                                  "response (0: tables and plot only)")
     title: str = field("implicit-prm report", help="page title")
 
     def __post_init__(self):
         if Path(self.output).suffix.lower() not in (".md", ".html"):
             raise ConfigError(f"field 'output' must end in .md or .html, got {self.output!r}")
-        if self.n_solutions < 0:
-            raise ConfigError(f"field 'n_solutions' must be >= 0, got {self.n_solutions}")
+        for name in ("n_solutions", "n_errors"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"field '{name}' must be >= 0, got {getattr(self, name)}")
         if not (self.bon or self.steps or self.outcome or self.scored):
             raise ConfigError("nothing to report: give at least one of bon, steps, outcome, scored")
 
@@ -151,24 +158,45 @@ def bon_plot_path(json_path: Path) -> Path | None:
     return next((p for p in cands if p.is_file()), None)
 
 
+def with_ci(text: str, ci, scale: float = 100.0, digits: int = 1) -> str:
+    """A table cell "61.5 [52.1, 70.3]": the figure and its bootstrap interval ("[n/a]" when undefined)."""
+    got = fmt_ci(ci and [None if x is None else round(x, 12) + 0.0 for x in ci], scale, digits)  # no "-0.0"
+    return f"{text} {'[n/a]' if got == 'n/a' else got}"
+
+
+def ci_note(r: dict, over: str) -> tuple:
+    return ("p", [f"[lo, hi]: {100 * r.get('ci_level', CI_LEVEL):g}% percentile bootstrap interval over {over} "
+                  f"({r.get('n_bootstrap')} resamples)."])
+
+
 def bon_blocks(path: Path, r: dict, image: str) -> list[tuple]:
     std = r["subsets"] == "random"
     how = (f"mean ± std over {r['n_subsets']} random subsets per problem (seed {r['seed']})" if std
            else "the first N responses of each problem")
-    rows = [[Code(m), *(f"{100 * a:.1f}" + (f" ± {100 * s:.1f}" if std else "") for a, s in zip(v["acc"], v["std"]))]
+    has_ci = any(v.get("ci") for v in r["methods"].values())  # older results, or n_bootstrap = 0: none
+
+    def cell(a, s, ci):
+        text = f"{100 * a:.1f}" + (f" ± {100 * s:.1f}" if std else "")
+        return with_ci(text, ci) if has_ci else text
+
+    rows = [[Code(m), *map(cell, v["acc"], v["std"], v.get("ci") or [None] * len(v["acc"]))]
             for m, v in r["methods"].items()]
     cut = (f" Ragged input: every problem cut to its first {r['truncated']['samples_per_problem']} responses."
            if r.get("truncated") else "")
     return [("h", f"Best-of-N: {path.name}"),
             ("p", ["Input ", Code(r["input"]), f": {r['n_problems']} problems × {r['samples_per_problem']} "
                    f"responses. Accuracy (%) over problems; {how}.{cut}"]),
-            ("table", ["method", *(f"N={n}" for n in r["ns"])], rows), ("img", image, f"best-of-N plot {path.name}")]
+            ("table", ["method", *(f"N={n}" for n in r["ns"])], rows),
+            *([ci_note(r, f"the {r['n_problems']} problems")] if has_ci else []),
+            ("img", image, f"best-of-N plot {path.name}")]
 
 
 def steps_blocks(path: Path, r: dict) -> list[tuple]:
     def row(name, t, m):
-        return [name, "—" if t is None else f"{t:.4g}", pct(m["acc_err"]), pct(m["acc_ok"]),
-                pct(m["f1"]), str(m["n_err"]), str(m["n_ok"])]
+        ci = m.get("ci")  # the evaluated row's, when the result has intervals
+        return [name, "—" if t is None else f"{t:.4g}",
+                *(with_ci(pct(m[k]), ci.get(k)) if ci else pct(m[k]) for k in ("acc_err", "acc_ok", "f1")),
+                str(m["n_err"]), str(m["n_ok"])]
 
     rows, split = [], r.get("split")
     if r.get("tuned"):
@@ -185,161 +213,29 @@ def steps_blocks(path: Path, r: dict) -> list[tuple]:
                    f"all right). The first step with {scale} < threshold is predicted wrong. Accuracies and F1 in %; "
                    "only the evaluated row is a fair estimate, the optimistic one chose its threshold on the same "
                    "data."]),
-            ("table", ["metrics", "threshold", "acc_err", "acc_ok", "F1", "n_err", "n_ok"], rows)]
+            ("table", ["metrics", "threshold", "acc_err", "acc_ok", "F1", "n_err", "n_ok"], rows),
+            *([ci_note(r, f"the {ev['n_err'] + ev['n_ok']} evaluated solutions, threshold fixed")]
+              if (ev := r.get("evaluated") or {}).get("ci") else [])]
 
 
 def outcome_blocks(path: Path, r: dict) -> list[tuple]:
-    rows = [[Code(m), fmt_auroc(v["auroc"]), pct(v["acc_at_0"]), pct(v["optimistic"]["acc"]),
-             f"{v['optimistic']['threshold']:.4g}"] for m, v in r["methods"].items()]
+    has_ci = any(v.get("ci") for v in r["methods"].values())
+
+    def scored(v):  # AUROC and accuracy at 0, with their intervals when the result has them
+        auc, acc, ci = fmt_auroc(v["auroc"]), pct(v["acc_at_0"]), v.get("ci") or {}
+        return [with_ci(auc, ci.get("auroc"), 1.0, 3), with_ci(acc, ci.get("acc_at_0"))] if has_ci else [auc, acc]
+
+    rows = [[Code(m), *scored(v), pct(v["optimistic"]["acc"]), f"{v['optimistic']['threshold']:.4g}"]
+            for m, v in r["methods"].items()]
     return [("h", f"Outcome: {path.name}"),
             ("p", ["Input ", Code(r["input"]), f": {r['n']} responses, {r['n_correct']} correct. AUROC of each "
                    "score at telling correct from incorrect responses; accuracy (%) of \"score > t predicts "
                    f"correct\" at t = 0 and at the best t. The best-t columns are {r['optimistic_label']}."]),
-            ("table", ["method", "AUROC", "acc at 0", "best acc (optimistic)", "best t (optimistic)"], rows)]
+            ("table", ["method", "AUROC", "acc at 0", "best acc (optimistic)", "best t (optimistic)"], rows),
+            *([ci_note(r, f"the {r.get('n_units', '?')} {r.get('ci_unit', 'unit')}s")] if has_ci else [])]
 
 
 # ---- solutions shaded by step reward -----------------------------------------------------------------------------
-
-@dataclass
-class Solution:
-    line: int
-    prompt: str
-    text: str  # the response (pre-split: the steps joined by the scoring separator)
-    spans: list[tuple[int, int]]  # (S,) character spans of the scored steps in `text`
-    rewards: list[float]  # (S,)
-    q_values: list[float]  # (S,)
-    correct: int | None
-    first_error: int | None  # the true first wrong step, -1 = none, None = unknown
-    scores: dict[str, float]  # the score methods matching score_key
-
-
-def read_solution(path, line, rec: dict, separator: str, score_key: str) -> Solution:
-    """One scored record, checked: InputError naming the file, line and field."""
-    key = "problem" if is_presplit(rec) and "problem" in rec else "prompt"
-    prompt = rec.get(key, rec.get("problem"))
-    if not isinstance(prompt, str):
-        raise InputError(path, line, key, f"expected the prompt text, found {describe_json(prompt)}")
-    if isinstance(rec.get("response"), str):
-        text = rec["response"]
-    elif is_presplit(rec) and isinstance(rec["steps"], list) and all(isinstance(s, str) for s in rec["steps"]):
-        text = separator.join(rec["steps"])
-    else:
-        raise InputError(path, line, "response", "expected the response text (or a pre-split 'steps' list of strings)")
-    hint = "; score the file first (`implicit-prm score`)"
-    rewards = number_list(path, line, "step_rewards", rec.get("step_rewards"), hint)
-    q = number_list(path, line, "q_values", rec.get("q_values"), hint)
-    raw = rec.get("step_spans")
-    if not isinstance(raw, list) or len(raw) != len(rewards):
-        raise InputError(path, line, "step_spans", f"expected {len(rewards)} [start, end] spans, one per step "
-                                                   f"reward, found {describe_json(raw)}")
-    spans, prev = [], 0
-    for i, s in enumerate(raw):
-        if not (isinstance(s, list) and len(s) == 2 and all(type(x) is int for x in s) and prev <= s[0] <= s[1]
-                <= len(text)):
-            raise InputError(path, line, f"step_spans[{i}]", f"expected [start, end] with {prev} <= start <= end <= "
-                             f"{len(text)} (the response length), found {describe_json(s)}")
-        # `score` gives each step its span with the separator after it; hand-made spans may leave it out
-        if is_presplit(rec) and (i >= len(rec["steps"]) or text[s[0]:s[1]] not in (
-                rec["steps"][i], rec["steps"][i] + (separator if i < len(rec["steps"]) - 1 else ""))):
-            raise InputError(path, line, f"step_spans[{i}]", f"{s} is not steps[{i}] in the steps joined by "
-                             f"{separator!r}; keep `score`'s <file>.config.json (it names the step separator) beside "
-                             "the scored file")
-        spans.append((s[0], s[1]))
-        prev = s[1]
-    if len(q) != len(rewards):
-        raise InputError(path, line, "q_values", f"has {len(q)} values but 'step_rewards' has {len(rewards)}")
-    fe_key = "label" if is_presplit(rec) and "label" in rec else "first_error"
-    fe = rec.get(fe_key)
-    if fe is not None and (isinstance(fe, bool) or not isinstance(fe, int) or fe < -1):
-        raise InputError(path, line, fe_key, f"expected -1 or a step index, found {describe_json(fe)}")
-    got = outcome_label(path, line, rec)
-    correct = got[1] if got else None if fe is None else int(fe == -1)
-    scores = {}
-    if "scores" in rec:
-        leaves = score_leaves(path, line, rec["scores"], "prm")
-        scores = {m: x for m, x in leaves.items() if m == score_key or m.endswith("." + score_key)}
-        if not scores:
-            raise ConfigError(f"field 'score_key': {score_key!r} matches none of {path}:{line}'s score methods "
-                              f"{list(leaves)}; give an aggregation ('min') or a method ('prm.min')")
-    return Solution(line, prompt, text, spans, rewards, q, correct, fe, scores)
-
-
-def read_solutions(path: str | Path, score_key: str) -> list[Solution]:
-    path = Path(path)
-    cfg = config_path(path)  # score's saved config names the separator of pre-split steps
-    sep = json.loads(cfg.read_text(encoding="utf-8")).get("step_separator", "\n\n") if cfg.is_file() else "\n\n"
-    sols = [read_solution(path, line, rec, sep, score_key) for line, rec in read_json_records(path)]
-    if not sols:
-        raise InputError(path, None, None, "no records")
-    return sols
-
-
-def pick_solutions(sols: list[Solution], n: int) -> list[Solution]:
-    """n solutions, deterministically (see the module docstring), in file order."""
-    groups = {g: [s for s in sols if s.correct == g] for g in (0, 1, None)}
-    n_bad = min(math.ceil(n / 2), len(groups[0]))
-    n_good = min(n - n_bad, len(groups[1]))
-    n_bad = min(n - n_good, len(groups[0]))  # the incorrect fill in for missing correct ones
-    counts = {0: n_bad, 1: n_good, None: min(n - n_bad - n_good, len(groups[None]))}
-    picked: list[Solution] = []
-    for g, k in counts.items():
-        # a known first wrong step first (>= 0 among the incorrect), then file order
-        tiers = sorted(groups[g], key=lambda s: s.first_error is None or (g == 0 and s.first_error < 0))
-        chosen, seen = {}, {s.prompt for s in picked}  # chosen: line -> solution
-        for s in tiers:  # one per prompt first
-            if len(chosen) < k and s.prompt not in seen:
-                chosen[s.line] = s
-                seen.add(s.prompt)
-        for s in tiers:
-            if len(chosen) < k:
-                chosen.setdefault(s.line, s)
-        picked += chosen.values()
-    return sorted(picked, key=lambda s: s.line)
-
-
-def reward_colour(r: float, scale: float) -> str:
-    """CSS colour of a step reward: white at 0, RED at -scale (and below), GREEN at +scale (and above), linear."""
-    t = 0.0 if scale <= 0 else max(-1.0, min(1.0, r / scale))
-    end = RED if t < 0 else GREEN
-    return "rgb({}, {}, {})".format(*(int(255 + (c - 255) * abs(t) + 0.5) for c in end))
-
-
-def reward_emoji(r: float, scale: float) -> str:
-    t = 0.0 if scale <= 0 else r / scale
-    return "🟥" if t <= -0.5 else "🟧" if t <= -0.1 else "🟩" if t >= 0.1 else "⬜"
-
-
-def _text_html(s: str) -> str:
-    """Escaped model text on one line: newlines become <br>, so a Markdown HTML block never sees a blank line."""
-    return html.escape(s.strip()).replace("\r\n", "\n").replace("\n", "<br>")
-
-
-def solution_html(i: int, s: Solution, scale: float, emoji: bool) -> str:
-    """One solution as a single HTML block with inline styles (no blank lines, so Markdown keeps it whole)."""
-    ok = {1: "✓ correct", 0: "✗ incorrect", None: "correctness unknown"}[s.correct]
-    fe = {None: "unknown", -1: "none (all steps right)"}.get(s.first_error, f"step {s.first_error}")
-    head = f"Solution {i} (line {s.line}) · {ok} · true first wrong step: {fe}" + "".join(
-        f" · {m} = {x:.3f}" for m, x in s.scores.items())
-    box = "margin:2px 0;padding:3px 6px;border-radius:3px;white-space:pre-wrap;"
-    parts = ['<div style="border:1px solid #bbb;padding:6px;margin:1em 0">',
-             f"<div><b>{html.escape(head)}</b></div>",
-             f'<div style="{box}background:#f4f4f4"><i>Prompt:</i> {_text_html(s.prompt)}</div>']
-    prev = 0
-    for k, ((a, b), r, q) in enumerate(zip(s.spans, s.rewards, s.q_values)):
-        if s.text[prev:a].strip():
-            parts.append(f'<div style="{box}color:#777">{_text_html(s.text[prev:a])}</div>')
-        wrong = k == s.first_error
-        label = (f"{reward_emoji(r, scale) + ' ' if emoji else ''}step {k} · r = {r:+.3f} · "
-                 f"σ(q) = {float(sigmoid(q)):.3f}" + (" · ✗ first wrong step" if wrong else ""))
-        mark = "outline:3px solid #b00000;" if wrong else ""
-        parts.append(f'<div style="{box}{mark}background:{reward_colour(r, scale)}">'
-                     f'<span style="font-size:80%;color:#333"><b>[{html.escape(label)}]</b></span> '
-                     f"{_text_html(s.text[a:b])}</div>")
-        prev = b
-    if s.text[prev:].strip():
-        parts.append(f'<div style="{box}color:#777"><i>(not scored)</i> {_text_html(s.text[prev:])}</div>')
-    return "\n".join(parts) + "\n</div>"
-
 
 def solution_blocks(path: Path, chosen: list[Solution], emoji: bool) -> list[tuple]:
     scale = max((abs(r) for s in chosen for r in s.rewards), default=0.0)
@@ -354,12 +250,17 @@ def solution_blocks(path: Path, chosen: list[Solution], emoji: bool) -> list[tup
 
 # ---- the command -------------------------------------------------------------------------------------------------
 
-def _data_uri(png: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+def image_uri(png: Path, out: Path) -> str:
+    """How the page at `out` shows a PNG: a base64 data URI in HTML, the relative path (URL-quoted) in Markdown."""
+    if out.suffix.lower() == ".html":
+        return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+    return urllib.parse.quote(Path(os.path.relpath(png.resolve(), out.resolve().parent)).as_posix())
 
 
 def make_report(cfg: ReportConfig) -> Path:
     """Read and check every input, draw any missing plot, then write the page and its config atomically."""
+    from . import error_analysis  # it imports this module
+
     out = Path(cfg.output)
     fmt = out.suffix.lower().lstrip(".")
     bons = [(Path(p), load_result(p, bon.SCHEMA, ("input", "ns", "methods", "score_methods", "subsets", "n_subsets",
@@ -369,27 +270,28 @@ def make_report(cfg: ReportConfig) -> Path:
               for p in cfg.steps]
     outcomes = [(Path(p), load_result(p, outcome.SCHEMA, ("input", "n", "n_correct", "methods", "optimistic_label")))
                 for p in cfg.outcome]
-    chosen = pick_solutions(read_solutions(cfg.scored, cfg.score_key), cfg.n_solutions) if cfg.scored else []
+    sols = read_solutions(cfg.scored, cfg.score_key) if cfg.scored else []
+    analysis = error_analysis.analyse(sols) if sols else None
 
     blocks: list[tuple] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # plots drawn for the HTML page, which embeds them
         for i, (path, r) in enumerate(bons):
             png = bon_plot_path(path)
-            if png is None:  # draw it: beside the .md (it is linked), or in a temp dir (the HTML embeds it)
+            if png is None:  # draw it: beside the .md (it is linked), or in the temp dir
                 png = out.with_name(f"{out.stem}.bon{i}.png") if fmt == "md" else Path(tmp) / f"bon{i}.png"
                 bon.plot_bon(r, png, bon.plot_methods(r["score_methods"]))
-            if fmt == "html":
-                uri = _data_uri(png)
-            else:
-                rel = os.path.relpath(png.resolve(), out.resolve().parent)
-                uri = urllib.parse.quote(Path(rel).as_posix())
-            blocks += bon_blocks(path, r, uri)
-    for path, r in stepss:
-        blocks += steps_blocks(path, r)
-    for path, r in outcomes:
-        blocks += outcome_blocks(path, r)
-    if chosen:
-        blocks += solution_blocks(Path(cfg.scored), chosen, emoji=fmt == "md")
+            blocks += bon_blocks(path, r, image_uri(png, out))
+        for path, r in stepss:
+            blocks += steps_blocks(path, r)
+        for path, r in outcomes:
+            blocks += outcome_blocks(path, r)
+        chosen = pick_solutions(sols, cfg.n_solutions)
+        if chosen:
+            blocks += solution_blocks(Path(cfg.scored), chosen, emoji=fmt == "md")
+        if analysis is not None:
+            png = out.with_name(f"{out.stem}.errors.png") if fmt == "md" else Path(tmp) / "errors.png"
+            image = image_uri(png, out) if error_analysis.plot_scores(analysis, png) else None
+            blocks += error_analysis.error_blocks(Path(cfg.scored), analysis, cfg.n_errors, fmt == "md", image)
 
     write_result(out, render(blocks, fmt, cfg.title), cfg, write=write_text)
     print(f"[implicit-prm] wrote {out}")

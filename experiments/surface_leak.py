@@ -1,0 +1,128 @@
+"""Does the surface of a built-in completion give its correctness away once the numbers are hidden?
+
+    python experiments/surface_leak.py [--versions 2 1] [--n-problems 200] [--samples 16] [--seed 777]
+
+Generates built-in data (default config otherwise, so balanced), masks the numbers in every completion and trains
+a logistic regression (numpy, full-batch gradient descent, L2) on surface features of half the problems: binary
+word/symbol unigrams and bigrams of the masked text (in >= 3 training completions) plus the length in steps and
+characters (of the masked text). Reports the AUROC (eval.metrics.auroc) of telling right from wrong on the other
+half, pooled and as the mean within-problem AUROC (test problems holding both), for three maskings: "digits"
+(every digit -> '#', so magnitudes stay visible), "numbers" (every run of digits -> one '#'; signs and operators
+stay) and "style" (signed numbers -> '#', operator symbols and words -> 'op': only the wording is left), and for
+the two lengths alone (digits mask). ~0.5 means no leak. The pooled AUROC also sees problem difficulty (longer
+chains go wrong more often); the within-problem AUROC does not. Writes experiments/results/surface_leak.json.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from implicit_prm.data.builtin import BuiltinDataConfig, generate_rollouts
+from implicit_prm.eval.metrics import auroc
+from implicit_prm.io import write_json
+
+OPS = re.compile(r"[-+*×/]|\b(?:add(?:ing)?|plus|increas(?:e|ing)|subtract(?:ing)?|minus|tak(?:e|ing)|away|from|"
+                 r"decreas(?:e|ing)|multipl(?:y|ying)|times|groups|of|to|by)\b", re.IGNORECASE)
+MASKS = {"digits": lambda t: re.sub(r"\d", "#", t), "numbers": lambda t: re.sub(r"\d+", "#", t),
+         "style": lambda t: OPS.sub("op", re.sub(r"-?\d+", "#", t))}
+TOKEN = re.compile(r"#+|[a-z]+|[^\sa-z#]")
+MIN_DOCS = 3
+
+
+def ngrams(text: str) -> set[str]:
+    toks = TOKEN.findall(text.lower())
+    return set(toks) | {f"{a} {b}" for a, b in zip(toks, toks[1:])}
+
+
+def features(texts: list[str], masked: list[str], vocab: dict[str, int] | None, words: bool = True):
+    """(X, vocab): binary n-gram presence (vocab built here when None) and standardisable lengths."""
+    grams = [ngrams(m) for m in masked] if words else [set() for _ in masked]
+    if vocab is None:
+        docs = Counter(g for gs in grams for g in gs)
+        vocab = {g: i for i, g in enumerate(sorted(g for g, c in docs.items() if c >= MIN_DOCS))}
+    X = np.zeros((len(texts), len(vocab) + 2), dtype=np.float32)
+    for r, gs in enumerate(grams):
+        X[r, [vocab[g] for g in gs if g in vocab]] = 1.0
+    X[:, -2] = [len(t.split("\n\n")) for t in texts]
+    X[:, -1] = [np.log(len(m)) for m in masked]  # characters of the masked text: "numbers" hides digit counts
+    return X, vocab
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-3, lr: float = 0.5, iters: int = 400) -> np.ndarray:
+    """Weights (last = bias) of an L2-regularised logistic regression by full-batch gradient descent."""
+    Xb = np.hstack([X, np.ones((len(X), 1), dtype=X.dtype)])
+    w = np.zeros(Xb.shape[1])
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-np.clip(Xb @ w, -30, 30)))
+        grad = Xb.T @ (p - y) / len(y) + l2 * np.r_[w[:-1], 0.0]
+        w -= lr * grad
+    return w
+
+
+def within_problem_auroc(scores, labels, problem) -> float | None:
+    vals = [auroc(scores[problem == p], labels[problem == p]) for p in np.unique(problem)]
+    vals = [v for v in vals if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def evaluate(texts, labels, problem, train, mask: str | None) -> dict:
+    """Fit on the training rows, score the others: pooled and within-problem AUROC. mask None = lengths only."""
+    masked = [MASKS[mask or "digits"](t) for t in texts]
+    Xtr, vocab = features([texts[i] for i in train], [masked[i] for i in train], None, words=mask is not None)
+    test = np.setdiff1d(np.arange(len(texts)), train)
+    Xte, _ = features([texts[i] for i in test], [masked[i] for i in test], vocab, words=mask is not None)
+    mu, sd = Xtr[:, -2:].mean(0), Xtr[:, -2:].std(0) + 1e-6
+    Xtr[:, -2:], Xte[:, -2:] = (Xtr[:, -2:] - mu) / sd, (Xte[:, -2:] - mu) / sd
+    w = fit_logistic(Xtr, labels[train])
+    s = np.hstack([Xte, np.ones((len(Xte), 1), dtype=Xte.dtype)]) @ w
+    y = labels[test]
+    return {"auroc": auroc(s.tolist(), y.tolist()), "auroc_within_problem": within_problem_auroc(s, y, problem[test]),
+            "train_auroc": auroc((np.hstack([Xtr, np.ones((len(Xtr), 1))]) @ w).tolist(), labels[train].tolist()),
+            "n_features": int(Xtr.shape[1]), "n_train": int(len(train)), "n_test": int(len(test)),
+            "test_share_correct": float(y.mean())}
+
+
+def run_version(version: int, n_problems: int, samples: int, seed: int) -> dict:
+    recs = generate_rollouts(BuiltinDataConfig(output="unused", n_problems=n_problems, samples_per_problem=samples,
+                                               seed=seed, version=version))
+    texts = [c for r in recs for c in r["completions"]]
+    labels = np.array([int(bool(x)) for r in recs for x in r["correctness"]])
+    problem = np.array([i for i, r in enumerate(recs) for _ in r["completions"]])
+    order = np.random.default_rng(seed).permutation(n_problems)
+    train = np.flatnonzero(np.isin(problem, order[: n_problems // 2]))
+    out = {m: evaluate(texts, labels, problem, train, m) for m in MASKS}
+    out["lengths_only"] = evaluate(texts, labels, problem, train, None)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--versions", type=int, nargs="+", default=[2, 1])
+    ap.add_argument("--n-problems", type=int, default=200)
+    ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=777)
+    ap.add_argument("--output", default=str(Path(__file__).parent / "results" / "surface_leak.json"))
+    args = ap.parse_args()
+    result = {
+        "command": " ".join(["python experiments/surface_leak.py", *sys.argv[1:]]),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "seed": args.seed, "n_problems": args.n_problems, "samples_per_problem": args.samples,
+        "n": args.n_problems * args.samples, "split": "half the problems (seeded permutation) train, half test",
+        "features": f"binary word/symbol unigrams + bigrams of the masked text (in >= {MIN_DOCS} training "
+                    "completions), steps and log characters (standardised); logistic regression, L2 1e-3, "
+                    "400 full-batch gradient steps",
+        "versions": {f"v{v}": run_version(v, args.n_problems, args.samples, args.seed) for v in args.versions},
+    }
+    write_json(args.output, result)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
