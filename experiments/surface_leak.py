@@ -72,14 +72,17 @@ def within_problem_auroc(scores, labels, problem) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def evaluate(texts, labels, problem, train, mask: str | None) -> dict:
-    """Fit on the training rows, score the others: pooled and within-problem AUROC. mask None = lengths only."""
+def evaluate(texts, labels, problem, train, mask: str | None, lengths: bool = True) -> dict:
+    """Fit on the training rows, score the others: pooled and within-problem AUROC. mask None = lengths only;
+    lengths=False drops the two length features (steps, characters), leaving the words alone."""
     masked = [MASKS[mask or "digits"](t) for t in texts]
     Xtr, vocab = features([texts[i] for i in train], [masked[i] for i in train], None, words=mask is not None)
     test = np.setdiff1d(np.arange(len(texts)), train)
     Xte, _ = features([texts[i] for i in test], [masked[i] for i in test], vocab, words=mask is not None)
     mu, sd = Xtr[:, -2:].mean(0), Xtr[:, -2:].std(0) + 1e-6
     Xtr[:, -2:], Xte[:, -2:] = (Xtr[:, -2:] - mu) / sd, (Xte[:, -2:] - mu) / sd
+    if not lengths:
+        Xtr[:, -2:], Xte[:, -2:] = 0.0, 0.0
     w = fit_logistic(Xtr, labels[train])
     s = np.hstack([Xte, np.ones((len(Xte), 1), dtype=Xte.dtype)]) @ w
     y = labels[test]
@@ -99,6 +102,7 @@ def run_version(version: int, n_problems: int, samples: int, seed: int) -> dict:
     train = np.flatnonzero(np.isin(problem, order[: n_problems // 2]))
     out = {m: evaluate(texts, labels, problem, train, m) for m in MASKS}
     out["lengths_only"] = evaluate(texts, labels, problem, train, None)
+    out["style_without_lengths"] = evaluate(texts, labels, problem, train, "style", lengths=False)
     return out
 
 
