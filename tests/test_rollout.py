@@ -33,6 +33,9 @@ def test_rollout_writes_graded_rollouts_and_resumes(tmp_path):
         assert "{question}" not in r["prompt"] and r["problem"] in r["prompt"]
     assert summary["n"] == 6 and summary["n_correct"] == sum(sum(r["correctness"]) for r in recs)
     assert (tmp_path / "rollouts.jsonl.config.json").exists() and not (tmp_path / "rollouts.jsonl.partial").exists()
+    stats = json.loads((tmp_path / "rollouts.jsonl.stats.json").read_text())  # data.stats of the same records
+    assert stats["n_problems"] == 3 and stats["samples_per_problem"] == 2
+    assert stats["pass@1"] == pytest.approx(summary["n_correct"] / 6)  # 2 samples each: the mean of the fractions
 
     # Resume: a killed run left the first problem finished (and a torn line); only the rest is generated again.
     out2 = tmp_path / "again.jsonl"

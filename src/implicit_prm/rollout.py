@@ -10,12 +10,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import field
+from .data.stats import write_with_stats
 from .errors import ConfigError
 from .eval.datasets import load_problems
 from .eval.grading import Grade, grade, summarize
-from .io import write_jsonl
 from .models import DEFAULT_MODEL, load_model, load_tokenizer
-from .results import write_result
 from .resume import PartialFile, run_signature
 
 # Fields that may change between a killed run and its restart without changing the samples.
@@ -111,7 +110,7 @@ def rollout(cfg: RolloutConfig) -> dict:
             bar.set_postfix(tok_s=f"{n_tokens / (time.time() - t0):.0f}")
     bar.close()
     records = [done[p.id] for p in problems]
-    write_result(out, records, cfg, write=write_jsonl)
+    write_with_stats(out, records, cfg)  # pass@1, pass@N, majority@N, ... in <output>.stats.json
     partial.remove()
     summary = summarize([Grade(e, c, s) for r in records
                          for e, c, s in zip(r["extracted_answers"], r["correctness"], r["grade_status"])])

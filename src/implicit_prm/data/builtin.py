@@ -18,8 +18,6 @@ from dataclasses import dataclass
 
 from ..config import field
 from ..errors import ConfigError
-from ..io import write_json, write_jsonl
-from ..results import write_result
 
 MAX_ABS_VALUE = 1000  # every true intermediate value satisfies |c| < MAX_ABS_VALUE
 OPERAND_RANGE = {"+": (2, 20), "-": (2, 20), "*": (2, 9)}  # never * 0 or * 1
@@ -191,17 +189,9 @@ def generate_rollouts(cfg: BuiltinDataConfig) -> list[dict]:
 def write_builtin(cfg: BuiltinDataConfig) -> int:
     """Generate the rollouts and write them atomically to cfg.output, their statistics (data.stats) to
     <output>.stats.json and the config beside it, in that order; print the statistics; returns the count."""
-    from .stats import format_stats, rollout_stats, stats_path
+    from .stats import stats_path, write_with_stats
+
     records = generate_rollouts(cfg)
     balanced = cfg.balance and cfg.samples_per_problem >= 2 and cfg.step_error_rate > 0
-    stats = rollout_stats(records, balanced=balanced)
-
-    def write(path, recs):
-        n = write_jsonl(path, recs)
-        write_json(stats_path(path), stats)
-        return n
-
-    n = write_result(cfg.output, records, cfg, write=write)
-    print(f"[implicit-prm] data: wrote {n} problems to {cfg.output} (stats: {stats_path(cfg.output)})")
-    print(format_stats(stats), flush=True)
-    return n
+    print(f"[implicit-prm] data: writing {len(records)} problems to {cfg.output} (stats: {stats_path(cfg.output)})")
+    return write_with_stats(cfg.output, records, cfg, balanced)

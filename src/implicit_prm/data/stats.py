@@ -144,3 +144,21 @@ def format_stats(stats: dict) -> str:
         lines.append("(balanced: every problem was made to hold a correct and a wrong completion, so pass@N and "
                      "majority are not meaningful)")
     return "\n".join(lines)
+
+
+def write_with_stats(output: str | os.PathLike, records: list[dict], cfg, balanced: bool = False) -> int:
+    """Rollout records to `output` (JSONL), their statistics to <output>.stats.json, then the config beside them
+    (the config last: it marks a finished output), all atomically; prints the statistics; returns the count."""
+    from ..io import write_json, write_jsonl
+    from ..results import write_result
+
+    stats = rollout_stats(records, balanced=balanced)
+
+    def write(path, recs):
+        n = write_jsonl(path, recs)
+        write_json(stats_path(path), stats)
+        return n
+
+    n = write_result(output, records, cfg, write=write)
+    print(format_stats(stats), flush=True)
+    return n
