@@ -292,7 +292,7 @@ def main() -> None:
             print(f"{side}/{cfg}: {r}", flush=True)
     print_table(rows, bound)
     common.save("train_vs_trl", {"goal": "implicit-prm >= 1.15x TRL DPOTrainer tokens/s, with no more peak memory",
-                          "load_before": before, "load_after": load(), "source": src, "pairs": n_pairs,
+                          "precision": "fp32 on both sides (weights and compute)", "load_before": before, "load_after": load(), "source": src, "pairs": n_pairs,
                           "settings": {**{k: v for k, v in settings.items() if k != "data"}, "lora": LORA},
                           "flop_ratio": bound, "rows": rows})
     shutil.rmtree(tmp, ignore_errors=True)

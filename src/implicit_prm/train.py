@@ -6,6 +6,7 @@ restore a checkpoint, then the loop; each step calls the objective's loss once, 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 from . import losses
 from .batching import first_response_position, pad_batch, response_mask
 from .checkpoints import is_finished, restore, save_checkpoint, save_final
-from .config import field, resolve_aliases, save_config, to_dict
+from .config import field, resolve_aliases, save_config
 from .data import read_samples
 from .encoding import Encoded, Encoder, encode_samples
 from .errors import ConfigError
@@ -293,9 +294,13 @@ def micro_batch_loss(cfg: TrainConfig, model, batch: list[Example], encs, ref: R
     n = len(seqs)
     lb = losses.LossBatch(torch.tensor(labels, dtype=torch.float32, device=device), lp[:n], ref_lp[:n], cfg.beta,
                           kl_logps=lp[n:] if kl else None, kl_ref_logps=ref_lp[n:] if kl else None)
+    return objective(lb, **objective_options(cfg))
+
+
+def objective_options(cfg: TrainConfig) -> dict:
+    """The objective's options: the config fields named `<objective>_<option>`, by option name."""
     prefix = cfg.objective + "_"
-    options = {k[len(prefix):]: v for k, v in to_dict(cfg).items() if k.startswith(prefix)}
-    return objective(lb, **options)
+    return {f.name[len(prefix):]: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name.startswith(prefix)}
 
 
 # ----------------------------------------------------------------------------- the log
