@@ -1,6 +1,6 @@
 """Does the surface of a built-in completion give its correctness away once the numbers are hidden?
 
-    python experiments/surface_leak.py [--versions 2 1] [--n-problems 200] [--samples 16] [--seed 777]
+    python experiments/surface_leak.py [--versions 2 1] [--n-problems 200] [--samples 16] [--seeds 777 1 2 ... 9]
 
 Generates built-in data (default config otherwise, so balanced), masks the numbers in every completion and trains
 a logistic regression (numpy, full-batch gradient descent, L2) on surface features of half the problems: binary
@@ -10,13 +10,17 @@ half, pooled and as the mean within-problem AUROC (test problems holding both), 
 (every digit -> '#', so magnitudes stay visible), "numbers" (every run of digits -> one '#'; signs and operators
 stay) and "style" (signed numbers -> '#', operator symbols and words -> 'op': only the wording is left), and for
 the two lengths alone (digits mask). ~0.5 means no leak. The pooled AUROC also sees problem difficulty (longer
-chains go wrong more often); the within-problem AUROC does not. Writes experiments/results/surface_leak.json.
+chains go wrong more often); the within-problem AUROC does not.
+
+A held-out AUROC of a few hundred rows moves by a few hundredths by chance, so every cell is run on several data
+seeds, and beside it a null: the same fit after shuffling the labels within each problem (so the share right per
+problem, and with it difficulty, is kept, and only a surface-to-label link is destroyed). A leak is a gap between
+the real and the null means that is large against their spreads. Writes experiments/results/surface_leak.json.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import re
 import sys
 from collections import Counter
@@ -92,7 +96,21 @@ def evaluate(texts, labels, problem, train, mask: str | None, lengths: bool = Tr
             "test_share_correct": float(y.mean())}
 
 
+CELLS = {"digits": ("digits", True), "numbers": ("numbers", True), "style": ("style", True),
+         "lengths_only": (None, True), "style_without_lengths": ("style", False)}
+
+
+def shuffled_within(labels: np.ndarray, problem: np.ndarray, seed: int) -> np.ndarray:
+    """labels permuted within each problem (the null: same share right per problem, no link to the text)."""
+    rng, out = np.random.default_rng(seed), labels.copy()
+    for p in np.unique(problem):
+        idx = np.flatnonzero(problem == p)
+        out[idx] = rng.permutation(labels[idx])
+    return out
+
+
 def run_version(version: int, n_problems: int, samples: int, seed: int) -> dict:
+    """{cell: {"real": evaluate(...), "null": evaluate(...) on labels shuffled within problems}} for one seed."""
     recs = generate_rollouts(BuiltinDataConfig(output="unused", n_problems=n_problems, samples_per_problem=samples,
                                                seed=seed, version=version))
     texts = [c for r in recs for c in r["completions"]]
@@ -100,10 +118,32 @@ def run_version(version: int, n_problems: int, samples: int, seed: int) -> dict:
     problem = np.array([i for i, r in enumerate(recs) for _ in r["completions"]])
     order = np.random.default_rng(seed).permutation(n_problems)
     train = np.flatnonzero(np.isin(problem, order[: n_problems // 2]))
-    out = {m: evaluate(texts, labels, problem, train, m) for m in MASKS}
-    out["lengths_only"] = evaluate(texts, labels, problem, train, None)
-    out["style_without_lengths"] = evaluate(texts, labels, problem, train, "style", lengths=False)
+    null = shuffled_within(labels, problem, seed)
+    return {cell: {"real": evaluate(texts, labels, problem, train, mask, lengths),
+                   "null": evaluate(texts, null, problem, train, mask, lengths)}
+            for cell, (mask, lengths) in CELLS.items()}
+
+
+def summarise(per_seed: dict[int, dict]) -> dict:
+    """Mean and standard deviation over seeds of each cell's pooled and within-problem AUROC, real and null."""
+    out = {}
+    for cell in CELLS:
+        out[cell] = {}
+        for kind in ("real", "null"):
+            for metric in ("auroc", "auroc_within_problem"):
+                vals = [r[cell][kind][metric] for r in per_seed.values() if r[cell][kind][metric] is not None]
+                out[cell][f"{kind}_{metric}"] = {"mean": float(np.mean(vals)), "sd": float(np.std(vals, ddof=1))
+                                                 if len(vals) > 1 else None}
     return out
+
+
+def print_table(summary: dict) -> None:
+    print(f"{'version / cell':30s} {'within real':>14s} {'within null':>14s} {'pooled real':>14s} {'pooled null':>14s}")
+    for version, cells in summary.items():
+        for cell, v in cells.items():
+            row = [v[f"{k}_{m}"] for m in ("auroc_within_problem", "auroc") for k in ("real", "null")]
+            print(f"{version + ' ' + cell:30s} " + " ".join(
+                f"{r['mean']:7.3f}±{r['sd'] if r['sd'] is not None else 0:.3f}".rjust(14) for r in row))
 
 
 def main() -> None:
@@ -111,21 +151,25 @@ def main() -> None:
     ap.add_argument("--versions", type=int, nargs="+", default=[2, 1])
     ap.add_argument("--n-problems", type=int, default=200)
     ap.add_argument("--samples", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=777)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[777, *range(1, 10)])
     ap.add_argument("--output", default=str(Path(__file__).parent / "results" / "surface_leak.json"))
     args = ap.parse_args()
     result = {
         "command": " ".join(["python experiments/surface_leak.py", *sys.argv[1:]]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "seed": args.seed, "n_problems": args.n_problems, "samples_per_problem": args.samples,
+        "seeds": args.seeds, "n_problems": args.n_problems, "samples_per_problem": args.samples,
         "n": args.n_problems * args.samples, "split": "half the problems (seeded permutation) train, half test",
         "features": f"binary word/symbol unigrams + bigrams of the masked text (in >= {MIN_DOCS} training "
                     "completions), steps and log characters (standardised); logistic regression, L2 1e-3, "
                     "400 full-batch gradient steps",
-        "versions": {f"v{v}": run_version(v, args.n_problems, args.samples, args.seed) for v in args.versions},
+        "null": "labels shuffled within each problem, same split and fit",
     }
+    per_seed = {f"v{v}": {s: run_version(v, args.n_problems, args.samples, s) for s in args.seeds}
+                for v in args.versions}
+    result["summary"] = {v: summarise(runs) for v, runs in per_seed.items()}
+    result["per_seed"] = per_seed
     write_json(args.output, result)
-    print(json.dumps(result, indent=2))
+    print_table(result["summary"])
 
 
 if __name__ == "__main__":
