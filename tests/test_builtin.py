@@ -27,7 +27,8 @@ def parse(completion):
 
 
 def cfg(**kw):
-    return BuiltinDataConfig(output="unused.jsonl", **{"n_problems": 200, **kw})
+    """Version 1: these tests parse its one-equation steps (version 2 is tested in test_solver.py)."""
+    return BuiltinDataConfig(output="unused.jsonl", **{"n_problems": 200, "version": 1, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -153,12 +154,12 @@ def test_write_builtin(tmp_path):
 
 
 def test_version_1_output_is_pinned():
-    """Version 1 stays the default and writes exactly what it wrote before version 2 existed (hashes and one
-    record taken from the generator before the change)."""
+    """Version 1 stays reachable and writes exactly what it wrote before version 2 existed (hashes and one
+    record taken from the generator before the change); version 2 is the default."""
     def digest(**kw):
-        recs = generate_rollouts(BuiltinDataConfig(output="x", **kw))
+        recs = generate_rollouts(BuiltinDataConfig(output="x", version=1, **kw))
         return hashlib.sha256(json.dumps(recs, sort_keys=True).encode()).hexdigest()
-    assert BuiltinDataConfig(output="x").version == 1
+    assert BuiltinDataConfig(output="x").version == 2
     assert digest(n_problems=50, samples_per_problem=4, seed=7) == \
         "95468f5024c5cf08c0c32b5f67c6f42056122d1f66a4f70a7880c75381afcd2a"
     assert digest(n_problems=20, samples_per_problem=2, seed=0, step_error_rate=0.3, max_steps=6, balance=False) == \

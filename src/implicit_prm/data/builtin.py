@@ -1,15 +1,17 @@
 """Built-in verifiable data: multi-step arithmetic chains solved by a simulated solver with known first errors.
 
 A problem is a start number and 3-6 operations (+, -, * with small operands), e.g.
-"Start with 7. Add 5, then multiply by 3, then subtract 4. What is the final result?". The simulated solver writes
-one "Step k: a op b = c" line per operation (steps joined by a blank line); with probability `step_error_rate` a
-step's result is wrong, and later steps carry the wrong value forward. Because +b, -b and *b (b >= 2) are
-injective, a completion's final answer is wrong exactly when some step is wrong, so every record comes with exact
+"Start with 7. Add 5, then multiply by 3, then subtract 4. What is the final result?". The default simulated
+solver (version 2, `data.solver`) writes one blank-line-separated step per operation in varied wording and makes
+systematic, problem-specific mistakes, recording each completion's `error_kind`. Version 1, kept for the results
+committed with it (`version=1`), writes one "Step k: a op b = c" line per operation; with probability
+`step_error_rate` a step's result is wrong, and later steps carry the wrong value forward. Because +b, -b and
+*b (b >= 2) are injective, a completion's final answer is wrong exactly when some step is wrong, so every record comes with exact
 step truth (`first_error`) as well as the outcome label the implicit PRM trains on.
 
 Records use the rollout schema (format 1): {"prompt", "completions", "correctness", "first_error", "answer"}.
-This is version 1 (the default, `version=1`); version 2 (`data.solver`) keeps the problems and the record layout
-but writes varied text and makes systematic, problem-specific mistakes, adding a per-completion `error_kind`.
+Both versions draw the same problems from the same seed and write the same record layout; version 2 adds
+`error_kind`.
 """
 from __future__ import annotations
 
@@ -47,8 +49,9 @@ class BuiltinDataConfig:
     balance: bool = field(True, help="give every problem at least one correct and one incorrect completion "
                                      "(needs samples_per_problem >= 2 and step_error_rate > 0)")
     seed: int = field(0, help="random seed; the same seed gives the same file")
-    version: int = field(1, help="generator version: 1 = one equation per step, independent random slips; "
-                                 "2 = varied phrasing and systematic problem-specific mistakes (data.solver)")
+    version: int = field(2, help="generator version: 2 = varied phrasing and systematic problem-specific mistakes "
+                                 "(data.solver); 1 = one equation per step, independent random slips (the "
+                                 "results committed before 2026-11-29)")
 
     def __post_init__(self):
         def bad(name, expected):
