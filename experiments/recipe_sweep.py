@@ -27,10 +27,12 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
-from implicit_prm.eval.outcome import OutcomeConfig, run_outcome
+from implicit_prm.eval.metrics import auroc, bootstrap_ci, weighted_auroc
+from implicit_prm.eval.outcome import OutcomeConfig, read_outcome_units, run_outcome
 from implicit_prm.eval.scored import score_once
 from implicit_prm.eval.steps import StepsConfig, run_steps
 from implicit_prm.io import read_json_records, write_json, write_jsonl, write_text
@@ -48,6 +50,7 @@ RUNS = {  # name -> what differs from BASE (the demo's recipe before this sweep)
     "lora_epochs2": {"epochs": 2},
     "lora_400": {"problems": 400},
     "base_bf16": {"precision": "bf16"},
+    "untrained": {},  # no training: the starting model as a reference-free scorer (beta log pi), the baseline
 }
 AGGS = ("min", "sum", "mean")
 
@@ -78,6 +81,12 @@ def run_one(out: Path, name: str, train400: Path, dev: Path, model: str) -> dict
     r = {**BASE, **RUNS[name]}
     run_dir = out / name
     cache = str(out / f"logprobs.{r['precision']}.sqlite")  # shared by the runs of one precision
+    if name == "untrained":
+        t0 = time.time()
+        scored = score_once(model, dev, run_dir / "dev.jsonl", reference_free=True, beta=r["beta"], system_prompt="",
+                            precision=r["precision"], logprob_cache=cache, progress=False)
+        return evaluate(scored, {"recipe": {**r, "lr": 0.0, "epochs": 0, "problems": 0}, "train_steps": 0,
+                                 "last_loss": None, "train_s": 0.0, "score_dev_s": round(time.time() - t0, 1)}, name)
     t0 = time.time()
     prm = train(TrainConfig(data=str(train_file(out, train400, r["problems"])), output=str(run_dir / "prm"),
                             model=model, objective="ce", lr=r["lr"], beta=r["beta"], epochs=r["epochs"],
@@ -88,34 +97,55 @@ def run_one(out: Path, name: str, train400: Path, dev: Path, model: str) -> dict
     scored = score_once(str(prm), dev, run_dir / "dev.jsonl", precision=r["precision"], logprob_cache=cache,
                         progress=False)
     t_score = time.time() - t0
+    log = [rec for _, rec in read_json_records(Path(prm) / "train_log.jsonl")]
+    return evaluate(scored, {"recipe": r, "train_steps": len([x for x in log if "loss" in x]),
+                             "last_loss": next((x["loss"] for x in reversed(log) if "loss" in x), None),
+                             "train_s": round(t_train, 1), "score_dev_s": round(t_score, 1)}, name)
+
+
+def evaluate(scored: Path, res: dict, name: str) -> dict:
+    """res plus dev AUROC per aggregation and split-half step-error F1, with bootstrap intervals; printed."""
     outcome = run_outcome(OutcomeConfig(input=str(scored), n_bootstrap=1000))
     steps = run_steps(StepsConfig(input=str(scored), split_half=True, n_bootstrap=1000))
-    log = [rec for _, rec in read_json_records(Path(prm) / "train_log.jsonl")]
-    res = {"recipe": r, "train_steps": len([x for x in log if "loss" in x]),
-           "last_loss": next((x["loss"] for x in reversed(log) if "loss" in x), None),
-           "train_s": round(t_train, 1), "score_dev_s": round(t_score, 1),
+    res = {**res,
            "auroc": {a: outcome["methods"][f"prm.{a}"]["auroc"] for a in AGGS},
            "auroc_ci": {a: (outcome["methods"][f"prm.{a}"].get("ci") or {}).get("auroc") for a in AGGS},
            "step_f1": steps["evaluated"]["f1"], "step_f1_ci": (steps["evaluated"].get("ci") or {}).get("f1"),
            "step_acc_err": steps["evaluated"]["acc_err"], "step_acc_ok": steps["evaluated"]["acc_ok"]}
     print(f"[sweep] {name}: AUROC min {res['auroc']['min']:.3f} sum {res['auroc']['sum']:.3f} "
-          f"mean {res['auroc']['mean']:.3f}, step F1 {100 * res['step_f1']:.1f}; train {t_train:.0f} s, "
-          f"score {t_score:.0f} s", flush=True)
+          f"mean {res['auroc']['mean']:.3f}, step F1 {100 * res['step_f1']:.1f}; train {res['train_s']:.0f} s, "
+          f"score {res['score_dev_s']:.0f} s", flush=True)
     return res
+
+
+def paired_difference(run: Path, base: Path, agg: str = "min", n_bootstrap: int = 2000) -> dict:
+    """AUROC(run) - AUROC(base) on the same dev responses, with a paired percentile bootstrap over problems: one
+    resample of problems serves both, so what the two share (which problems are hard) cancels and the interval is
+    far narrower than either AUROC's own."""
+    labels, s_run, names, units = read_outcome_units(run)
+    labels_b, s_base, names_b, units_b = read_outcome_units(base)
+    if not (np.array_equal(labels, labels_b) and np.array_equal(units, units_b)):
+        raise ValueError(f"{run} and {base} do not hold the same dev responses")
+    a, b = s_run[:, names.index(f"prm.{agg}")], s_base[:, names_b.index(f"prm.{agg}")]
+    diff = auroc(a.tolist(), labels.tolist()) - auroc(b.tolist(), labels.tolist())
+    ci = bootstrap_ci(lambda c: weighted_auroc(c, a, labels, units) - weighted_auroc(c, b, labels, units),
+                      int(units.max()) + 1, n_bootstrap, seed=0)
+    return {"diff": diff, "ci": [float(ci[0][0]), float(ci[0][1])]}
 
 
 def table(results: dict) -> str:
     def ci(c):
         return "" if not c else f" [{c[0]:.3f}, {c[1]:.3f}]"
-    lines = ["| run | LoRA | lr | beta | epochs | problems | precision | AUROC min | AUROC sum | AUROC mean | "
-             "step F1 (%) | train s | score s |", "|" + "---|" * 13]
+    lines = ["| run | LoRA | lr | beta | epochs | problems | precision | AUROC min | min - base (paired) | AUROC sum | "
+             "AUROC mean | step F1 (%) | train s | score s |", "|" + "---|" * 14]
     for name, x in results.items():
         r = x["recipe"]
         f1ci = x.get("step_f1_ci")
         lines.append(
             f"| {name} | {'yes' if r['lora'] else 'no'} | {r['lr']:g} | {r['beta']:g} | {r['epochs']} | "
             f"{r['problems']} | {r['precision']} | {x['auroc']['min']:.3f}{ci(x['auroc_ci']['min'])} | "
-            f"{x['auroc']['sum']:.3f} | {x['auroc']['mean']:.3f} | {100 * x['step_f1']:.1f}"
+            + (f"{x['vs_base']['diff']:+.3f}{ci(x['vs_base']['ci'])} | " if x.get("vs_base") else "- | ")
+            + f"{x['auroc']['sum']:.3f} | {x['auroc']['mean']:.3f} | {100 * x['step_f1']:.1f}"
             + (f" [{100 * f1ci[0]:.1f}, {100 * f1ci[1]:.1f}]" if f1ci else "")
             + f" | {x['train_s']:.0f} | {x['score_dev_s']:.0f} |")
     return "\n".join(lines) + "\n"
@@ -135,6 +165,9 @@ def main(argv=None) -> None:
     results = previous.get("runs", {})
     for name in args.runs:
         results[name] = run_one(out, name, train400, dev, args.model)
+        for other in results:
+            if other != "base" and "base" in results:
+                results[other]["vs_base"] = paired_difference(out / other / "dev.jsonl", out / "base" / "dev.jsonl")
         summary = {"schema": "implicit-prm/recipe-sweep/v1", "command": "python experiments/recipe_sweep.py",
                    "date": datetime.date.today().isoformat(),
                    "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),

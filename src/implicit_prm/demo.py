@@ -1,10 +1,13 @@
 """The main job on the embedded model: built-in data -> CE implicit PRM -> score dev/test -> best-of-N, steps, report."""
 from __future__ import annotations
 
+import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+import torch
 
 from .config import field, save_config
 from .data.builtin import BuiltinDataConfig, write_builtin
@@ -14,7 +17,9 @@ from .eval.report import ReportConfig, make_report
 from .eval.scored import merge_scored, score_once
 from .eval.steps import StepsConfig, run_steps
 from .io import write_json
+from .logprobs import bf16_is_fast, resolve_precision
 from .models import DEFAULT_MODEL
+from .processes import default_device
 from .train import TrainConfig, train
 
 SOURCES = {"implicit_prm": "CE implicit PRM (trained on outcome labels)",
@@ -27,7 +32,7 @@ class DemoConfig:
     model: str = field(DEFAULT_MODEL, help="starting model")
     train_problems: int = field(200, help="training problems (one correct and one wrong response each)")
     dev_problems: int = field(32, help="dev problems (4 responses each), for tuning the step-error threshold")
-    test_problems: int = field(24, help="held-out test problems")
+    test_problems: int = field(40, help="held-out test problems")
     test_samples: int = field(16, help="candidate solutions per test problem (best-of-N up to this N)")
     lr: float = field(1e-4, help="learning rate")
     beta: float = field(0.5, help="reward scale beta (0.5 learns faster than the paper's 0.05 at this budget)")
@@ -80,10 +85,21 @@ def demo(cfg: DemoConfig) -> dict:
                                              for s in SOURCES],
                                       outcome=[str(both.with_suffix(".outcome.json"))],
                                       scored=str(scored[("implicit_prm", "test")]), title="implicit-prm demo"))
-    summary = {"bon": bon, "outcome": outcome, "steps": steps, "wall_s": time.time() - t0, "report": str(report)}
+    summary = {"bon": bon, "outcome": outcome, "steps": steps, "wall_s": time.time() - t0, "report": str(report),
+               "machine": machine(), "precision": resolve_precision(default_device(), cfg.precision)}
     write_json(out / "summary.json", summary)
     _print_table(bon, outcome, steps, ns, summary["wall_s"], report)
+    print(f"[demo] precision {summary['precision']} on {summary['machine']['processor']} "
+          f"(native CPU bf16: {summary['machine']['cpu_bf16_native']}, GPU: {summary['machine']['gpu']})")
     return summary
+
+
+def machine() -> dict:
+    """What the results depend on: the CPU (and whether it has native bf16), the GPU if any, torch."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_bf16_native": bool(bf16_is_fast(torch.device("cpu"))), "gpu": gpu, "torch": torch.__version__,
+            "threads": torch.get_num_threads()}
 
 
 def _print_table(bon: dict, outcome: dict, steps: dict, ns: list[int], wall: float, report: Path) -> None:
