@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from implicit_prm.checkpoints import is_finished
 from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
 from implicit_prm.eval.metrics import auroc, bootstrap_ci, weighted_auroc
 from implicit_prm.eval.outcome import OutcomeConfig, read_outcome_units, run_outcome
@@ -37,6 +38,7 @@ from implicit_prm.eval.scored import score_once
 from implicit_prm.eval.steps import StepsConfig, run_steps
 from implicit_prm.io import read_json_records, write_json, write_jsonl, write_text
 from implicit_prm.models import DEFAULT_MODEL
+from implicit_prm.results import config_path
 from implicit_prm.train import TrainConfig, train
 
 BASE = {"lora": True, "lr": 1e-4, "beta": 0.5, "epochs": 1, "problems": 200, "precision": "fp32"}
@@ -76,17 +78,22 @@ def train_file(out: Path, train400: Path, problems: int) -> Path:
     return path
 
 
-def run_one(out: Path, name: str, train400: Path, dev: Path, model: str) -> dict:
-    """Train (resuming) and score dev for one recipe; its metrics and times."""
+def run_one(out: Path, name: str, train400: Path, dev: Path, model: str, previous: dict | None = None) -> dict:
+    """Train (resuming) and score dev for one recipe; its metrics and times (a step found finished keeps the time
+    `previous` recorded for it)."""
     r = {**BASE, **RUNS[name]}
     run_dir = out / name
+    previous = previous or {}
+    trained_before = is_finished(run_dir / "prm")
+    scored_before = (run_dir / "dev.jsonl").exists() and config_path(run_dir / "dev.jsonl").exists()
     cache = str(out / f"logprobs.{r['precision']}.sqlite")  # shared by the runs of one precision
     if name == "untrained":
         t0 = time.time()
         scored = score_once(model, dev, run_dir / "dev.jsonl", reference_free=True, beta=r["beta"], system_prompt="",
                             precision=r["precision"], logprob_cache=cache, progress=False)
+        t_score = previous.get("score_dev_s") if scored_before else round(time.time() - t0, 1)
         return evaluate(scored, {"recipe": {**r, "lr": 0.0, "epochs": 0, "problems": 0}, "train_steps": 0,
-                                 "last_loss": None, "train_s": 0.0, "score_dev_s": round(time.time() - t0, 1)}, name)
+                                 "last_loss": None, "train_s": 0.0, "score_dev_s": t_score}, name)
     t0 = time.time()
     prm = train(TrainConfig(data=str(train_file(out, train400, r["problems"])), output=str(run_dir / "prm"),
                             model=model, objective="ce", lr=r["lr"], beta=r["beta"], epochs=r["epochs"],
@@ -100,7 +107,9 @@ def run_one(out: Path, name: str, train400: Path, dev: Path, model: str) -> dict
     log = [rec for _, rec in read_json_records(Path(prm) / "train_log.jsonl")]
     return evaluate(scored, {"recipe": r, "train_steps": len([x for x in log if "loss" in x]),
                              "last_loss": next((x["loss"] for x in reversed(log) if "loss" in x), None),
-                             "train_s": round(t_train, 1), "score_dev_s": round(t_score, 1)}, name)
+                             "train_s": previous.get("train_s") if trained_before else round(t_train, 1),
+                             "score_dev_s": previous.get("score_dev_s") if scored_before else round(t_score, 1)},
+                    name)
 
 
 def evaluate(scored: Path, res: dict, name: str) -> dict:
@@ -111,11 +120,23 @@ def evaluate(scored: Path, res: dict, name: str) -> dict:
            "auroc": {a: outcome["methods"][f"prm.{a}"]["auroc"] for a in AGGS},
            "auroc_ci": {a: (outcome["methods"][f"prm.{a}"].get("ci") or {}).get("auroc") for a in AGGS},
            "step_f1": steps["evaluated"]["f1"], "step_f1_ci": (steps["evaluated"].get("ci") or {}).get("f1"),
-           "step_acc_err": steps["evaluated"]["acc_err"], "step_acc_ok": steps["evaluated"]["acc_ok"]}
+           "step_acc_err": steps["evaluated"]["acc_err"], "step_acc_ok": steps["evaluated"]["acc_ok"],
+           "auroc_min_by_error_kind": by_error_kind(scored)}
     print(f"[sweep] {name}: AUROC min {res['auroc']['min']:.3f} sum {res['auroc']['sum']:.3f} "
           f"mean {res['auroc']['mean']:.3f}, step F1 {100 * res['step_f1']:.1f}; train {res['train_s']:.0f} s, "
           f"score {res['score_dev_s']:.0f} s", flush=True)
     return res
+
+
+def by_error_kind(scored: Path, agg: str = "min") -> dict[str, dict]:
+    """For each error kind: AUROC of the correct responses against the wrong ones of that kind, and their count."""
+    recs = [rec for _, rec in read_json_records(scored)]
+    right = [r["scores"][agg] for r in recs if r["correctness"]]
+    out = {}
+    for kind in sorted({r.get("error_kind") for r in recs if not r["correctness"]}, key=str):
+        wrong = [r["scores"][agg] for r in recs if not r["correctness"] and r.get("error_kind") == kind]
+        out[str(kind)] = {"n": len(wrong), "auroc": auroc(right + wrong, [1] * len(right) + [0] * len(wrong))}
+    return out
 
 
 def paired_difference(run: Path, base: Path, agg: str = "min", n_bootstrap: int = 2000) -> dict:
@@ -164,7 +185,7 @@ def main(argv=None) -> None:
     previous = json.loads(path.read_text()) if path.exists() else {}
     results = previous.get("runs", {})
     for name in args.runs:
-        results[name] = run_one(out, name, train400, dev, args.model)
+        results[name] = run_one(out, name, train400, dev, args.model, results.get(name))
         for other in results:
             if other != "base" and "base" in results:
                 results[other]["vs_base"] = paired_difference(out / other / "dev.jsonl", out / "base" / "dev.jsonl")
