@@ -29,7 +29,7 @@ def test_embedded_model_trains_and_scores(tmp_path):
     recs = [json.loads(l) for l in scored.read_text().splitlines()]
     assert len(recs) == 4
     for r in recs:
-        assert len(r["step_rewards"]) == r["response"].count("Step ")  # 'Step k:' markers split the steps
+        assert len(r["step_rewards"]) == len(r["response"].split("\n\n"))  # blank lines split the steps
         assert r["q_values"][-1] == pytest.approx(sum(r["step_rewards"]), abs=1e-9)
         assert r["scores"]["min"] == min(r["step_rewards"])
         assert any(abs(x) > 0 for x in r["step_rewards"])  # two updates moved the policy off the reference
