@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -23,25 +22,10 @@ from pathlib import Path
 import torch
 
 from implicit_prm.io import write_json
+from implicit_prm.results import machine
 
 RESULTS = Path(os.environ.get("IMPLICIT_PRM_BENCH_RESULTS", Path(__file__).parent / "results"))
 SHARED = Path(os.environ.get("IMPLICIT_PRM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "platform": platform.platform()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def save(name: str, result: dict) -> Path:

@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
 import sys
 import time
 from pathlib import Path
-
-import torch
 
 from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
 from implicit_prm.eval.bon import BonConfig, run_bon
@@ -34,6 +31,7 @@ from implicit_prm.eval.scored import merge_scored, score_once
 from implicit_prm.eval.steps import StepsConfig, run_steps
 from implicit_prm.io import read_json_records, write_json, write_jsonl, write_text
 from implicit_prm.models import DEFAULT_MODEL
+from implicit_prm.results import machine
 from implicit_prm.train import TrainConfig, train
 
 BETA, LR = 0.5, 1e-4
@@ -150,8 +148,7 @@ def main(argv=None) -> None:
         "schema": "implicit-prm/laptop-scale/v1",
         "command": "python experiments/laptop_scale.py" + (" --quick" if args.quick else ""),
         "date": datetime.date.today().isoformat(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "machine": machine(),
         "recipe": {"model": args.model, "lora_r": 16, "lr": LR, "beta": BETA, "epochs": 1, "batch_size": 8,
                    "dpo_nca_max_pairs_per_prompt": 2, "system_prompt": ""},
         "test": {"problems": test_n, "responses_per_problem": test_k, "n_responses": len(merged),

@@ -23,12 +23,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from implicit_prm.checkpoints import is_finished
 from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
@@ -38,7 +36,7 @@ from implicit_prm.eval.scored import score_once
 from implicit_prm.eval.steps import StepsConfig, run_steps
 from implicit_prm.io import read_json_records, write_json, write_jsonl, write_text
 from implicit_prm.models import DEFAULT_MODEL
-from implicit_prm.results import config_path
+from implicit_prm.results import config_path, machine
 from implicit_prm.train import TrainConfig, train
 
 BASE = {"lora": True, "lr": 1e-4, "beta": 0.5, "epochs": 1, "problems": 200, "precision": "fp32"}
@@ -87,13 +85,6 @@ def run_one(out: Path, name: str, train400: Path, dev: Path, model: str, previou
     trained_before = is_finished(run_dir / "prm")
     scored_before = (run_dir / "dev.jsonl").exists() and config_path(run_dir / "dev.jsonl").exists()
     cache = str(out / f"logprobs.{r['precision']}.sqlite")  # shared by the runs of one precision
-    if name == "untrained":
-        t0 = time.time()
-        scored = score_once(model, dev, run_dir / "dev.jsonl", reference_free=True, beta=r["beta"], system_prompt="",
-                            precision=r["precision"], logprob_cache=cache, progress=False)
-        t_score = previous.get("score_dev_s") if scored_before else round(time.time() - t0, 1)
-        return evaluate(scored, {"recipe": {**r, "lr": 0.0, "epochs": 0, "problems": 0}, "train_steps": 0,
-                                 "last_loss": None, "train_s": 0.0, "score_dev_s": t_score}, name)
     t0 = time.time()
     prm = train(TrainConfig(data=str(train_file(out, train400, r["problems"])), output=str(run_dir / "prm"),
                             model=model, objective="ce", lr=r["lr"], beta=r["beta"], epochs=r["epochs"],
@@ -110,6 +101,20 @@ def run_one(out: Path, name: str, train400: Path, dev: Path, model: str, previou
                              "train_s": previous.get("train_s") if trained_before else round(t_train, 1),
                              "score_dev_s": previous.get("score_dev_s") if scored_before else round(t_score, 1)},
                     name)
+
+
+def run_untrained(out: Path, dev: Path, model: str, previous: dict | None = None) -> dict:
+    """The baseline: the starting model as a reference-free scorer (beta log pi) on dev, from the fp32 cache."""
+    r = {**BASE, "lr": 0.0, "epochs": 0, "problems": 0}
+    out_file = out / "untrained" / "dev.jsonl"
+    scored_before = out_file.exists() and config_path(out_file).exists()
+    t0 = time.time()
+    scored = score_once(model, dev, out_file, reference_free=True, beta=r["beta"], system_prompt="",
+                        precision=r["precision"], logprob_cache=str(out / f"logprobs.{r['precision']}.sqlite"),
+                        progress=False)
+    t_score = (previous or {}).get("score_dev_s") if scored_before else round(time.time() - t0, 1)
+    return evaluate(scored, {"recipe": r, "train_steps": 0, "last_loss": None, "train_s": 0.0,
+                             "score_dev_s": t_score}, "untrained")
 
 
 def evaluate(scored: Path, res: dict, name: str) -> dict:
@@ -185,15 +190,14 @@ def main(argv=None) -> None:
     previous = json.loads(path.read_text()) if path.exists() else {}
     results = previous.get("runs", {})
     for name in args.runs:
-        results[name] = run_one(out, name, train400, dev, args.model, results.get(name))
+        results[name] = (run_untrained(out, dev, args.model, results.get(name)) if name == "untrained" else
+                         run_one(out, name, train400, dev, args.model, results.get(name)))
         for other in results:
             if other != "base" and "base" in results:
                 results[other]["vs_base"] = paired_difference(out / other / "dev.jsonl", out / "base" / "dev.jsonl")
         summary = {"schema": "implicit-prm/recipe-sweep/v1", "command": "python experiments/recipe_sweep.py",
                    "date": datetime.date.today().isoformat(),
-                   "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                               "torch": torch.__version__, "threads": torch.get_num_threads(),
-                               "bf16_native": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())},
+                   "machine": machine(),
                    "train_data": "built-in v2, seed 1, balanced, 2 per problem (first `problems` of 400)",
                    "dev": "built-in v2, seed 2, 48 problems x 6, not balanced", "runs": results}
         write_json(path, summary)

@@ -1,13 +1,10 @@
 """The main job on the embedded model: built-in data -> CE implicit PRM -> score dev/test -> best-of-N, steps, report."""
 from __future__ import annotations
 
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-
-import torch
 
 from .config import field, save_config
 from .data.builtin import BuiltinDataConfig, write_builtin
@@ -17,9 +14,10 @@ from .eval.report import ReportConfig, make_report
 from .eval.scored import merge_scored, score_once
 from .eval.steps import StepsConfig, run_steps
 from .io import write_json
-from .logprobs import bf16_is_fast, resolve_precision
+from .logprobs import resolve_precision
 from .models import DEFAULT_MODEL
 from .processes import default_device
+from .results import machine
 from .train import TrainConfig, train
 
 SOURCES = {"implicit_prm": "CE implicit PRM (trained on outcome labels)",
@@ -89,17 +87,9 @@ def demo(cfg: DemoConfig) -> dict:
                "machine": machine(), "precision": resolve_precision(default_device(), cfg.precision)}
     write_json(out / "summary.json", summary)
     _print_table(bon, outcome, steps, ns, summary["wall_s"], report)
-    print(f"[demo] precision {summary['precision']} on {summary['machine']['processor']} "
+    print(f"[demo] precision {summary['precision']} on {summary['machine']['cpu']} "
           f"(native CPU bf16: {summary['machine']['cpu_bf16_native']}, GPU: {summary['machine']['gpu']})")
     return summary
-
-
-def machine() -> dict:
-    """What the results depend on: the CPU (and whether it has native bf16), the GPU if any, torch."""
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_bf16_native": bool(bf16_is_fast(torch.device("cpu"))), "gpu": gpu, "torch": torch.__version__,
-            "threads": torch.get_num_threads()}
 
 
 def _print_table(bon: dict, outcome: dict, steps: dict, ns: list[int], wall: float, report: Path) -> None:

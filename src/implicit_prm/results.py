@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,3 +27,21 @@ def write_result(output: str | os.PathLike, result: Any, cfg,
     written = write(output, result)
     save_config(cfg, config_path(output))
     return written
+
+
+def machine() -> dict:
+    """What a measured result depends on: the CPU model (and whether it has native bf16, which `--precision auto`
+    follows), the GPU if any, torch, its threads and the platform. Stamped on every committed result."""
+    import torch
+
+    from .logprobs import bf16_is_fast
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cpu_bf16_native": bf16_is_fast(torch.device("cpu")),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "platform": platform.platform()}

@@ -6,8 +6,8 @@ solver (version 2, `data.solver`) writes one blank-line-separated step per opera
 systematic, problem-specific mistakes, recording each completion's `error_kind`. Version 1, kept for the results
 committed with it (`version=1`), writes one "Step k: a op b = c" line per operation; with probability
 `step_error_rate` a step's result is wrong, and later steps carry the wrong value forward. Because +b, -b and
-*b (b >= 2) are injective, a completion's final answer is wrong exactly when some step is wrong, so every record comes with exact
-step truth (`first_error`) as well as the outcome label the implicit PRM trains on.
+*b (b >= 2) are injective, a completion's final answer is wrong exactly when some step is wrong, so every record
+comes with exact step truth (`first_error`) as well as the outcome label the implicit PRM trains on.
 
 Records use the rollout schema (format 1): {"prompt", "completions", "correctness", "first_error", "answer"}.
 Both versions draw the same problems from the same seed and write the same record layout; version 2 adds
