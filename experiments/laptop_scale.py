@@ -30,7 +30,9 @@ from implicit_prm.eval.outcome import OutcomeConfig, run_outcome
 from implicit_prm.eval.scored import merge_scored, score_once
 from implicit_prm.eval.steps import StepsConfig, run_steps
 from implicit_prm.io import read_json_records, write_json, write_jsonl, write_text
+from implicit_prm.logprobs import resolve_precision
 from implicit_prm.models import DEFAULT_MODEL
+from implicit_prm.processes import default_device
 from implicit_prm.results import machine
 from implicit_prm.train import TrainConfig, train
 
@@ -150,6 +152,7 @@ def main(argv=None) -> None:
         "date": datetime.date.today().isoformat(),
         "machine": machine(),
         "recipe": {"model": args.model, "lora_r": 16, "lr": LR, "beta": BETA, "epochs": 1, "batch_size": 8,
+                   "precision": resolve_precision(default_device(), "auto"),
                    "dpo_nca_max_pairs_per_prompt": 2, "system_prompt": ""},
         "test": {"problems": test_n, "responses_per_problem": test_k, "n_responses": len(merged),
                  "correct": int(sum(r["correctness"] for r in merged))},
