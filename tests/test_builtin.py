@@ -148,9 +148,19 @@ def test_write_builtin(tmp_path):
     assert write_builtin(c) == 7
     lines = out.read_text(encoding="utf-8").splitlines()
     assert [json.loads(x) for x in lines] == generate_rollouts(c)
-    # the data, its stats and its config, no temp file left behind
+    # the data, its stats, its FLOPs ledger and its config, no temp file left behind
     assert sorted(p.name for p in out.parent.iterdir()) == ["builtin.jsonl", "builtin.jsonl.config.json",
-                                                          "builtin.jsonl.stats.json"]
+                                                          "builtin.jsonl.flops.json", "builtin.jsonl.stats.json"]
+    ledger = json.loads((out.parent / "builtin.jsonl.flops.json").read_text())
+    gen = ledger["kinds"]["generation"]
+    assert ledger["simulated"] and ledger["policy_model"] == "smollm2-135m" and gen["sequences"] == 14
+    from implicit_prm.flops_simulated import policy_tokenizer
+    from implicit_prm.rollout import chat_text
+    tok = policy_tokenizer()
+    n = lambda t: len(tok(t, add_special_tokens=False)["input_ids"])  # noqa: E731
+    recs = generate_rollouts(c)
+    assert gen["prompt_tokens"] == sum(n(chat_text(tok, r["prompt"], None)) for r in recs)  # one prefill a problem
+    assert gen["generated_tokens"] == sum(n(x) for r in recs for x in r["completions"])
 
 
 def test_version_1_output_is_pinned():

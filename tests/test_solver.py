@@ -96,7 +96,8 @@ def test_records_v2_schema_determinism_and_extraction():
     recs = v2(samples_per_problem=4, seed=3)
     assert recs == v2(samples_per_problem=4, seed=3) and recs != v2(samples_per_problem=4, seed=4)
     for rec in recs:
-        assert set(rec) == {"prompt", "completions", "correctness", "first_error", "error_kind", "answer"}
+        assert set(rec) == {"prompt", "completions", "correctness", "first_error", "error_kind", "solver_states",
+                            "answer", "solver"}
         assert any(rec["correctness"]) and not all(rec["correctness"])  # balanced by default
         for comp, ok, fe, kind in zip(rec["completions"], rec["correctness"], rec["first_error"], rec["error_kind"]):
             assert ok == (fe == -1) == (kind is None) and (kind is None or kind in KINDS)

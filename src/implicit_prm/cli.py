@@ -12,7 +12,11 @@ from .errors import UserError
 # Only the chosen verb's module is imported, so `--help` and light verbs start fast.
 VERBS: dict = {
     "data": ("data.builtin", "BuiltinDataConfig", "write_builtin", "generate built-in verifiable arithmetic rollouts"),
-    "train": ("train", "TrainConfig", "train", "train an implicit PRM on outcome-labelled responses"),
+    "label-mc": ("data.mc_labels", "McLabelConfig", "label_mc", "Monte-Carlo step labels (Math-Shepherd): grade K completions from each step prefix"),
+    "label-autopsv": ("autopsv", "AutoPSVConfig", "label_autopsv",
+                      "AutoPSV step labels from an outcome verifier's confidence drops (Lu et al. 2024)"),
+    "train": ("train", "TrainConfig", "train", "train an implicit PRM on outcome labels, or a step-tag baseline "
+                                               "(Math-Shepherd PRM, ORM)"),
     "rollout": ("rollout", "RolloutConfig", "rollout", "sample and grade N responses per problem with HF generate"),
     "score": ("score", "ScoreConfig", "score", "write step rewards, q-values and scores for responses"),
     "grade": ("eval.grading", "GradeConfig", "grade_file", "extract final answers and grade them against references"),
@@ -26,6 +30,7 @@ VERBS: dict = {
     "report": ("eval.report", "ReportConfig", "make_report",
                "one Markdown/HTML page with tables (bootstrap intervals), plots, step-shaded solutions and an error analysis"),
     "demo": ("demo", "DemoConfig", "demo", "the whole idea on the embedded model: data -> train -> score -> evaluate"),
+    "flops": ("flops", "FlopsConfig", "flops", "sum FLOPs ledgers per method into a table, or --paper: the paper's ratios"),
 }
 
 

@@ -18,6 +18,7 @@ class Encoded:
     n_steps: int
     truncated: bool = False
     spans: list[tuple[int, int]] | None = None  # character spans of all steps (before any truncation)
+    tag_positions: list[int] | None = None  # step-tag scorers: index in response_ids of each step's tag token
 
     @property
     def ids(self) -> list[int]:

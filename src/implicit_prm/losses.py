@@ -218,6 +218,8 @@ class Objective:
     fn: Callable[..., LossOutput]
     paired: bool = False  # examples are (chosen, rejected) pairs of one prompt, in LossBatch's paired layout
     kl_pairs: bool = False  # needs log-probs of mismatched (prompt, response) pairs (kl_logps, kl_ref_logps)
+    step_labels: Optional[str] = None  # step objectives: "steps" (each sample's step labels) or "outcome" (its
+    # outcome label at every step boundary, the prompt's end included: an outcome verifier)
 
     def __call__(self, batch: LossBatch, **options) -> LossOutput:
         return self.fn(batch, **options)
@@ -228,20 +230,22 @@ LOSSES: dict[str, Objective] = {
     "dpo": Objective(dpo_loss, paired=True),
     "nca": Objective(nca_loss, paired=True),
     "kto": Objective(kto_loss, kl_pairs=True),
-    "step_bce": Objective(step_bce_loss),
+    "step_bce": Objective(step_bce_loss, step_labels="steps"),
+    "orm": Objective(step_bce_loss, step_labels="outcome"),
 }
-IMPLICIT = ("ce", "dpo", "nca", "kto")  # the objectives on the implicit reward (what `implicit-prm train` offers)
+IMPLICIT = ("ce", "dpo", "nca", "kto")  # the objectives on the implicit reward
+STEP = ("step_bce", "orm")  # the objectives of the step-tag baselines (step_tags.py)
 
 
 def closed_form_init_loss(objective: str, desirable_weight: float = 1.0, undesirable_weight: float = 1.0,
                           frac_desirable: float | None = None) -> float:
     """The loss at policy == reference (every r = 0, or every step logit 0), to check a run starts where it should.
 
-    ce, dpo, step_bce: ln 2.  nca: 2 ln 2.
+    ce, dpo, step_bce, orm: ln 2.  nca: 2 ln 2.
     kto: mean_i 0.5 w_i = 0.5 (f w_D + (1 - f) w_U) with f the fraction of desirable examples; f may be left out
     only when w_D == w_U (then it is 0.5 w).
     """
-    if objective in ("ce", "dpo", "step_bce"):
+    if objective in ("ce", "dpo", "step_bce", "orm"):
         return math.log(2)
     if objective == "nca":
         return 2 * math.log(2)

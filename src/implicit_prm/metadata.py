@@ -33,8 +33,19 @@ class PRMMetadata:
     step_separator: str = field("\n\n", help="informational: joined pre-split training steps (score has "
                                              "--step-separator)")
     max_length: int = field(0, help="informational: training's token limit (score has --max-length)")
+    kind: str = field("implicit", help="what the model scores with: 'implicit' (beta * log-ratio step rewards) or "
+                                       "'step_tag' (P(+) at a tag after each step: step_tags.py)")
+    step_tag: str = field("", help="step_tag: the tag token after each step")
+    plus_token: str = field("+", help="step_tag: the token whose probability at a tag is the step's score")
+    minus_token: str = field("-", help="step_tag: the token against it")
+    boundary0: bool = field(False, help="step_tag: also read at the prompt's end (an outcome verifier's start "
+                                        "value)")
 
     def describe(self) -> str:
+        if self.kind == "step_tag":
+            return (f"step-tag scorer ({self.objective or 'unknown'} objective, tag {self.step_tag!r}, P({self.plus_token!r}) "
+                    f"against {self.minus_token!r}), {'LoRA adapter' if self.lora else 'full'}, trained in "
+                    f"{self.precision or 'unknown precision'}")
         return (f"{self.objective or 'unknown'} objective, beta {self.beta}, {'LoRA adapter' if self.lora else 'full'}"
                 f", trained in {self.precision or 'unknown precision'} with max_length {self.max_length} and steps "
                 f"joined by {self.step_separator!r}")

@@ -9,7 +9,7 @@ import torch
 
 from . import rewards as R
 from .batching import response_logprobs
-from .encoding import Encoded, Encoder
+from .encoding import Encoded, Encoder, encode_samples
 from .errors import UserError
 from .logprob_cache import open_cache
 from .logprobs import TokenLogProbs, resolve_precision
@@ -18,6 +18,7 @@ from .metadata import METADATA_FILE, PRMMetadata, read_metadata
 from .models import adapter_base, check_same_tokenizer, fingerprint, load_model, load_tokenizer, resolve
 from .processes import ProcessGroup, SingleProcess, default_device, is_main_rank
 from .reference import RefTable, reference_logprobs
+from .schema import implicit_schema
 from .splitting import spans_from_steps, step_spans
 
 
@@ -28,7 +29,7 @@ def rewards_record(enc: Encoded, policy: np.ndarray, ref: np.ndarray | None, bet
     tok_r = R.token_rewards(as_t(policy), None if ref is None else as_t(ref), beta)  # (T,)
     step_r = R.step_rewards(tok_r, torch.tensor(enc.token_steps, dtype=torch.long), enc.n_steps)  # (n_steps,)
     rec = {"step_rewards": step_r.tolist(), "q_values": R.q_values(step_r).tolist(),
-           "scores": R.aggregate(step_r.tolist())}
+           "scores": R.aggregate(step_r.tolist()), "reward_schema": implicit_schema(beta, ref is None)}
     if with_tokens:
         rec["token_rewards"] = tok_r.tolist()
     if enc.truncated:
@@ -171,6 +172,11 @@ class ImplicitPRM:
         if computed and acc.is_main_process:  # one writer per run
             with open_cache(self.logprob_cache, self.own_key) as own:
                 own.put(computed)
+
+    def encode(self, samples, split: str = "auto", step_regex: str | None = None,
+               separator: str = "\n\n") -> list[Encoded | None]:
+        """Encode data.Samples for scoring (step spans of each response)."""
+        return encode_samples(self.encoder, samples, split, step_regex, separator)
 
     def score(self, prompt: str, steps: list[str] | str, separator: str = "\n\n", split: str = "auto") -> dict:
         """Score one response given as a list of steps (or a string, split by `split`)."""

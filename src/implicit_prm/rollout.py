@@ -51,12 +51,42 @@ class RolloutConfig:
                 raise ConfigError(f"field '{name}' must be >= 1")
 
 
-def _chat(tok, user: str, system: str | None) -> str:
+def chat_text(tok, user: str, system: str | None) -> str:
+    """What the model reads before its answer: the chat template with the assistant turn opened (the user message
+    and a newline for a tokenizer without a template)."""
     if not getattr(tok, "chat_template", None):
         return user + "\n"
     messages = ([{"role": "system", "content": system}] if system is not None else []) + \
         [{"role": "user", "content": user}]
     return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def generate(model, tok, texts: list[str], n: int, temperature: float, top_p: float, max_new_tokens: int,
+             seed: int, stop: list[str] | None = None) -> tuple[list[str], int]:
+    """n sampled continuations of each of `texts` (len(texts) * n decoded strings, text by text; temperature 0 =
+    greedy) and the number of generated tokens. `tok` must pad on the left; torch is seeded with `seed` first."""
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    torch.manual_seed(seed)
+    sample = temperature > 0
+    with torch.no_grad():
+        gen = model.generate(**enc, do_sample=sample, temperature=temperature if sample else None,
+                             top_p=top_p if sample else None, max_new_tokens=max_new_tokens,
+                             num_return_sequences=n, pad_token_id=tok.pad_token_id,
+                             stop_strings=stop or None, tokenizer=tok if stop else None)
+    new = gen[:, enc["input_ids"].shape[1]:]  # (B * n, new)
+    return tok.batch_decode(new, skip_special_tokens=True), int((new != tok.pad_token_id).sum())
+
+
+def ledger(cfg: RolloutConfig, model, tok, records: list[dict]):
+    """The FLOPs ledger of the rollouts: each problem's prompt prefilled once for its samples (as parallel sampling
+    does), then each sample's tokens, measured by tokenizing the kept text again (a resumed run counts the same)."""
+    from .flops import Ledger, ModelShape
+    from .flops_simulated import add_counts, generation_counts
+
+    led = Ledger(ModelShape.from_model(model, cfg.model), "rollout")
+    counts = generation_counts(tok, [(chat_text(tok, r["prompt"], cfg.system_prompt), r["completions"])
+                                     for r in records])
+    return add_counts(led, counts)
 
 
 def rollout(cfg: RolloutConfig) -> dict:
@@ -85,18 +115,10 @@ def rollout(cfg: RolloutConfig) -> dict:
             if not batch:
                 continue
             prompts = [cfg.prompt_template.format(question=p.question) for p in batch]
-            enc = tok([_chat(tok, u, cfg.system_prompt) for u in prompts], return_tensors="pt", padding=True,
-                      add_special_tokens=False)
-            torch.manual_seed(cfg.seed * 100003 + b)
-            sample = cfg.temperature > 0
-            with torch.no_grad():
-                gen = model.generate(**enc, do_sample=sample, temperature=cfg.temperature if sample else None,
-                                     top_p=cfg.top_p if sample else None, max_new_tokens=cfg.max_new_tokens,
-                                     num_return_sequences=cfg.n_samples, pad_token_id=tok.pad_token_id,
-                                     stop_strings=cfg.stop or None, tokenizer=tok if cfg.stop else None)
-            new = gen[:, enc["input_ids"].shape[1]:]  # (B * n, new)
-            n_tokens += int((new != tok.pad_token_id).sum())
-            texts = tok.batch_decode(new, skip_special_tokens=True)
+            chats = [chat_text(tok, u, cfg.system_prompt) for u in prompts]
+            texts, n_new = generate(model, tok, chats, cfg.n_samples, cfg.temperature, cfg.top_p, cfg.max_new_tokens,
+                                    cfg.seed * 100003 + b, cfg.stop)
+            n_tokens += n_new
             for i, (p, user) in enumerate(zip(batch, prompts)):
                 comps = [t.strip() for t in texts[i * cfg.n_samples:(i + 1) * cfg.n_samples]]
                 grades = [grade(c, p.answer) for c in comps]
@@ -110,6 +132,7 @@ def rollout(cfg: RolloutConfig) -> dict:
             bar.set_postfix(tok_s=f"{n_tokens / (time.time() - t0):.0f}")
     bar.close()
     records = [done[p.id] for p in problems]
+    ledger(cfg, model, tok, records).write(out)  # before the data: an output with its config beside is finished
     write_with_stats(out, records, cfg)  # pass@1, pass@N, majority@N, ... in <output>.stats.json
     partial.remove()
     summary = summarize([Grade(e, c, s) for r in records

@@ -8,12 +8,11 @@ from typing import Literal, Optional
 
 from .config import field
 from .data import read_samples
-from .encoding import encode_samples
 from .io import write_jsonl
-from .prm import ImplicitPRM
 from .processes import process_state
 from .results import write_result
 from .resume import PartialFile, run_signature
+from .step_prm import load_scorer
 
 # Fields that may change between a killed run and its restart without changing the records.
 FREE_ON_RESUME = ("output", "progress", "batch_tokens", "logprob_cache")
@@ -23,7 +22,8 @@ FREE_ON_RESUME = ("output", "progress", "batch_tokens", "logprob_cache")
 class ScoreConfig:
     input: str = field(help="responses to score (JSONL/JSON, any input format)")
     output: str = field(help="output JSONL: one record per response with step_rewards, q_values, scores")
-    prm: str = field(help="the trained implicit PRM (dir from `implicit-prm train`, any causal LM, or adapter)")
+    prm: str = field(help="the trained PRM (dir from `implicit-prm train`: an implicit PRM, or a step-tag scorer "
+                          "from --objective step_bce|orm), any causal LM, or an adapter")
     ref: Optional[str] = field(None, help="reference model (default: from the PRM's implicit_prm.json; for a LoRA "
                                           "PRM, its base with the adapter disabled)")
     reference_free: bool = field(False, help="reward = beta * log pi_theta, no reference model")
@@ -56,12 +56,12 @@ def score(cfg: ScoreConfig) -> Path:
     state = process_state()
     out = Path(cfg.output)
     samples = read_samples(cfg.input, cfg.step_separator)
-    prm = ImplicitPRM.from_pretrained(cfg.prm, cfg.ref, cfg.reference_free, cfg.beta, device=str(state.device),
+    prm = load_scorer(cfg.prm, cfg.ref, cfg.reference_free, cfg.beta, device=str(state.device),
                                       template=cfg.template, system_prompt=cfg.system_prompt,
                                       precision=cfg.precision, max_length=cfg.max_length,
                                       logprob_cache=cfg.logprob_cache, batch_tokens=cfg.batch_tokens,
                                       overlong=cfg.overlong)
-    encs = encode_samples(prm.encoder, samples, cfg.split, cfg.step_regex, cfg.step_separator)
+    encs = prm.encode(samples, cfg.split, cfg.step_regex, cfg.step_separator)
     st = Path(cfg.input).stat()
     signature = run_signature(cfg, FREE_ON_RESUME, input_size=st.st_size, input_mtime_ns=st.st_mtime_ns,
                               prm_key=prm.own_key, ref=prm.ref, resolved_beta=prm.beta, resolved_precision=prm.precision)
@@ -87,6 +87,7 @@ def score(cfg: ScoreConfig) -> Path:
         resolved = dataclasses.replace(cfg, beta=prm.beta, template=prm.template, ref=prm.ref,
                                        system_prompt=prm.system_prompt)
         n = write_result(out, scored_records(samples, encs, done), resolved, write=write_jsonl)
+        ledger(cfg, prm, encs).write(out)
         partial.remove()
         n_skipped = sum(e is None for e in encs)
         print(f"[implicit-prm] wrote {n} scored responses to {out}"
@@ -94,6 +95,20 @@ def score(cfg: ScoreConfig) -> Path:
               + (f", scored by {state.num_processes} processes" if state.num_processes > 1 else ""), flush=True)
     state.wait_for_everyone()  # the other processes return once the output is written
     return out
+
+
+def ledger(cfg: ScoreConfig, prm, encs):
+    """The forward tokens of scoring: the scorer's pass over every scored sequence and, for an implicit PRM, the
+    reference's (counted in full even where the log-prob cache served them, or a shared prompt ran once)."""
+    from .flops import Ledger, ModelShape
+
+    lm = prm.model.lm
+    led = Ledger(ModelShape.from_model(lm, cfg.prm), "score", lora=hasattr(lm, "peft_config"))
+    lengths = [len(e) for e in encs if e is not None]
+    led.add_forward(lengths, kind="score")
+    if prm.ref is not None:
+        led.add_forward(lengths, kind="reference")
+    return led
 
 
 def scored_records(samples, encs, done: dict[int, dict]):

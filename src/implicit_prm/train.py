@@ -1,7 +1,10 @@
-"""Train an implicit PRM from outcome labels: one accelerate loop for every objective, cached reference, resumable.
+"""Train a PRM: one accelerate loop for every objective, cached reference, resumable.
 
-train() reads top to bottom: prepare the examples, load the policy, the reference pass (cached), the optimizer,
-restore a checkpoint, then the loop; each step calls the objective's loss once, whatever the objective.
+The implicit objectives (ce, dpo, nca, kto) learn from outcome labels; the step objectives train the baselines
+of step_tags.py in the same loop (step_bce: a Math-Shepherd PRM from step labels; orm: an outcome verifier).
+train() reads top to bottom: prepare the examples, load the policy, the reference pass (cached; the step
+objectives have none), the optimizer, restore a checkpoint, then the loop; each step calls the objective's loss
+once, whatever the objective.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ from .models import DEFAULT_MODEL, LoraSpec, check_same_tokenizer, load_model, l
 from .processes import has_accelerator
 from .reference import RefTable, reference_logprobs
 from .resume import check_same_run, read_jsonl_prefix, run_signature
+from .step_tags import StepLogits, StepTag, batch_inputs, encode_tagged_samples, resolve_tag, step_targets
 
 # Fields that may change between a killed run and its restart without changing the result.
 FREE_ON_RESUME = ("output", "checkpoint_every", "keep_checkpoints", "progress", "batch_tokens", "logprob_cache")
@@ -47,7 +51,10 @@ class TrainConfig:
     model: str = field(DEFAULT_MODEL, help="starting model: hub id, local dir, .gguf file or 'smollm2-135m'")
     ref: Optional[str] = field(None, help="reference model (default: the starting model; with --lora, its base "
                                           "weights with the adapter disabled)")
-    objective: Literal[losses.IMPLICIT] = field("ce", help="training objective (losses.LOSSES)")
+    objective: Literal[losses.IMPLICIT + losses.STEP] = field(
+        "ce", help="training objective (losses.LOSSES): ce, dpo, nca, kto train an implicit PRM from outcome "
+                   "labels; step_bce trains a Math-Shepherd PRM from step labels (`label-mc`, `label-autopsv`, "
+                   "Math-Shepherd or PRM800K files); orm trains an outcome verifier at every step boundary")
     beta: float = field(losses.DEFAULT_BETA, help="reward scale in r = beta * log(pi/pi_ref)")
     lr: float = field(1e-5, help="peak learning rate")
     epochs: int = field(1, help="passes over the training examples")
@@ -73,6 +80,10 @@ class TrainConfig:
     system_prompt: Optional[str] = field(None, help="system message for the chat template (default: the "
                                                     "template's own; '' for an empty one, which shortens sequences)")
     step_separator: str = field("\n\n", help="joins the 'steps' of pre-split inputs")
+    step_tag: str = field("auto", help="step_bce/orm: the one-token tag after each step ('auto': ' ки' as in "
+                                       "Math-Shepherd where it is one token, else ' ###')")
+    plus_token: str = field("+", help="step_bce/orm: the token whose probability at a tag is the step's score")
+    minus_token: str = field("-", help="step_bce/orm: the token against it")
     precision: Literal["auto", "bf16", "fp32"] = field("auto", help="bf16 autocast where fast (CUDA, AMX CPUs), "
                                                               "else fp32", aliases=("dtype",))
     gradient_checkpointing: bool = field(False, help="recompute activations in backward to save memory")
@@ -106,6 +117,8 @@ class Prepared:
     encs: list[Encoded | None]
     examples: list[Example]
     plan: list[list[int]]  # plan[step]: the examples (positions) of that optimizer step's global batch
+    tag: StepTag | None = None  # step objectives: the tag and +/- tokens
+    targets: list[list[float] | None] | None = None  # step objectives: each response's label per read position
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -128,8 +141,11 @@ def train(cfg: TrainConfig) -> Path:
     lm = load_model(cfg.model, torch.float32, lora)
     if cfg.gradient_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model = TokenLogProbs(lm, cfg.logprob_chunk).to(device)
-    ref = reference_pass(cfg, acc, model, data, precision)  # before any update, and before restoring a checkpoint
+    if data.tag is not None:  # a step objective: logits at the tags, no reference
+        model, ref = StepLogits(lm, data.tag.plus_id, data.tag.minus_id).to(device), None
+    else:
+        model = TokenLogProbs(lm, cfg.logprob_chunk).to(device)
+        ref = reference_pass(cfg, acc, model, data, precision)  # before any update and any restored checkpoint
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused_adamw(acc, params))
@@ -148,7 +164,8 @@ def train(cfg: TrainConfig) -> Path:
         for j, mb in enumerate(mbs):
             batch = [data.examples[i] for i in mb]
             with acc.no_sync(model) if j < len(mbs) - 1 else contextlib.nullcontext():
-                output = micro_batch_loss(cfg, model, batch, data.encs, ref, data.tok.pad_token_id, device, precision)
+                output = micro_batch_loss(cfg, model, batch, data.encs, ref, data.tok.pad_token_id, device, precision,
+                                          data.targets)
                 acc.backward(output.loss / len(mbs))
             outputs.append(output)
             n_tokens += sum(len(data.encs[r]) for ex in batch for r in ex.rows)
@@ -161,7 +178,9 @@ def train(cfg: TrainConfig) -> Path:
         if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < len(data.plan):
             save_checkpoint(acc, out, step + 1, cfg.keep_checkpoints)
     log.close()
-    save_final(acc, model, data.tok, out, metadata(cfg, ref, precision))
+    if acc.is_main_process:
+        ledger(cfg, data, lm, acc.num_processes, ref is not None).write(out)  # out/flops.json
+    save_final(acc, model, data.tok, out, metadata(cfg, ref, precision, data.tag))
     return out
 
 
@@ -200,8 +219,15 @@ def prepare_examples(cfg: TrainConfig, acc, precision: str) -> Prepared:
     if cfg.ref and cfg.ref != cfg.model:
         check_same_tokenizer(tok, load_tokenizer(cfg.ref), cfg.model, cfg.ref)
     samples = read_samples(cfg.data, cfg.step_separator, require_label=True)
-    encs = encode_samples(Encoder(tok, cfg.template, cfg.max_length, cfg.overlong, cfg.system_prompt), samples,
-                          separator=cfg.step_separator)
+    encoder = Encoder(tok, cfg.template, cfg.max_length, cfg.overlong, cfg.system_prompt)
+    source = losses.LOSSES[cfg.objective].step_labels
+    tag = targets = None
+    if source:  # a step objective: the tag after each step, and a label per read position
+        tag = resolve_tag(tok, cfg.step_tag, cfg.plus_token, cfg.minus_token)
+        encs = encode_tagged_samples(encoder, samples, tag.tag_id, separator=cfg.step_separator)
+        targets = step_targets(samples, encs, source)
+    else:
+        encs = encode_samples(encoder, samples, separator=cfg.step_separator)
     examples, stats = build_examples(samples, encs, losses.LOSSES[cfg.objective].paired, cfg.max_pairs_per_prompt,
                                      cfg.seed)
     plan = make_plan(len(examples), cfg.batch_size * cfg.grad_accum * acc.num_processes, cfg.epochs, cfg.seed,
@@ -220,7 +246,7 @@ def prepare_examples(cfg: TrainConfig, acc, precision: str) -> Prepared:
                  if stats["n_skipped_overlong"] else "")
               + (f"({n_trunc} truncated to max_length {cfg.max_length}) " if n_trunc else "")
               + f"-> {len(plan)} steps, precision {precision}", flush=True)
-    return Prepared(tok, encs, examples, plan)
+    return Prepared(tok, encs, examples, plan, tag, targets)
 
 
 def reference_pass(cfg: TrainConfig, acc, model: TokenLogProbs, data: Prepared, precision: str) -> RefTable:
@@ -235,6 +261,28 @@ def reference_pass(cfg: TrainConfig, acc, model: TokenLogProbs, data: Prepared, 
     own = not cfg.ref or cfg.ref == cfg.model  # the untrained policy (or LoRA base) is the reference
     return reference_logprobs(cfg.ref or cfg.model, model if own else None, needed, data.tok.pad_token_id, acc,
                               precision, cfg.logprob_cache, cfg.batch_tokens, cfg.progress and acc.is_main_process)
+
+
+def ledger(cfg: TrainConfig, data: Prepared, lm, n_proc: int, with_reference: bool):
+    """What the whole run processed (every step of the plan, whatever was resumed): the trained sequences of every
+    micro-batch on every process, KTO's mismatched pairs included, and the reference's forward pass over each
+    distinct sequence once, which the method needs even where this run read it from the cache."""
+    from .flops import Ledger, ModelShape
+
+    led = Ledger(ModelShape.from_model(lm, cfg.model), "train", method=cfg.objective, lora=cfg.lora)
+    kl = losses.LOSSES[cfg.objective].kl_pairs
+    trained, pairs = [], []
+    for global_batch in data.plan:
+        for rank in range(n_proc):
+            for mb in micro_batches(global_batch, cfg.batch_size, cfg.grad_accum, rank, n_proc):
+                batch = [data.examples[i] for i in mb]
+                trained += [len(data.encs[r]) for r in batch_rows(batch)[0]]
+                if kl:
+                    pairs += [len(e) for e in mismatched_pairs(batch, data.encs, cfg.max_length)]
+    led.add_train(trained + pairs)
+    if with_reference:
+        led.add_forward([len(e) for e in data.encs if e is not None] + pairs, kind="reference", phase="training")
+    return led
 
 
 def fused_adamw(acc, params) -> bool | None:
@@ -262,11 +310,14 @@ def lr_lambda(schedule: str, warmup: int, total: int):
     return f
 
 
-def metadata(cfg: TrainConfig, ref: RefTable, precision: str) -> PRMMetadata:
-    return PRMMetadata(beta=cfg.beta, reference_model=cfg.ref or cfg.model, base_model=cfg.model,
-                       reference_fingerprint=ref.fingerprint, template=cfg.template,
-                       system_prompt=cfg.system_prompt, objective=cfg.objective, lora=cfg.lora, precision=precision,
-                       step_separator=cfg.step_separator, max_length=cfg.max_length)
+def metadata(cfg: TrainConfig, ref: RefTable | None, precision: str, tag: StepTag | None = None) -> PRMMetadata:
+    step = {} if tag is None else {"kind": "step_tag", "step_tag": tag.tag, "plus_token": tag.plus,
+                                   "minus_token": tag.minus,
+                                   "boundary0": losses.LOSSES[cfg.objective].step_labels == "outcome"}
+    return PRMMetadata(beta=cfg.beta, reference_model="" if ref is None else cfg.ref or cfg.model,
+                       base_model=cfg.model, reference_fingerprint="" if ref is None else ref.fingerprint,
+                       template=cfg.template, system_prompt=cfg.system_prompt, objective=cfg.objective, lora=cfg.lora,
+                       precision=precision, step_separator=cfg.step_separator, max_length=cfg.max_length, **step)
 
 
 # ----------------------------------------------------------------------------- one micro-batch
@@ -281,13 +332,16 @@ def sequence_logps(model, seqs: list[Encoded], pad_id: int, device, precision: s
     return lp.sum(-1)
 
 
-def micro_batch_loss(cfg: TrainConfig, model, batch: list[Example], encs, ref: RefTable, pad_id: int, device,
-                     precision: str) -> losses.LossOutput:
+def micro_batch_loss(cfg: TrainConfig, model, batch: list[Example], encs, ref: RefTable | None, pad_id: int, device,
+                     precision: str, targets: list | None = None) -> losses.LossOutput:
     """The objective's LossBatch for one micro-batch (one forward over its rows and any mismatched pairs), and its
-    loss. Options come from the config fields named `<objective>_<option>` (e.g. kto_desirable_weight)."""
+    loss. Options come from the config fields named `<objective>_<option>` (e.g. kto_desirable_weight). A step
+    objective reads `targets`, each response's label per read position."""
     objective = losses.LOSSES[cfg.objective]
     rows, labels = batch_rows(batch)
     seqs = [encs[r] for r in rows]
+    if objective.step_labels:
+        return step_batch_loss(objective, model, seqs, [targets[r] for r in rows], labels, pad_id, device, precision)
     kl = mismatched_pairs(batch, encs, cfg.max_length) if objective.kl_pairs else []
     lp = sequence_logps(model, seqs + kl, pad_id, device, precision)  # (B + M,)
     ref_lp = torch.tensor([ref.sum(e) for e in seqs + kl], device=device)  # (B + M,)
@@ -295,6 +349,24 @@ def micro_batch_loss(cfg: TrainConfig, model, batch: list[Example], encs, ref: R
     lb = losses.LossBatch(torch.tensor(labels, dtype=torch.float32, device=device), lp[:n], ref_lp[:n], cfg.beta,
                           kl_logps=lp[n:] if kl else None, kl_ref_logps=ref_lp[n:] if kl else None)
     return objective(lb, **objective_options(cfg))
+
+
+def step_batch_loss(objective: losses.Objective, model, seqs: list[Encoded], targets: list[list[float]],
+                    labels: list[int], pad_id: int, device, precision: str) -> losses.LossOutput:
+    """A step objective's loss: z at every read position of the batch, laid out (B, S) with its labels and mask."""
+    ids, mask, pos, counts = batch_inputs(seqs, objective.step_labels == "outcome", pad_id, device)
+    with autocast_context(device, precision):
+        z = model(ids, mask, pos)  # (N,) in row-major order
+    step_mask = torch.zeros((len(seqs), max(counts)), dtype=torch.bool)  # (B, S)
+    y = torch.zeros(step_mask.shape)
+    for i, (t, c) in enumerate(zip(targets, counts)):
+        step_mask[i, :c] = True
+        y[i, :c] = torch.tensor(t[:c])
+    step_mask, y = step_mask.to(z.device), y.to(z.device)
+    logits = torch.zeros(step_mask.shape, dtype=z.dtype, device=z.device).masked_scatter(step_mask, z)  # (B, S)
+    lb = losses.LossBatch(torch.tensor(labels, dtype=torch.float32, device=z.device), step_logits=logits,
+                          step_labels=y, step_mask=step_mask)
+    return objective(lb)
 
 
 def objective_options(cfg: TrainConfig) -> dict:

@@ -11,11 +11,13 @@ comes with exact step truth (`first_error`) as well as the outcome label the imp
 
 Records use the rollout schema (format 1): {"prompt", "completions", "correctness", "first_error", "answer"}.
 Both versions draw the same problems from the same seed and write the same record layout; version 2 adds
-`error_kind`.
+`error_kind`, and `solver` / `solver_states` for continuing a prefix (`implicit-prm label-mc`; `parse_prompt`
+reads the problem back from its prompt).
 """
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 from ..config import field
@@ -49,6 +51,8 @@ class BuiltinDataConfig:
     balance: bool = field(True, help="give every problem at least one correct and one incorrect completion "
                                      "(needs samples_per_problem >= 2 and step_error_rate > 0)")
     seed: int = field(0, help="random seed; the same seed gives the same file")
+    ledger: bool = field(True, help="write <output>.flops.json: the responses counted as the embedded model "
+                                    "generating them (measured with its tokenizer)")
     version: int = field(2, help="generator version: 2 = varied phrasing and systematic problem-specific mistakes "
                                  "(data.solver); 1 = one equation per step, independent random slips (the "
                                  "results committed before 2026-11-29)")
@@ -109,6 +113,35 @@ def make_problem(rng: random.Random, min_steps: int = 3, max_steps: int = 5) -> 
     text = ", then ".join(phrases)
     prompt = rng.choice(_TEMPLATES).format(s=start, ops=text[0].upper() + text[1:])
     return Problem(start=start, ops=tuple(ops), prompt=prompt)
+
+
+def _pattern(template: str, **groups: str) -> re.Pattern:
+    """A regex that matches `template` with each {name} replaced by groups[name] (all else literal)."""
+    parts = re.split(r"\{(\w+)\}", template)  # literal, name, literal, ...
+    return re.compile("".join(re.escape(x) if i % 2 == 0 else groups[x] for i, x in enumerate(parts)))
+
+
+_PROMPT_RES = [_pattern(t, s=r"(-?\d+)", ops=r"(.+)") for t in _TEMPLATES]
+_PHRASE_RES = [(op, _pattern(ph, b=r"(\d+)")) for op, phrases in _PHRASES.items() for ph in phrases]
+
+
+def parse_prompt(prompt: str) -> Problem:
+    """The Problem a built-in prompt was made from (make_problem's templates and phrases inverted); ValueError when
+    the text is not one of them."""
+    for pattern in _PROMPT_RES:
+        m = pattern.fullmatch(prompt)
+        if m:
+            break
+    else:
+        raise ValueError("not a built-in problem prompt (no template matches)")
+    text = m[2][0].lower() + m[2][1:]
+    ops = []
+    for phrase in text.split(", then "):
+        op = next(((op, int(mm[1])) for op, r in _PHRASE_RES if (mm := r.fullmatch(phrase))), None)
+        if op is None:
+            raise ValueError(f"not a built-in operation: {phrase!r}")
+        ops.append(op)
+    return Problem(start=int(m[1]), ops=tuple(ops), prompt=prompt)
 
 
 def _corrupt(c: int, rng: random.Random, avoid: set[int]) -> int:
@@ -197,4 +230,8 @@ def write_builtin(cfg: BuiltinDataConfig) -> int:
     records = generate_rollouts(cfg)
     balanced = cfg.balance and cfg.samples_per_problem >= 2 and cfg.step_error_rate > 0
     print(f"[implicit-prm] data: writing {len(records)} problems to {cfg.output} (stats: {stats_path(cfg.output)})")
+    if cfg.ledger:  # before the data: an output with its config beside it is a finished one
+        from ..flops_simulated import simulated_ledger
+
+        simulated_ledger("data", [(r["prompt"], r["completions"]) for r in records]).write(cfg.output)
     return write_with_stats(cfg.output, records, cfg, balanced)

@@ -1,4 +1,5 @@
-"""Read the three JSONL input formats (rollouts, flat, pre-split) into one flat, validated list of Samples."""
+"""Read the JSONL input formats (rollouts, flat, pre-split; Math-Shepherd and PRM800K via step_formats) into one flat,
+validated list of Samples, with optional per-step labels."""
 from __future__ import annotations
 
 import os
@@ -12,7 +13,9 @@ SHAPES = (
     "expected one of: "
     '(1) rollouts {"prompt": str, "completions": [str], "correctness": [bool]}; '
     '(2) flat {"prompt": str, "response": str, "label": 0|1}; '
-    '(3) pre-split {"problem" or "prompt": str, "steps": [str], "final_answer_correct": bool}'
+    '(3) pre-split {"problem" or "prompt": str, "steps": [str], "final_answer_correct": bool}; '
+    'Math-Shepherd {"input": str with a step tag "ки" after each step, "label": str}; '
+    'PRM800K {"question": {"problem": str}, "label": {"steps": [...], "finish_reason": str}}'
 )
 
 
@@ -28,6 +31,10 @@ class Sample:
     source: tuple[str, int]  # (path, line) for error messages
     group: int  # index of the input record this came from (rollouts: one record -> many samples)
     index: int  # position within its record (completion index; 0 for formats 2 and 3)
+    # one value in [0, 1] per step (1 = the step is right; hard labels 0/1, soft labels fractions), None = unknown.
+    # Pre-split formats: len == len(steps), checked here. Rollouts and flat: the steps are known only after
+    # splitting, so whoever splits checks the length.
+    step_labels: list[float] | None = None
 
 
 def describe_json(value) -> str:
@@ -84,13 +91,34 @@ def parse_label(path, line, field: str, value) -> int:
     raise InputError(path, line, field, f"expected true/false or 0/1, found {describe_json(value)}")
 
 
+def parse_step_labels(path, line, field: str, value, n_steps: int | None = None) -> list[float]:
+    """Step labels: a list of numbers in [0, 1] (true/false = 1/0), one per step when n_steps is given."""
+    if not isinstance(value, list) or not value:
+        raise InputError(path, line, field, f"expected a non-empty list of numbers in [0, 1] (one per step), found "
+                                            f"{describe_json(value)}")
+    if n_steps is not None and len(value) != n_steps:
+        raise InputError(path, line, field, f"has {len(value)} entries but there are {n_steps} steps; expected one "
+                                            "per step")
+    out = []
+    for i, v in enumerate(value):
+        if not isinstance(v, (bool, int, float)) or not 0.0 <= v <= 1.0:
+            raise InputError(path, line, f"{field}[{i}]", f"expected a number in [0, 1] (1 = the step is right) or "
+                                                          f"true/false, found {describe_json(v)}")
+        out.append(float(v))
+    return out
+
+
 def _need_label(path, line, field: str, how: str) -> NoReturn:
     """The error for a missing outcome label when require_label=True; `how` names every field that could give it."""
     raise InputError(path, line, field, f"missing outcome label (required for training); add {how} to every record")
 
 
-def _rollouts(path, line, rec: dict, require_label: bool) -> list[tuple[str, str, int | None, None, dict]]:
-    """Format 1: one (prompt, response, label, steps, record) per completion; equal-length list fields are sliced."""
+Row = tuple  # (prompt, response, label, steps | None, record, step_labels | None): one Sample's worth
+
+
+def _rollouts(path, line, rec: dict, require_label: bool) -> list[Row]:
+    """Format 1: one row per completion; equal-length list fields are sliced; `step_labels` holds one list (or null)
+    per completion."""
     prompt = _text(path, line, rec, "prompt")
     completions = _text_list(path, line, rec, "completions")
     n = len(completions)
@@ -105,9 +133,17 @@ def _rollouts(path, line, rec: dict, require_label: bool) -> list[tuple[str, str
                          f"has {len(correctness)} entries but 'completions' has {n}; expected one per completion")
     labels = [None] * n if correctness is None else [
         parse_label(path, line, f"correctness[{i}]", c) for i, c in enumerate(correctness)]
+    step_labels = [None] * n
+    if rec.get("step_labels") is not None:
+        if not isinstance(rec["step_labels"], list) or len(rec["step_labels"]) != n:
+            raise InputError(path, line, "step_labels", f"expected a list with one entry per completion ({n}), each "
+                                                        f"a list of step labels or null, found "
+                                                        f"{describe_json(rec['step_labels'])}")
+        step_labels = [None if v is None else parse_step_labels(path, line, f"step_labels[{i}]", v)
+                       for i, v in enumerate(rec["step_labels"])]
     others = {k: v for k, v in rec.items() if k not in ("prompt", "completions", "correctness")}
     out = []
-    for i, (response, label) in enumerate(zip(completions, labels)):
+    for i, (response, label, steps_y) in enumerate(zip(completions, labels, step_labels)):
         record = {"prompt": prompt, "response": response}
         if correctness is not None:
             record["correctness"] = correctness[i]
@@ -115,23 +151,25 @@ def _rollouts(path, line, rec: dict, require_label: bool) -> list[tuple[str, str
         for k, v in others.items():
             if k not in record:
                 record[k] = v[i] if isinstance(v, list) and len(v) == n else v
-        out.append((prompt, response, label, None, record))
+        out.append((prompt, response, label, None, record, steps_y))
     return out
 
 
-def _flat(path, line, rec: dict, require_label: bool) -> list[tuple[str, str, int | None, None, dict]]:
-    """Format 2: one sample; `label` is the outcome (null or absent = unknown)."""
+def _flat(path, line, rec: dict, require_label: bool) -> list[Row]:
+    """Format 2: one sample; `label` is the outcome (null or absent = unknown); optional `step_labels`."""
     prompt = _text(path, line, rec, "prompt")
     response = _text(path, line, rec, "response")
     label = None if rec.get("label") is None else parse_label(path, line, "label", rec["label"])
     if label is None and require_label:
         _need_label(path, line, "label", "'label' (0 or 1)")
-    return [(prompt, response, label, None, rec)]
+    steps_y = None if rec.get("step_labels") is None else parse_step_labels(path, line, "step_labels",
+                                                                             rec["step_labels"])
+    return [(prompt, response, label, None, rec, steps_y)]
 
 
-def _presplit(path, line, rec: dict, require_label: bool, sep: str) -> list[tuple[str, str, int | None, list, dict]]:
+def _presplit(path, line, rec: dict, require_label: bool, sep: str) -> list[Row]:
     """Format 3 (ProcessBench): `label` there is the first wrong step, so the outcome comes from
-    `final_answer_correct`, else `correctness`, else it is unknown."""
+    `final_answer_correct`, else `correctness`, else it is unknown. Optional `step_labels`, one per step."""
     if "problem" not in rec and "prompt" not in rec:
         raise InputError(path, line, "problem", "missing; pre-split records need 'problem' or 'prompt' (a string)")
     prompt = _text(path, line, rec, "problem" if "problem" in rec else "prompt")
@@ -143,15 +181,25 @@ def _presplit(path, line, rec: dict, require_label: bool, sep: str) -> list[tupl
             break
     if label is None and require_label:
         _need_label(path, line, "final_answer_correct", "'final_answer_correct' or 'correctness' (true/false)")
-    return [(prompt, sep.join(steps), label, list(steps), rec)]
+    steps_y = None if rec.get("step_labels") is None else parse_step_labels(path, line, "step_labels",
+                                                                             rec["step_labels"], len(steps))
+    return [(prompt, sep.join(steps), label, list(steps), rec, steps_y)]
 
 
-def read_samples(path: str | os.PathLike, step_separator: str = "\n\n", require_label: bool = False) -> list[Sample]:
-    """Read a JSONL (or JSON array) file of any of the three formats, detected per record, into Samples.
+def read_samples(path: str | os.PathLike, step_separator: str = "\n\n", require_label: bool = False,
+                 require_step_labels: bool = False, prm800k_neutral: float = 1.0) -> list[Sample]:
+    """Read a JSONL (or JSON array) file of any of the input formats, detected per record, into Samples.
 
-    Detection, first match wins: a `completions` field -> rollouts; `response` -> flat; `steps` -> pre-split.
+    Detection, first match wins: a `completions` field -> rollouts; `response` -> flat; `steps` -> pre-split;
+    string `input` holding the step tag "ки" and string `label` -> Math-Shepherd; `label` an object with `steps` ->
+    PRM800K (both pre-split, with step labels; see step_formats; `prm800k_neutral` is the label of PRM800K's neutral
+    rating 0). `require_step_labels`: every sample must carry step labels.
     Every problem raises InputError naming the file, the line and the field.
     """
+    from . import step_formats
+
+    if not 0.0 <= prm800k_neutral <= 1.0:
+        raise ValueError(f"prm800k_neutral must be in [0, 1], got {prm800k_neutral!r}")
     samples: list[Sample] = []
     group = -1
     for group, (line, rec) in enumerate(read_json_records(path)):
@@ -161,11 +209,18 @@ def read_samples(path: str | os.PathLike, step_separator: str = "\n\n", require_
             rows = _flat(path, line, rec, require_label)
         elif "steps" in rec:
             rows = _presplit(path, line, rec, require_label, step_separator)
+        elif step_formats.is_math_shepherd(rec):
+            rows = [step_formats.math_shepherd_row(path, line, rec, step_separator)]
+        elif step_formats.is_prm800k(rec):
+            rows = [step_formats.prm800k_row(path, line, rec, step_separator, prm800k_neutral)]
         else:
             found = ", ".join(sorted(rec)) or "none"
             raise InputError(path, line, None, f"unrecognised record (fields found: {found}); {SHAPES}")
-        for index, (prompt, response, label, steps, record) in enumerate(rows):
-            samples.append(Sample(prompt, response, label, steps, record, (str(path), line), group, index))
+        for index, (prompt, response, label, steps, record, steps_y) in enumerate(rows):
+            if steps_y is None and require_step_labels:
+                raise InputError(path, line, "step_labels", "missing step labels (required here); add 'step_labels' "
+                                 "(rollouts: one list per completion; pre-split: one number in [0, 1] per step)")
+            samples.append(Sample(prompt, response, label, steps, record, (str(path), line), group, index, steps_y))
     if group < 0:
         raise InputError(path, None, None, f"no records found; {SHAPES}")
     return samples

@@ -29,6 +29,7 @@ from .builtin import _APPLY, MAX_BALANCE_ATTEMPTS, Problem, make_problem
 KINDS = ("misread_op", "reversed_sub", "carry_slip", "arithmetic_slip", "dropped_step", "repeated_step")
 MISREAD = {"+": "*", "-": "+", "*": "+"}
 MAX_TRIES = 100
+RATE_UNIT = 0.15  # step_error_rate that gives rate_scale 1 (the default rate)
 
 
 @dataclass(frozen=True)
@@ -244,13 +245,18 @@ def _balance(problem: Problem, profile: Profile, samples: list[Completion], tag:
 def generate_rollouts_v2(cfg) -> list[dict]:
     """All version-2 records for a BuiltinDataConfig, deterministic given cfg.seed.
 
-    Problems come from the same generator as version 1; each record adds a per-completion `error_kind`.
+    Problems come from the same generator as version 1; each record adds a per-completion `error_kind`, and what
+    continuing a written prefix needs (`data.completers`, for Monte-Carlo step labels): `solver` = {"version": 2,
+    "seed", "rate_scale"} (the Profile is make_profile(parse_prompt(prompt), seed, rate_scale)) and per completion
+    `solver_states` = [stated value, next operation index] after each written step. Like `first_error`, these are
+    ground truth of the simulation: training and scoring never read them.
     """
     rng = random.Random(cfg.seed)
+    rate_scale = cfg.step_error_rate / RATE_UNIT
     records = []
     for idx in range(cfg.n_problems):
         problem = make_problem(rng, cfg.min_steps, cfg.max_steps)
-        profile = make_profile(problem, cfg.seed, cfg.step_error_rate / 0.15)
+        profile = make_profile(problem, cfg.seed, rate_scale)
         tag = f"{cfg.seed}:{idx}"
         samples = [solve_v2(problem, profile, random.Random(f"errors:{tag}:{j}"), f"{tag}:{j}")
                    for j in range(cfg.samples_per_problem)]
@@ -262,6 +268,8 @@ def generate_rollouts_v2(cfg) -> list[dict]:
             "correctness": [c.first_error < 0 for c in samples],
             "first_error": [c.first_error for c in samples],
             "error_kind": [c.error_kind for c in samples],
+            "solver_states": [[[st.value, st.next_op] for st in c.states] for c in samples],
             "answer": problem.answer,
+            "solver": {"version": 2, "seed": cfg.seed, "rate_scale": rate_scale},
         })
     return records

@@ -17,7 +17,8 @@ Input: JSONL (or a JSON array) with one scored response per line, N_max per prob
 Methods, for each N (accuracies over problems):
   <source.agg>                       the top-scored response is correct
   majority                           the most frequent answer is correct
-  weighted_majority.<source.agg>     the answer with the largest sum of sigmoid(score) (the reference choice)
+  weighted_majority.<source.agg>     the answer with the largest sum of sigmoid(score) (the reference choice);
+                                     for a scorer whose scores are probabilities (reward_schema), of the scores
   weighted_majority_raw.<source.agg> the answer with the largest sum of raw scores
   pass@N                             some response is correct
   random                             the expected accuracy of a uniform pick (mean correctness, exact)
@@ -46,8 +47,9 @@ from ..data.formats import describe_json
 from ..errors import ConfigError, InputError
 from ..io import atomic_open, read_json_records
 from ..results import write_result
-from .metrics import CI_LEVEL, bootstrap_mean_ci, check_bootstrap, ci_list, fmt_ci, sigmoid, text_table
-from .records import outcome_label, read_scores, record_answer, scoring_separator, vote_key
+from ..schema import to_probability
+from .metrics import CI_LEVEL, bootstrap_mean_ci, check_bootstrap, ci_list, fmt_ci, text_table
+from .records import outcome_label, read_scores, record_answer, score_scales, scoring_separator, vote_key
 
 SCHEMA = "implicit-prm/bon/v1"
 VOTE_RTOL, VOTE_ATOL = 1e-9, 1e-12  # weighted vote totals this close count as tied
@@ -92,6 +94,7 @@ class Responses:
     methods: list[str]  # (M,) score method names
     truncated: dict | None
     n_extracted: int = 0  # of the P * K responses, those whose answer was extracted from the text
+    scales: list[str] | None = None  # (M,) 'log_ratio' (weighted by sigmoid) or 'probability' (as it is)
 
 
 def read_responses(path: str | Path, name: str = "prm", ragged: str = "error") -> Responses:
@@ -117,6 +120,7 @@ def read_responses(path: str | Path, name: str = "prm", ragged: str = "error") -
         scores = read_scores(path, line, rec, name, first)
         if first is None:
             first = (line, list(scores))
+            scales = score_scales(rec, scores, name)
         key_fields.setdefault(key, key_field)
         answer, extracted = record_answer(path, line, rec, separator)
         vote = None if answer is None else vote_key(answer)
@@ -153,7 +157,7 @@ def read_responses(path: str | Path, name: str = "prm", ragged: str = "error") -
                          "majority and weighted votes cannot be counted; grade the responses first (`implicit-prm "
                          f"grade --input {path} --output GRADED.jsonl --reference-field answer`, then `eval bon` on "
                          "GRADED.jsonl) or add 'extracted_answer' to each record")
-    return Responses(correct, answers, scores, methods, truncated, n_extracted)
+    return Responses(correct, answers, scores, methods, truncated, n_extracted, [scales[m] for m in methods])
 
 
 def subset_indices(n_problems: int, k: int, n: int, subsets: str, n_subsets: int, seed: int) -> np.ndarray:
@@ -207,6 +211,7 @@ def evaluate(data: Responses, ns: list[int], subsets: str = "random", n_subsets:
     seeded with `seed`, shared by every method and N): the 100 (1 -+ level) / 2 percentiles. None if n_bootstrap = 0.
     """
     P, K, M = data.scores.shape
+    scale = data.scales or ["log_ratio"] * M
     out: dict[str, dict[str, list]] = {}
     per_problem: dict[str, list[np.ndarray]] = {}  # method -> [a_p (P,) per N]
     for n in ns:
@@ -219,7 +224,7 @@ def evaluate(data: Responses, ns: list[int], subsets: str = "random", n_subsets:
         hits = {m: top[..., j] for j, m in enumerate(data.methods)}  # each (P, D)
         hits["majority"] = votes.winner_correct(np.ones(answers.shape))
         for j, m in enumerate(data.methods):
-            hits[f"weighted_majority.{m}"] = votes.winner_correct(sigmoid(scores[..., j]))
+            hits[f"weighted_majority.{m}"] = votes.winner_correct(to_probability(scores[..., j], scale[j]))
         for j, m in enumerate(data.methods):
             hits[f"weighted_majority_raw.{m}"] = votes.winner_correct(scores[..., j])
         hits["pass@N"] = correct.any(axis=-1)

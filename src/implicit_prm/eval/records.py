@@ -64,6 +64,22 @@ def score_leaves(path, line, scores, name: str) -> dict[str, float]:
     return out
 
 
+def score_scales(rec: dict, methods, name: str) -> dict[str, str]:
+    """{method: 'log_ratio' | 'probability'} from the record's reward_schema (schema.py). Flat scores (method
+    name.agg) take the record's schema; nested ones (source.agg, merged files) take reward_schema[source] when the
+    schema is nested per source, else the record's."""
+    from ..schema import record_scale
+
+    schema = rec.get("reward_schema")
+    nested = isinstance(schema, dict) and "name" not in schema
+    out = {}
+    for m in methods:
+        source = m.split(".", 1)[0]
+        sub = schema.get(source) if nested and source != name else None
+        out[m] = record_scale({"reward_schema": sub} if nested else rec)
+    return out
+
+
 def read_scores(path, line, rec: dict, name: str, first: tuple[int, list[str]] | None) -> dict[str, float]:
     """The record's {method: score} (score_leaves); InputError when `scores` is missing or its methods differ from
     those of the first record, `first` = (line, methods) (None: this is the first record)."""

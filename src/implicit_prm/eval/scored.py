@@ -22,8 +22,8 @@ def score_once(prm: str, data: str | Path, out: str | Path, **kw) -> Path:
 
 
 def merge_scored(files: dict[str, Path], out: Path) -> Path:
-    """One file whose `scores` nest each source's scores under its name, {source: {agg: x}} (bon's nested form);
-    every other field comes from the first file.
+    """One file whose `scores` nest each source's scores under its name, {source: {agg: x}} (bon's nested form),
+    and `reward_schema` each source's schema, {source: schema}; every other field comes from the first file.
 
     The files must hold the same responses in the same order (scored from one input): InputError naming the file
     and line of the first record that differs from the first file's, or a file with another number of records.
@@ -41,7 +41,13 @@ def merge_scored(files: dict[str, Path], out: Path) -> Path:
                                                   "(score the same input)")
             if "scores" not in rec:
                 raise InputError(path, line, "scores", "missing; score the responses first (`implicit-prm score`)")
-    merged = [{**rec0, "scores": {name: rows[name][i][1]["scores"] for name in files}}
-              for i, (_, rec0) in enumerate(first)]
+    merged = []
+    for i, (_, rec0) in enumerate(first):
+        rec = {**rec0, "scores": {name: rows[name][i][1]["scores"] for name in files}}
+        schemas = {name: rows[name][i][1].get("reward_schema") for name in files}
+        rec.pop("reward_schema", None)
+        if any(v is not None for v in schemas.values()):
+            rec["reward_schema"] = schemas
+        merged.append(rec)
     write_jsonl(out, merged)
     return out

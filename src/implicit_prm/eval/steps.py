@@ -2,7 +2,8 @@
 
 ProcessBench (Zheng et al. 2024, arXiv 2412.06559) asks for the index of the first wrong step of a solution, or -1 if
 every step is right. An implicit PRM (Yuan et al. 2024, arXiv 2412.01981) answers with its q-values: the prediction is
-the first step k with sigmoid(q^k) < threshold (`signal="q_value"`), or with r^k < threshold on the raw step reward
+the first step k with sigmoid(q^k) < threshold (`signal="q_value"`; for a scorer whose q-values are already
+probabilities, a step-tag PRM's P(+), the value itself: schema.py), or with r^k < threshold on the raw step reward
 (`signal="step_reward"`); -1 if no step is below. The metric (ProcessBench's):
   acc_err = accuracy of the predicted index on samples with a wrong step (label != -1)
   acc_ok  = accuracy (prediction == -1) on samples whose steps are all right (label == -1)
@@ -41,7 +42,8 @@ from ..data.formats import describe_json
 from ..errors import ConfigError, InputError
 from ..io import read_json_records
 from ..results import write_result
-from .metrics import CI_LEVEL, OPTIMISTIC, bootstrap_ci, check_bootstrap, ci_list, fmt_ci, pct, sigmoid
+from ..schema import record_scale, to_probability
+from .metrics import CI_LEVEL, OPTIMISTIC, bootstrap_ci, check_bootstrap, ci_list, fmt_ci, pct
 from .records import number_list
 
 SCHEMA = "implicit-prm/steps/v1"
@@ -190,7 +192,7 @@ def read_step_data(path: str | Path, signal: str = "q_value") -> StepData:
         if isinstance(label, bool) or not isinstance(label, int) or not -1 <= label < n:
             raise InputError(path, line, label_key,
                              f"expected -1 or a step index 0..{n - 1} ({n} steps scored), found {describe_json(label)}")
-        signals.append(sigmoid(values) if signal == "q_value" else values)
+        signals.append(to_probability(values, record_scale(rec)) if signal == "q_value" else values)
         labels.append(label)
         lines.append(line)
     if not signals:
