@@ -7,7 +7,8 @@ import math
 import pytest
 
 from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
-from implicit_prm.score import ImplicitPRM, ScoreConfig, score
+from implicit_prm.prm import ImplicitPRM
+from implicit_prm.score import ScoreConfig, score
 from implicit_prm.train import TrainConfig, train
 
 pytestmark = pytest.mark.slow

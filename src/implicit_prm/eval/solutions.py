@@ -9,6 +9,7 @@ from pathlib import Path
 from ..data.formats import describe_json
 from ..errors import ConfigError, InputError
 from ..io import read_json_records
+from ..schema import record_scale
 from . import bon
 from .metrics import sigmoid
 from .records import is_presplit, number_list, outcome_label, score_leaves, scoring_separator
@@ -29,6 +30,7 @@ class Solution:
     scores: dict[str, float]  # the score methods matching score_key
     problem: str | int | None = None  # the problem key, as `eval bon` groups responses (bon.KEY_FIELDS)
     error_kind: str | None = None  # the built-in v2 data's kind of mistake (None: absent or a correct response)
+    probability: bool = False  # step rewards are P(+) of a step-tag scorer, not log-ratios (schema.py)
 
 
 def read_solution(path, line, rec: dict, separator: str, score_key: str) -> Solution:
@@ -82,7 +84,7 @@ def read_solution(path, line, rec: dict, separator: str, score_key: str) -> Solu
     problem = next((rec[k] for k in bon.KEY_FIELDS if k in rec), None)
     kind = rec.get("error_kind")
     return Solution(line, prompt, text, spans, rewards, q, correct, fe, scores, problem,
-                    kind if isinstance(kind, str) else None)
+                    kind if isinstance(kind, str) else None, record_scale(rec) == "probability")
 
 
 def read_solutions(path: str | Path, score_key: str) -> list[Solution]:
@@ -151,8 +153,12 @@ def solution_html(i: int, s: Solution, scale: float, emoji: bool, label: str = "
         if s.text[prev:a].strip():
             parts.append(f'<div style="{box}color:#777">{_text_html(s.text[prev:a])}</div>')
         wrong = k == s.first_error
-        label = (f"{reward_emoji(r, scale) + ' ' if emoji else ''}step {k} · r = {r:+.3f} · "
-                 f"σ(q) = {float(sigmoid(q)):.3f}" + (" · ✗ first wrong step" if wrong else ""))
+        if s.probability:  # P(+) in [0, 1]: shaded around 1/2 on the same colour scale
+            r, what = (r - 0.5) * 2 * scale, f"P(+) = {r:.3f}"
+        else:
+            what = f"r = {r:+.3f} · σ(q) = {float(sigmoid(q)):.3f}"
+        label = (f"{reward_emoji(r, scale) + ' ' if emoji else ''}step {k} · {what}"
+                 + (" · ✗ first wrong step" if wrong else ""))
         mark = "outline:3px solid #b00000;" if wrong else ""
         parts.append(f'<div style="{box}{mark}background:{reward_colour(r, scale)}">'
                      f'<span style="font-size:80%;color:#333"><b>[{html.escape(label)}]</b></span> '
