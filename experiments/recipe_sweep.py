@@ -49,6 +49,7 @@ RUNS = {  # name -> what differs from BASE (the demo's recipe before this sweep)
     "full_lr1e-5_beta0.05": {"lora": False, "lr": 1e-5, "beta": 0.05},
     "lora_epochs2": {"epochs": 2},
     "lora_400": {"problems": 400},
+    "lora_300": {"problems": 300},
     "base_bf16": {"precision": "bf16"},
     "untrained": {},  # no training: the starting model as a reference-free scorer (beta log pi), the baseline
 }
@@ -98,7 +99,8 @@ def run_one(out: Path, name: str, train400: Path, dev: Path, model: str, previou
     log = [rec for _, rec in read_json_records(Path(prm) / "train_log.jsonl")]
     return evaluate(scored, {"recipe": r, "train_steps": len([x for x in log if "loss" in x]),
                              "last_loss": next((x["loss"] for x in reversed(log) if "loss" in x), None),
-                             "train_s": previous.get("train_s") if trained_before else round(t_train, 1),
+                             "train_s": (previous.get("train_s") or round(log[-1].get("elapsed_s", 0), 1))
+                             if trained_before else round(t_train, 1),
                              "score_dev_s": previous.get("score_dev_s") if scored_before else round(t_score, 1)},
                     name)
 
@@ -128,8 +130,8 @@ def evaluate(scored: Path, res: dict, name: str) -> dict:
            "step_acc_err": steps["evaluated"]["acc_err"], "step_acc_ok": steps["evaluated"]["acc_ok"],
            "auroc_min_by_error_kind": by_error_kind(scored)}
     print(f"[sweep] {name}: AUROC min {res['auroc']['min']:.3f} sum {res['auroc']['sum']:.3f} "
-          f"mean {res['auroc']['mean']:.3f}, step F1 {100 * res['step_f1']:.1f}; train {res['train_s']:.0f} s, "
-          f"score {res['score_dev_s']:.0f} s", flush=True)
+          f"mean {res['auroc']['mean']:.3f}, step F1 {100 * res['step_f1']:.1f}; train {res['train_s']} s, "
+          f"score {res['score_dev_s']} s", flush=True)
     return res
 
 

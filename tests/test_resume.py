@@ -15,7 +15,7 @@ import implicit_prm.prm as prm_mod
 from implicit_prm.cli import main
 from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
 
-REWARD_FIELDS = ("step_rewards", "q_values", "scores")
+REWARD_FIELDS = ("step_rewards", "q_values", "scores", "reward_schema")
 
 
 def train_argv(data: Path, out: Path, model: str, cache: Path) -> list[str]:
@@ -195,7 +195,8 @@ def test_interrupted_scoring_resumes_without_rescoring(tmp_path, capsys, builtin
     assert f"resuming: {len(DONE)} of {len(want)} responses already scored" in stdout
     assert sum(count_prm_pass) == len(want) - len(DONE)
     assert_same_records(read_jsonl(out), want)
-    assert sorted(p.name for p in out.parent.iterdir()) == ["scored.jsonl", "scored.jsonl.config.json"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["scored.jsonl", "scored.jsonl.config.json",
+                                                          "scored.jsonl.flops.json"]
 
 
 def test_scoring_resumes_after_a_torn_last_line(tmp_path, capsys, builtin_data, tiny_model, tiny_model_b,

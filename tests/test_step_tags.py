@@ -219,3 +219,12 @@ def test_step_prm_trains_from_public_step_labelled_files(tmp_path, tiny_model, f
                             progress=False, checkpoint_every=0))
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 1 and math.isfinite(log[0]["loss"]) and len(samples) >= 2
+
+
+def test_a_step_tag_the_tokenizer_splits_is_refused_before_anything_is_written(tmp_path, tiny_model, capsys):
+    data = _presplit(tmp_path / "d.jsonl", _rows())
+    code = main(["train", "--data", str(data), "--output", str(tmp_path / "o"), "--model", tiny_model,
+                 "--objective", "step_bce", "--step-tag", " ки", "--template", "plain", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "step_tag" in err and "2 tokens" in err
+    assert not (tmp_path / "o").exists()

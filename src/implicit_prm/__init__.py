@@ -1,6 +1,7 @@
 """implicit-prm: process reward models from outcome labels only (Yuan et al. 2024, arXiv 2412.01981).
 
-Python API: `ImplicitPRM.from_pretrained(dir).score(prompt, steps)`; training: `implicit_prm.train.train(TrainConfig(...))`.
+Python API: `ImplicitPRM.from_pretrained(dir).score(prompt, steps)`; `load_scorer(dir)` for any model trained here
+(an implicit PRM, or a step-tag baseline: a StepTagPRM); training: `implicit_prm.train.train(TrainConfig(...))`.
 """
 __version__ = "0.1.0"
 
@@ -10,4 +11,8 @@ def __getattr__(name):  # lazy, so `import implicit_prm` stays fast until the AP
         from .prm import ImplicitPRM
 
         return ImplicitPRM
+    if name in ("StepTagPRM", "load_scorer"):
+        from . import step_prm
+
+        return getattr(step_prm, name)
     raise AttributeError(name)
