@@ -67,14 +67,15 @@ def make_splits(out: Path) -> dict[str, Path]:
     paths = {}
     for split, (n, k, balance, seed) in SPLITS.items():
         paths[split] = out / f"{split}.jsonl"
-        if not paths[split].exists():
+        if not done(paths[split]):
             write_builtin(BuiltinDataConfig(output=str(paths[split]), n_problems=n, samples_per_problem=k,
                                             balance=balance, seed=seed))
     return paths
 
 
 def done(path: Path) -> bool:
-    return path.exists() and config_path(path).exists()
+    """A finished output: its config is written last (and its FLOPs ledger before it)."""
+    return path.exists() and config_path(path).exists() and ledger_path(path).exists()
 
 
 def train_one(out: Path, name: str, data: Path, objective: str, model: str, precision: str) -> Path:
@@ -198,10 +199,11 @@ def main() -> None:
     ap.add_argument("--methods", nargs="*", default=list(METHODS))
     ap.add_argument("--quick", action="store_true", help="a smoke run on tiny splits (results not written)")
     args = ap.parse_args()
+    out, results = Path(args.out), Path(args.results)
     if args.quick:
+        out = out.with_name(out.name + "_quick")  # never mixed with a full run's files
         SPLITS.update(train=(8, 2, True, 1), dev=(4, 4, False, 2), test=(4, 4, False, 3))
         NS[:] = [1, 2, 4]
-    out, results = Path(args.out), Path(args.results)
     precision = resolve_precision(default_device(), args.precision)
     t0 = time.time()
     splits = make_splits(out)

@@ -175,7 +175,7 @@ def table(results: dict) -> str:
             + (f"{x['vs_base']['diff']:+.3f}{ci(x['vs_base']['ci'])} | " if x.get("vs_base") else "- | ")
             + f"{x['auroc']['sum']:.3f} | {x['auroc']['mean']:.3f} | {100 * x['step_f1']:.1f}"
             + (f" [{100 * f1ci[0]:.1f}, {100 * f1ci[1]:.1f}]" if f1ci else "")
-            + f" | {x['train_s']:.0f} | {x['score_dev_s']:.0f} |")
+            + "".join(" | n/a" if v is None else f" | {v:.0f}" for v in (x["train_s"], x["score_dev_s"])) + " |")
     return "\n".join(lines) + "\n"
 
 

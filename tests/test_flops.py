@@ -195,11 +195,13 @@ def test_paper_json_and_ratios_by_hand(tmp_path, capsys):
     # By hand. Every term of CE, DPO and AutoPSV is a whole sequence of L tokens: one forward F (generation costs
     # the same), training 3F (epochs 1), the reference F, AutoPSV's ORM labelling F.
     #   CE per response = F + 3F + F = 5F;  AutoPSV = F + 3F (ORM) + F (labels) + 3F (PRM) = 8F -> 8/5 = 1.6
-    #   DPO at n = 2: 2F + 2 * n(n-1) a(1-a) * (3F + F) over 2 * 5F, a = 0.519:
-    #   (2 + 8 * 2 * 0.519 * 0.481) / 10 = (2 + 3.994224) / 10 = 0.5994224
+    #   DPO at n = 2: 2F + 2 * n(n-1) a(1-a) * 3F + n (1 - a^n - (1-a)^n) F over 2 * 5F, a = 0.519:
+    #   pairs = 2 * 0.519 * 0.481 = 0.499278; mixed = 1 - 0.519^2 - 0.481^2 = 0.499278
+    #   (2 + 6 * 0.499278 + 2 * 0.499278) / 10 = (2 + 3.994224) / 10 = 0.5994224 (at n = 2 the two coincide)
     assert res["ratios"]["autopsv"] == pytest.approx([1.6, 1.6, 1.6])
     assert res["ratios"]["dpo"][0] == pytest.approx(0.5994224)
-    assert res["ratios"]["dpo"][2] == pytest.approx((8 + 8 * 56 * 0.519 * 0.481) / 40)  # n = 8: 56 ordered pairs
+    mixed8 = 1 - 0.519 ** 8 - 0.481 ** 8
+    assert res["ratios"]["dpo"][2] == pytest.approx((8 + 6 * 56 * 0.519 * 0.481 + 8 * mixed8) / 40)  # 56 pairs
     # Math-Shepherd at any n, per response, P = 7504924672, attention 2 * 32 * 4096 = 262144 per unit of context:
     # L = 150 + 400 = 550; F = 2P*550 + 262144 * 550*551/2; train 3F; no reference.
     # 8 steps, each: one prefill of q = 350 tokens (2P*350 + 262144 * 350*351/2) and 8 completions of c = 200

@@ -76,8 +76,9 @@ def test_hand_worked_labels(tmp_path, monkeypatch, label, want):
     assert saved == json.loads(json.dumps(stats)) and (tmp_path / "out.jsonl.config.json").exists()
 
 
-def test_flat_and_presplit_inputs_become_rollouts(tmp_path, monkeypatch):
-    """Formats 2 and 3 give one-completion rollout records; an unlabelled response is graded for its last step."""
+def test_flat_inputs_become_rollouts_and_presplit_stays_presplit(tmp_path, monkeypatch):
+    """Format 2 gives one-completion rollout records (an unlabelled response is graded for its last step); format 3
+    keeps its steps, so that training splits the response exactly as the labels were made."""
     use(monkeypatch, Fake({1: 4}))
     recs = [{"prompt": "p", "response": "a\n\nThe answer is 5.", "answer": 5, "id": 1},
             {"problem": "q", "steps": ["a", "The answer is 4."], "final_answer_correct": False, "answer": "5"}]
@@ -86,7 +87,10 @@ def test_flat_and_presplit_inputs_become_rollouts(tmp_path, monkeypatch):
     a, b = read(out)
     assert a == {"prompt": "p", "completions": ["a\n\nThe answer is 5."], "answer": 5, "id": 1,
                  "correctness": [True], "step_labels": [[1, 1]], "mc_values": [[1.0, 1.0]], "mc_k": 2}
-    assert b["completions"] == ["a\n\nThe answer is 4."] and b["step_labels"] == [[1, 0]]
+    assert b == {"problem": "q", "steps": ["a", "The answer is 4."], "final_answer_correct": False, "answer": "5",
+                 "step_labels": [1, 0], "mc_values": [1.0, 0.0], "mc_k": 2}
+    from implicit_prm.data import read_samples
+    assert [s.step_labels for s in read_samples(out, require_step_labels=True)] == [[1, 1], [1, 0]]
 
 
 def test_builtin_prompt_parser_inverts_make_problem():

@@ -85,6 +85,7 @@ def compute_params(model) -> int:
     vocab x hidden matmul counted once (tied or not), plus the head's bias if any. Norm weights are included."""
     heads = [m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None]
     skip = {id(p) for m in heads for p in m.parameters()}
+    skip |= {id(p) for n, p in model.named_parameters() if "lora_" in n}  # a LoRA adapter's FLOPs are left out
     body = sum(p.numel() for p in model.parameters() if id(p) not in skip)  # parameters() lists a tied tensor once
     head = model.get_output_embeddings()
     if head is None:
@@ -116,6 +117,11 @@ class ModelShape:
             c.get("mlp_bias"))
         params = layer * layers + h + c["vocab_size"] * h  # + final norm + head
         return cls(name or c.get("name") or c.get("_name_or_path") or "unknown", params, layers, heads * hd)
+
+    def step_tag(self, vocab: int, hidden: int) -> "ModelShape":
+        """The shape of a step-tag scorer (step_tags.StepLogits): its head computes two logits, not the vocab's,
+        so P counts 2 x hidden for the head instead of vocab x hidden."""
+        return dataclasses.replace(self, params=self.params - vocab * hidden + 2 * hidden)
 
     @classmethod
     def from_model(cls, model, name: str) -> "ModelShape":

@@ -69,7 +69,8 @@ FORMULA = [
     "sequence; generating it with a KV cache costs the same); train(T) = 3 fwd(T) (full fine-tune, 6P)",
     "gen = generation_counted * fwd(L); ref = reference_counted * fwd(L); one response, per instruction x n:",
     "implicit CE    = n [gen + epochs train(L) + ref]",
-    "implicit DPO   = n gen + 2 n(n-1) a(1-a) [epochs train(L) + ref]   (every correct x incorrect pair, 2 sides)",
+    "implicit DPO   = n gen + 2 n(n-1) a(1-a) epochs train(L) + n (1 - a^n - (1-a)^n) ref   (every correct x "
+    "incorrect pair trains both sides; the reference runs once per response of an instruction with a pair)",
     "Math-Shepherd  = n [gen + steps (k prefill(q) + N complete(c after q)) + epochs train(L)],  N = "
     "completions_per_step, c = completion_fraction response_tokens, q = L - c, k = 1 if shared_prefill else N",
     "AutoPSV        = n [gen + epochs train(L) (ORM) + fwd(L) (ORM confidence labels) + epochs train(L) (PRM)]",
@@ -92,7 +93,8 @@ def method_flops(a: dict, n: int, shape: ModelShape) -> dict[str, float]:
     label_step = (1 if a["shared_prefill"] else N) * run("forward", q) + N * run("generate", c, q)
     pairs = n * (n - 1) * a["accuracy"] * (1 - a["accuracy"])
     per = {"ce": n * (gen + train + ref),
-           "dpo": n * gen + 2 * pairs * (train + ref),
+           # every pair trains both sides; the reference runs once per response that is in some pair (cached)
+           "dpo": n * gen + 2 * pairs * train + n * (1 - a["accuracy"] ** n - (1 - a["accuracy"]) ** n) * ref,
            "math_shepherd": n * (gen + a["steps_per_response"] * label_step + train),
            "autopsv": n * (gen + train + run("forward", L) + train)}
     return {m: a["instructions"] * f for m, f in per.items()}

@@ -82,6 +82,9 @@ class ImplicitPRM:
                 warnings.warn(f"ImplicitPRM: '{old}' is now '{new}'", DeprecationWarning, stacklevel=2)
                 kw[new] = kw.pop(old)
         meta = read_metadata(resolve(prm))
+        if meta is not None and meta.kind != "implicit":
+            raise UserError(f"'{prm}' is a {meta.kind} scorer ({meta.objective}), not an implicit PRM: load it with "
+                            "implicit_prm.load_scorer (which `implicit-prm score` uses)")
         ref_spec, in_memory = reference_spec(prm, ref, reference_free, meta)
         tok = load_tokenizer(prm)
         if ref_spec and not in_memory:

@@ -86,8 +86,8 @@ def score(cfg: ScoreConfig) -> Path:
         done = {item["i"]: item["r"] for item in partial.read()}
         resolved = dataclasses.replace(cfg, beta=prm.beta, template=prm.template, ref=prm.ref,
                                        system_prompt=prm.system_prompt)
+        ledger(cfg, prm, encs).write(out)  # before the output: one with its config beside it is finished
         n = write_result(out, scored_records(samples, encs, done), resolved, write=write_jsonl)
-        ledger(cfg, prm, encs).write(out)
         partial.remove()
         n_skipped = sum(e is None for e in encs)
         print(f"[implicit-prm] wrote {n} scored responses to {out}"
@@ -103,7 +103,10 @@ def ledger(cfg: ScoreConfig, prm, encs):
     from .flops import Ledger, ModelShape
 
     lm = prm.model.lm
-    led = Ledger(ModelShape.from_model(lm, cfg.prm), "score", lora=hasattr(lm, "peft_config"))
+    shape = ModelShape.from_model(lm, cfg.prm)
+    if prm.ref is None and hasattr(prm, "tag"):  # a step-tag scorer's head computes two logits
+        shape = shape.step_tag(*lm.get_output_embeddings().weight.shape)
+    led = Ledger(shape, "score", lora=hasattr(lm, "peft_config"))
     lengths = [len(e) for e in encs if e is not None]
     led.add_forward(lengths, kind="score")
     if prm.ref is not None:

@@ -94,12 +94,15 @@ class StepTagPRM:
                            self.batch_tokens, show, (acc.process_index, acc.num_processes), on_batch)
         return out
 
-    def score(self, prompt: str, steps: list[str], separator: str = "\n\n") -> dict:
-        """Score one response given as a list of steps."""
+    def score(self, prompt: str, steps: list[str] | str, separator: str = "\n\n", split: str = "auto") -> dict:
+        """Score one response given as a list of steps (or a string, split by `split`), as ImplicitPRM.score."""
         from .data.formats import Sample
 
-        sample = Sample(prompt, separator.join(steps), None, list(steps), {}, ("<api>", 0), 0, 0)
-        return self.score_encoded(self.encode([sample], separator=separator))[0]
+        if isinstance(steps, str):
+            sample = Sample(prompt, steps, None, None, {}, ("<api>", 0), 0, 0)
+        else:
+            sample = Sample(prompt, separator.join(steps), None, list(steps), {}, ("<api>", 0), 0, 0)
+        return self.score_encoded(self.encode([sample], split, separator=separator))[0]
 
 
 def load_scorer(prm: str, ref: str | None = None, reference_free: bool = False, beta: float | None = None, **kw):

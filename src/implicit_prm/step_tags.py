@@ -70,7 +70,7 @@ def encode_tagged(encoder: Encoder, prompt: str, response: str, spans: list[tupl
     """Encode a response with the tag token after each step; `tag_positions` index the tags in response_ids.
 
     Over max_length: None with overlong='skip', Overlong with 'error', and with 'truncate' only the steps whose
-    tag fits are kept.
+    tag fits are kept (None when not even the first one fits).
     """
     tok = encoder.tok
     p_ids = encoder.prompt_ids(prompt)
@@ -93,7 +93,9 @@ def encode_tagged(encoder: Encoder, prompt: str, response: str, spans: list[tupl
         if encoder.overlong == "skip":
             return None
         kept = [t for t in tags if t < room]
-        if encoder.overlong == "error" or not kept:
+        if encoder.overlong == "truncate" and not kept:
+            return None  # not even the first step and its tag fit: nothing to score, left out like 'skip'
+        if encoder.overlong == "error":
             raise Overlong(f"prompt ({len(p_ids)} tokens) + tagged response ({len(ids)} tokens) exceed max_length "
                            f"{encoder.max_length} (raise --max-length, or use --overlong skip|truncate)",
                            prompt_only=room < 1)

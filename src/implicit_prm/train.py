@@ -269,7 +269,10 @@ def ledger(cfg: TrainConfig, data: Prepared, lm, n_proc: int, with_reference: bo
     distinct sequence once, which the method needs even where this run read it from the cache."""
     from .flops import Ledger, ModelShape
 
-    led = Ledger(ModelShape.from_model(lm, cfg.model), "train", method=cfg.objective, lora=cfg.lora)
+    shape = ModelShape.from_model(lm, cfg.model)
+    if data.tag is not None:  # a step-tag scorer's head computes two logits
+        shape = shape.step_tag(*lm.get_output_embeddings().weight.shape)
+    led = Ledger(shape, "train", method=cfg.objective, lora=cfg.lora)
     kl = losses.LOSSES[cfg.objective].kl_pairs
     trained, pairs = [], []
     for global_batch in data.plan:
@@ -393,13 +396,16 @@ class TrainLog:
     def step(self, step: int, outputs: list[losses.LossOutput], n_tokens: int, lr: float, grad_norm) -> None:
         """Gather rewards and labels from every process; log the mean loss, rewards by label, and accuracy."""
         acc = self.acc
-        r = acc.gather(torch.cat([o.rewards for o in outputs]))
-        lab = acc.gather(torch.cat([o.labels.to(r.device) for o in outputs]))
+        # step objectives give one reward per labelled step, so processes hold different counts: pad to gather
+        r = torch.cat([o.rewards.float() for o in outputs])
+        lab = torch.cat([o.labels.to(r.device).float() for o in outputs])
+        r, lab = (acc.gather(acc.pad_across_processes(t, pad_index=-1)) for t in (r, lab))
+        r, lab = r[lab >= 0], lab[lab >= 0]  # labels are in [0, 1]; -1 is padding
         loss = acc.reduce(sum(o.loss.detach() for o in outputs) / len(outputs), reduction="mean").item()
         self.tokens += int(acc.reduce(torch.tensor(n_tokens, device=r.device), reduction="sum").item())
         elapsed = time.time() - self.t0
         rec = {"step": step, "loss": loss, "lr": lr, "reward_correct": _mean(r[lab == 1]),
-               "reward_incorrect": _mean(r[lab == 0]), "acc": ((r > 0).float() == lab).float().mean().item(),
+               "reward_incorrect": _mean(r[lab == 0]), "acc": ((r > 0) == (lab >= 0.5)).float().mean().item(),
                "grad_norm": None if grad_norm is None else float(grad_norm), "tokens": self.tokens,
                "elapsed_s": elapsed, "tokens_per_s": self.tokens / elapsed}
         if self.main:

@@ -113,13 +113,19 @@ def _label_record(cfg: McLabelConfig, completer: Completer, raw: dict, samples: 
     texts = iter(completed)
     values = [[sum(grade(t, plan.answer).correct for t in next(texts)) / cfg.k for _ in plan.prefixes]
               + [float(plan.outcome)] for plan in plans]  # the last step: the response is its own completion
+    labels = values if cfg.label == "soft" else [[int(x > 0) for x in v] for v in values]
+    if samples[0].steps is not None:  # format 3 stays pre-split, so that training splits it the same way
+        rec = dict(raw)
+        rec.setdefault("final_answer_correct", bool(plans[0].outcome))
+        rec.update(step_labels=labels[0], mc_values=values[0], mc_k=cfg.k)
+        return rec, count(flat, completed)
     if "completions" in raw:
         rec = dict(raw)
     else:  # formats 2 and 3: one response, its other fields kept
         rec = {"prompt": samples[0].prompt, "completions": [samples[0].response],
                **{k: v for k, v in raw.items() if k not in CONSUMED}}
     rec["correctness"] = [bool(plan.outcome) for plan in plans]
-    rec["step_labels"] = values if cfg.label == "soft" else [[int(x > 0) for x in v] for v in values]
+    rec["step_labels"] = labels
     rec["mc_values"] = values
     rec["mc_k"] = cfg.k
     return rec, count(flat, completed)
@@ -133,7 +139,10 @@ def label_stats(records: list[dict], k: int) -> dict:
     counts = {(name, subset): [0, 0, 0, 0] for name in ("hard", "soft@0.5") for subset in ("all", "sampled")}
     for rec in records:
         fes = rec.get("first_error")
-        for i, v in enumerate(rec["mc_values"]):
+        per_response = rec["mc_values"]
+        if per_response and not isinstance(per_response[0], list):  # a pre-split record: one response
+            per_response = [per_response]
+        for i, v in enumerate(per_response):
             n_resp, n_steps = n_resp + 1, n_steps + len(v)
             fe = fes[i] if isinstance(fes, list) and i < len(fes) else fes
             if type(fe) is not int:

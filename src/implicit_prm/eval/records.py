@@ -75,7 +75,7 @@ def score_scales(rec: dict, methods, name: str) -> dict[str, str]:
     out = {}
     for m in methods:
         source = m.split(".", 1)[0]
-        sub = schema.get(source) if nested and source != name else None
+        sub = schema.get(source) if nested else None
         out[m] = record_scale({"reward_schema": sub} if nested else rec)
     return out
 
