@@ -228,3 +228,26 @@ def test_a_step_tag_the_tokenizer_splits_is_refused_before_anything_is_written(t
     err = capsys.readouterr().err
     assert code == 2 and "step_tag" in err and "2 tokens" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_outcome_and_bon_read_probability_scores_without_a_sigmoid(tmp_path):
+    """A step-tag scorer's scores are probabilities: weighted majority sums them as they are (a sigmoid would
+    flatten 0.9 against 0.1 to 0.71 against 0.52), and eval outcome compares them at p = 1/2."""
+    from implicit_prm.eval.bon import read_responses
+    from implicit_prm.eval.outcome import read_outcome_units
+    schema = {"name": "implicit-prm/scored", "version": 1, "scorer": "step_prm", "scale": "probability"}
+    recs = [{"prompt": "p", "response": "The answer is 1.", "correctness": True, "scores": {"min": 0.9},
+             "reward_schema": schema},
+            {"prompt": "p", "response": "The answer is 2.", "correctness": False, "scores": {"min": 0.2},
+             "reward_schema": schema},
+            {"prompt": "p", "response": "The answer is 2.", "correctness": False, "scores": {"min": 0.3},
+             "reward_schema": schema}]
+    path = _presplit(tmp_path / "s.jsonl", recs)
+    data = read_responses(path)
+    assert data.scales == ["probability"]
+    from implicit_prm.eval.bon import evaluate
+    res = evaluate(data, [3], subsets="first", n_bootstrap=0)
+    # answer 1: 0.9; answer 2: 0.2 + 0.3 = 0.5 -> 1 wins (with sigmoids, 0.711 against 0.550 + 0.574 = 1.124: 2 wins)
+    assert res["weighted_majority.prm.min"]["acc"] == [1.0] and res["majority"]["acc"] == [0.0]
+    labels, scores, methods, _ = read_outcome_units(path)
+    assert scores[:, 0] == pytest.approx([math.log(9), math.log(0.25), math.log(0.3 / 0.7)])

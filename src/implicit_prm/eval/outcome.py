@@ -28,6 +28,7 @@ Output JSON (schema "implicit-prm/outcome/v1"):
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
@@ -52,7 +53,7 @@ from .metrics import (
     text_table,
     weighted_auroc,
 )
-from .records import is_presplit, outcome_label, read_scores
+from .records import is_presplit, outcome_label, read_scores, score_scales
 
 SCHEMA = "implicit-prm/outcome/v1"
 
@@ -79,7 +80,8 @@ def read_outcomes(path: str | Path, name: str = "prm") -> tuple[np.ndarray, np.n
 def read_outcome_units(path: str | Path, name: str = "prm") -> tuple[np.ndarray, np.ndarray, list[str],
                                                                      np.ndarray | None]:
     """read_outcomes plus units (R,) int: each response's problem (first-appearance order) when every record has a
-    problem key (KEY_FIELDS, as `eval bon` groups them), else None (every response its own unit)."""
+    problem key (KEY_FIELDS, as `eval bon` groups them), else None (every response its own unit). Scores that are
+    probabilities (reward_schema) are read as their logits, so that 0 is p = 1/2 (AUROC is unchanged)."""
     labels, rows, first, keys = [], [], None, []  # first: (line, methods) of the first record
     for line, rec in read_json_records(path):
         got = outcome_label(path, line, rec)
@@ -90,6 +92,11 @@ def read_outcome_units(path: str | Path, name: str = "prm") -> tuple[np.ndarray,
         scores = read_scores(path, line, rec, name, first)
         if first is None:
             first = (line, list(scores))
+            scales = score_scales(rec, scores, name)
+        for m, scale in scales.items():  # a probability compared as its logit: acc@0 is then acc at p = 1/2
+            if scale == "probability" and m in scores:
+                p = min(max(scores[m], 1e-12), 1 - 1e-12)
+                scores[m] = math.log(p / (1 - p))
         labels.append(got[1])
         rows.append([scores[m] for m in first[1]])
         key_field = next((k for k in KEY_FIELDS if k in rec), None)
