@@ -239,9 +239,15 @@ def outcome_blocks(path: Path, r: dict) -> list[tuple]:
 
 def solution_blocks(path: Path, chosen: list[Solution], emoji: bool) -> list[tuple]:
     scale = max((abs(r) for s in chosen for r in s.rewards), default=0.0)
-    legend = (f"Each step's background runs from red (reward -{scale:.3g}, the most negative shown) through white "
-              f"(0) to green (+{scale:.3g}); the label gives the step reward r and sigmoid(q-value). The true first "
-              "wrong step, when known, is outlined and marked ✗.")
+    if chosen and all(s.probability for s in chosen):  # a step-tag scorer: P(+) per step
+        scale = 1.0
+        legend = ("Each step's background runs from red (P(+) = 0) through white (1/2) to green (1); the label gives "
+                  "the step's P(+) from the step-tag scorer. The true first wrong step, when known, is outlined and "
+                  "marked ✗.")
+    else:
+        legend = (f"Each step's background runs from red (reward -{scale:.3g}, the most negative shown) through "
+                  f"white (0) to green (+{scale:.3g}); the label gives the step reward r and sigmoid(q-value). The "
+                  "true first wrong step, when known, is outlined and marked ✗.")
     if emoji:
         legend += f" Emoji: 🟥 r <= -m/2, 🟧 r <= -m/10, ⬜ |r| < m/10, 🟩 r >= m/10, with m = {scale:.3g}."
     return [("h", f"Solutions: {path.name}"), ("p", ["From ", Code(str(path)), f": {len(chosen)} solutions. {legend}"]),
