@@ -86,8 +86,10 @@ class Encoder:
 
 
 def encode_samples(encoder: Encoder, samples, split: str = "auto", step_regex: str | None = None,
-                   separator: str = "\n\n") -> list[Encoded | None]:
-    """Encode data.Sample objects; errors name the sample's file and line. None marks a skipped overlong sample."""
+                   separator: str = "\n\n", encode=None) -> list[Encoded | None]:
+    """Encode data.Sample objects; errors name the sample's file and line. None marks a skipped overlong sample.
+    `encode(prompt, response, spans)` replaces encoder.encode (step_tags puts a tag after each step)."""
+    encode = encode or encoder.encode
     from .errors import InputError
 
     out = []
@@ -96,7 +98,7 @@ def encode_samples(encoder: Encoder, samples, split: str = "auto", step_regex: s
         field = "steps" if s.steps is not None else "response"
         try:
             spans = step_spans(s.response, s.steps, split, step_regex, separator)
-            out.append(encoder.encode(s.prompt, s.response, spans))
+            out.append(encode(s.prompt, s.response, spans))
         except Overlong as e:
             prompt_field = "problem" if "problem" in s.record and "prompt" not in s.record else "prompt"
             raise InputError(path, line, prompt_field if e.prompt_only else field, str(e)) from None

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .encoding import Encoded, Encoder, Overlong
+from .encoding import Encoded, Encoder, Overlong, encode_samples
 from .errors import ConfigError
 
 TAG_CANDIDATES = (" ки", " ###")  # "auto": Math-Shepherd's tag where it is one token, else a rare one
@@ -106,22 +106,9 @@ def encode_tagged(encoder: Encoder, prompt: str, response: str, spans: list[tupl
 
 def encode_tagged_samples(encoder: Encoder, samples, tag_id: int, split: str = "auto",
                           step_regex: str | None = None, separator: str = "\n\n") -> list[Encoded | None]:
-    """encode_tagged over data.Samples; errors name the sample's file, line and field."""
-    from .errors import InputError
-    from .splitting import step_spans
-
-    out = []
-    for s in samples:
-        path, line = s.source
-        field = "steps" if s.steps is not None else "response"
-        try:
-            out.append(encode_tagged(encoder, s.prompt, s.response, step_spans(s.response, s.steps, split, step_regex,
-                                                                                separator), tag_id))
-        except Overlong as e:
-            raise InputError(path, line, "prompt" if e.prompt_only else field, str(e)) from None
-        except ValueError as e:
-            raise InputError(path, line, field, str(e)) from None
-    return out
+    """encode_tagged over data.Samples; errors name the sample's file, line and field (encoding.encode_samples)."""
+    return encode_samples(encoder, samples, split, step_regex, separator,
+                          encode=lambda prompt, response, spans: encode_tagged(encoder, prompt, response, spans, tag_id))
 
 
 def step_targets(samples, encs: Sequence[Encoded | None], source: str) -> list[list[float] | None]:
