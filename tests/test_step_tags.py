@@ -13,7 +13,7 @@ from implicit_prm.cli import main
 from implicit_prm.encoding import Encoder
 from implicit_prm.errors import ConfigError, InputError
 from implicit_prm.score import ScoreConfig, score
-from implicit_prm.step_prm import load_scorer
+from implicit_prm.scorers import load_scorer
 from implicit_prm.step_tags import StepLogits, aggregate_probabilities, batch_inputs, encode_tagged, resolve_tag
 from implicit_prm.train import TrainConfig, train
 

@@ -1,7 +1,7 @@
 """implicit-prm: process reward models from outcome labels only (Yuan et al. 2024, arXiv 2412.01981).
 
-Python API: `ImplicitPRM.from_pretrained(dir).score(prompt, steps)`; `load_scorer(dir)` for any model trained here
-(an implicit PRM, or a step-tag baseline: a StepTagPRM); training: `implicit_prm.train.train(TrainConfig(...))`.
+Python API: `ImplicitPRM.from_pretrained(dir).score(prompt, steps)`; `load_scorer(dir, format="auto")` for any
+scorer (an implicit PRM, a step-tag model trained here, or a released PRM/ORM: a ReadoutPRM); training: `implicit_prm.train.train(TrainConfig(...))`.
 """
 __version__ = "0.1.0"
 
@@ -11,8 +11,12 @@ def __getattr__(name):  # lazy, so `import implicit_prm` stays fast until the AP
         from .prm import ImplicitPRM
 
         return ImplicitPRM
-    if name in ("StepTagPRM", "load_scorer"):
-        from . import step_prm
+    if name == "load_scorer":
+        from .scorers import load_scorer
 
-        return getattr(step_prm, name)
+        return load_scorer
+    if name == "ReadoutPRM":
+        from .scorers.readout import ReadoutPRM
+
+        return ReadoutPRM
     raise AttributeError(name)

@@ -1,8 +1,9 @@
 """What a scored record's numbers mean: the versioned `reward_schema` that `implicit-prm score` writes on every record.
 
-An implicit PRM's step rewards are log-ratios, beta * log(pi/pi_ref) summed over a step's tokens, so its q-values
+Three scales: an implicit PRM's step rewards are log-ratios, beta * log(pi/pi_ref) summed over a step's tokens, so its q-values
 and scores are logits: sigmoid maps them to probabilities. A step-tag scorer (Math-Shepherd PRM, outcome verifier)
-writes P(+) at each step's tag: already a probability, which a sigmoid would distort. The evaluations read the
+writes P(+) at each step's tag: already a probability, which a sigmoid would distort. A sequence-classification
+reward model (format orm) writes its head's raw value: a logit, read through a sigmoid like a log-ratio. The evaluations read the
 schema and apply the right transform (`to_probability`). Files scored before the schema existed hold implicit
 rewards, so a record without one is read as log-ratios.
 """
@@ -12,7 +13,7 @@ import numpy as np
 
 SCHEMA_NAME = "implicit-prm/scored"
 SCHEMA_VERSION = 1
-SCALES = ("log_ratio", "probability")
+SCALES = ("log_ratio", "probability", "logit")
 
 
 def implicit_schema(beta: float, reference_free: bool = False) -> dict:
@@ -22,15 +23,19 @@ def implicit_schema(beta: float, reference_free: bool = False) -> dict:
             "beta": beta, "reference_free": reference_free}
 
 
-def probability_schema(scorer: str) -> dict:
-    """scorer 'step_prm' (Math-Shepherd) or 'orm'. step_rewards: P(+) at the tag after each step; q_values: the
-    same (a step's P(+) already estimates the prefix's value); scores: min / last / prod / mean of them; an ORM
-    also writes start_value, P(+) at the prompt's end."""
-    return {"name": SCHEMA_NAME, "version": SCHEMA_VERSION, "scorer": scorer, "scale": "probability"}
+def readout_schema(scorer: str, fmt: str, scale: str = "probability") -> dict:
+    """A value read at one position per step (scorers/readout.py). scorer 'step_prm' (P(+) at each step: formats
+    math-shepherd, rlhflow, token-classification) or 'orm' (an outcome model); `format` is the --format that
+    read it. step_rewards: the value at each step; q_values: the same (a step's value already judges the prefix
+    it ends); scores: min / last / prod / mean of probabilities, or last / min / mean of logits (scale 'logit':
+    a sequence-classification reward model, whose 'last' is its model card's score and whose earlier values are
+    read at each step's last token). A step-tag ORM trained here also writes start_value, P(+) at the prompt's
+    end."""
+    return {"name": SCHEMA_NAME, "version": SCHEMA_VERSION, "scorer": scorer, "format": fmt, "scale": scale}
 
 
 def record_scale(rec: dict) -> str:
-    """'log_ratio' or 'probability': the record's schema scale; a record without a schema holds log-ratios."""
+    """'log_ratio', 'probability' or 'logit': the record's schema scale; a record without a schema holds log-ratios."""
     schema = rec.get("reward_schema")
     if isinstance(schema, dict) and schema.get("scale") in SCALES:
         return schema["scale"]

@@ -8,11 +8,12 @@ from typing import Literal, Optional
 
 from .config import field
 from .data import read_samples
+from .data.sources import input_source
 from .io import write_jsonl
 from .processes import process_state
 from .results import write_result
 from .resume import PartialFile, run_signature
-from .step_prm import load_scorer
+from .scorers import load_scorer
 
 # Fields that may change between a killed run and its restart without changing the records.
 FREE_ON_RESUME = ("output", "progress", "batch_tokens", "logprob_cache")
@@ -20,10 +21,21 @@ FREE_ON_RESUME = ("output", "progress", "batch_tokens", "logprob_cache")
 
 @dataclass
 class ScoreConfig:
-    input: str = field(help="responses to score (JSONL/JSON, any input format)")
+    input: str = field(help="responses to score (JSONL/JSON, any input format incl. PRMBench), or a benchmark name "
+                            "processbench:<gsm8k|math|olympiadbench|omnimath>")
     output: str = field(help="output JSONL: one record per response with step_rewards, q_values, scores")
-    prm: str = field(help="the trained PRM (dir from `implicit-prm train`: an implicit PRM, or a step-tag scorer "
-                          "from --objective step_bce|orm), any causal LM, or an adapter")
+    prm: str = field(help="the scorer: a PRM trained here (an implicit PRM, or a step-tag model from --objective "
+                          "step_bce|orm), a released PRM or ORM (see --format), any causal LM, or an adapter")
+    format: Literal["auto", "implicit", "math-shepherd", "rlhflow", "token-classification", "orm"] = field(
+        "auto", help="how the checkpoint scores: implicit (beta * log-ratio; EurusPRM), math-shepherd (P(+) at 'ки'),"
+                     " rlhflow (P(+) at each assistant turn), token-classification (Qwen2.5-Math-PRM, <extra_0>), "
+                     "orm (a sequence-classification reward model); auto reads it from the checkpoint and refuses "
+                     "when it cannot tell")
+    trust_remote_code: bool = field(False, help="run modeling code the checkpoint ships (Qwen2.5-Math-PRM)")
+    step_tag: Optional[str] = field(None, help="the token after each step (default: math-shepherd 'ки', "
+                                               "token-classification '<extra_0>')")
+    plus_token: str = field("+", help="math-shepherd, rlhflow: the token whose probability is a step's score")
+    minus_token: str = field("-", help="math-shepherd, rlhflow: the token against it")
     ref: Optional[str] = field(None, help="reference model (default: from the PRM's implicit_prm.json; for a LoRA "
                                           "PRM, its base with the adapter disabled)")
     reference_free: bool = field(False, help="reward = beta * log pi_theta, no reference model")
@@ -56,14 +68,15 @@ def score(cfg: ScoreConfig) -> Path:
     state = process_state()
     out = Path(cfg.output)
     samples = read_samples(cfg.input, cfg.step_separator)
-    prm = load_scorer(cfg.prm, cfg.ref, cfg.reference_free, cfg.beta, device=str(state.device),
-                                      template=cfg.template, system_prompt=cfg.system_prompt,
-                                      precision=cfg.precision, max_length=cfg.max_length,
-                                      logprob_cache=cfg.logprob_cache, batch_tokens=cfg.batch_tokens,
-                                      overlong=cfg.overlong)
+    prm = load_scorer(cfg.prm, cfg.format, cfg.ref, cfg.reference_free, cfg.beta, cfg.step_tag, cfg.plus_token,
+                      cfg.minus_token, cfg.trust_remote_code, device=str(state.device), template=cfg.template,
+                      system_prompt=cfg.system_prompt, precision=cfg.precision, max_length=cfg.max_length,
+                      logprob_cache=cfg.logprob_cache, batch_tokens=cfg.batch_tokens, overlong=cfg.overlong,
+                      separator=cfg.step_separator)
     encs = prm.encode(samples, cfg.split, cfg.step_regex, cfg.step_separator)
-    st = Path(cfg.input).stat()
-    signature = run_signature(cfg, FREE_ON_RESUME, input_size=st.st_size, input_mtime_ns=st.st_mtime_ns,
+    source = Path(input_source(cfg.input))  # a file, or a benchmark name's local file ('hf://...': no stat)
+    st = source.stat() if source.exists() else None
+    signature = run_signature(cfg, FREE_ON_RESUME, input_size=st and st.st_size, input_mtime_ns=st and st.st_mtime_ns,
                               prm_key=prm.own_key, ref=prm.ref, resolved_beta=prm.beta, resolved_precision=prm.precision)
     partial = PartialFile(out.with_name(out.name + ".partial"), signature, state.process_index)
     done = {item["i"]: item["r"] for item in partial.read()}
@@ -101,10 +114,11 @@ def ledger(cfg: ScoreConfig, prm, encs):
     """The forward tokens of scoring: the scorer's pass over every scored sequence and, for an implicit PRM, the
     reference's (counted in full even where the log-prob cache served them, or a shared prompt ran once)."""
     from .flops import Ledger, ModelShape
+    from .step_tags import StepLogits
 
     lm = prm.model.lm
     shape = ModelShape.from_model(lm, cfg.prm)
-    if prm.ref is None and hasattr(prm, "tag"):  # a step-tag scorer's head computes two logits
+    if isinstance(prm.model, StepLogits):  # a step-tag scorer's head computes two logits, not the vocab's
         shape = shape.step_tag(*lm.get_output_embeddings().weight.shape)
     led = Ledger(shape, "score", lora=hasattr(lm, "peft_config"))
     lengths = [len(e) for e in encs if e is not None]

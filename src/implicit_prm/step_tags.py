@@ -190,9 +190,11 @@ def aggregate_probabilities(p: list[float]) -> dict[str, float]:
 @torch.no_grad()
 def step_probabilities(model: StepLogits, encs: Sequence[Encoded], boundary0: bool, pad_id: int, device,
                        precision: str, batch_tokens: int, show: bool = False, shard: tuple[int, int] = (0, 1),
-                       on_batch: Callable[[list[int], list[np.ndarray]], None] | None = None) -> None:
-    """sigmoid(z) at each response's read positions, by length batches; `on_batch(indices, arrays)` per batch.
-    With shard=(rank, world) this process runs every world-th batch of the one plan."""
+                       on_batch: Callable[[list[int], list[np.ndarray]], None] | None = None,
+                       sigmoid: bool = True) -> None:
+    """sigmoid(z) (or z itself with sigmoid=False) at each response's read positions, by length batches;
+    `on_batch(indices, arrays)` per batch. With shard=(rank, world) this process runs every world-th batch of the
+    one plan. `model` is any module with StepLogits' interface (scorers/heads.py)."""
     from tqdm.auto import tqdm
 
     from .batching import length_batches
@@ -207,7 +209,7 @@ def step_probabilities(model: StepLogits, encs: Sequence[Encoded], boundary0: bo
         ids, mask, pos, counts = batch_inputs(batch, boundary0, pad_id, dev)
         with autocast_context(dev, precision):
             z = model(ids, mask, pos)  # (N,)
-        probs = torch.sigmoid(z).double().cpu().numpy()
+        probs = (torch.sigmoid(z) if sigmoid else z).double().cpu().numpy()
         arrays = np.split(probs, np.cumsum(counts)[:-1])
         if on_batch is not None:
             on_batch(idx, arrays)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from ..errors import InputError
-from ..io import read_json_records
+from .sources import input_records
 
 SHAPES = (
     "expected one of: "
@@ -15,7 +15,8 @@ SHAPES = (
     '(2) flat {"prompt": str, "response": str, "label": 0|1}; '
     '(3) pre-split {"problem" or "prompt": str, "steps": [str], "final_answer_correct": bool}; '
     'Math-Shepherd {"input": str with a step tag "ки" after each step, "label": str}; '
-    'PRM800K {"question": {"problem": str}, "label": {"steps": [...], "finish_reason": str}}'
+    'PRM800K {"question": {"problem": str}, "label": {"steps": [...], "finish_reason": str}}; '
+    'PRMBench {"modified_question": str, "modified_process": [str], "error_steps": [int], "classification": str}'
 )
 
 
@@ -186,11 +187,24 @@ def _presplit(path, line, rec: dict, require_label: bool, sep: str) -> list[Row]
     return [(prompt, sep.join(steps), label, list(steps), rec, steps_y)]
 
 
+def _prmbench(path, line, rec: dict, require_label: bool, sep: str) -> list[Row]:
+    """PRMBench (Song et al. 2025, arXiv 2501.03124) as published: the question is `modified_question`, the steps
+    `modified_process`; `error_steps` (1-based) and `classification` stay on the record for `eval prmbench`."""
+    prompt = _text(path, line, rec, "modified_question")
+    steps = _text_list(path, line, rec, "modified_process")
+    if require_label:
+        raise InputError(path, line, "modified_process", "a PRMBench record has step errors but no outcome label to "
+                                                         "train on")
+    return [(prompt, sep.join(steps), None, list(steps), rec, None)]
+
+
 def read_samples(path: str | os.PathLike, step_separator: str = "\n\n", require_label: bool = False,
                  require_step_labels: bool = False, prm800k_neutral: float = 1.0) -> list[Sample]:
     """Read a JSONL (or JSON array) file of any of the input formats, detected per record, into Samples.
 
+    `path` is a file or a benchmark name (`processbench:<split>`: data.sources).
     Detection, first match wins: a `completions` field -> rollouts; `response` -> flat; `steps` -> pre-split;
+    `modified_process` -> PRMBench (pre-split, no outcome label);
     string `input` holding the step tag "ки" and string `label` -> Math-Shepherd; `label` an object with `steps` ->
     PRM800K (both pre-split, with step labels; see step_formats; `prm800k_neutral` is the label of PRM800K's neutral
     rating 0). `require_step_labels`: every sample must carry step labels.
@@ -202,13 +216,15 @@ def read_samples(path: str | os.PathLike, step_separator: str = "\n\n", require_
         raise ValueError(f"prm800k_neutral must be in [0, 1], got {prm800k_neutral!r}")
     samples: list[Sample] = []
     group = -1
-    for group, (line, rec) in enumerate(read_json_records(path)):
+    for group, (line, rec) in enumerate(input_records(path)):
         if "completions" in rec:
             rows = _rollouts(path, line, rec, require_label)
         elif "response" in rec:
             rows = _flat(path, line, rec, require_label)
         elif "steps" in rec:
             rows = _presplit(path, line, rec, require_label, step_separator)
+        elif "modified_process" in rec:
+            rows = _prmbench(path, line, rec, require_label, step_separator)
         elif step_formats.is_math_shepherd(rec):
             rows = [step_formats.math_shepherd_row(path, line, rec, step_separator)]
         elif step_formats.is_prm800k(rec):

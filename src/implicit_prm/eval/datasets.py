@@ -17,13 +17,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
+from ..data.sources import DATA_ENV, data_dir
+from ..data.sources import hub_rows as _hub_rows
 from ..errors import InputError, UserError
 from ..io import read_json_records
 from .grading import extract_answer
 
-DATA_ENV = "IMPLICIT_PRM_DATA"
 NAMES = ("gsm8k:train", "gsm8k:test", "math:train", "math:test", "math500")
 _FILES = {"gsm8k": ("gsm8k/{split}.jsonl",), "math": ("math/{split}.jsonl",),
           "math500": ("math500/MATH500.jsonl", "math500/test.jsonl")}
@@ -121,12 +122,6 @@ def _read(path: str | os.PathLike, reader: Callable[..., list[Problem]] | None, 
 # ---------------------------------------------------------------------------------------------------- sources
 
 
-def data_dir() -> Path | None:
-    """The local data folder from $IMPLICIT_PRM_DATA (layout of the shared data: gsm8k/, math/, math500/), or None."""
-    value = os.environ.get(DATA_ENV)
-    return Path(value).expanduser() if value else None
-
-
 def _local_file(dataset: str, split: str) -> Path:
     root = data_dir()
     candidates = [root / p.format(split=split) for p in _FILES[dataset]]
@@ -134,23 +129,6 @@ def _local_file(dataset: str, split: str) -> Path:
         if path.is_file():
             return path
     raise UserError(f"{dataset}:{split} not found under ${DATA_ENV}={root} (looked for {candidates[0]})")
-
-
-def _hub_rows(name: str, config: str | None, split: str) -> Iterator[tuple[int, dict]]:
-    """Rows of a Hugging Face hub dataset as (row number, record); needs the `datasets` package and network."""
-    try:
-        import datasets
-    except ImportError:
-        raise UserError(f"loading {name} from the Hugging Face hub needs the `datasets` package "
-                        f"(pip install datasets) and network access; or set ${DATA_ENV} to a local data folder "
-                        f"(gsm8k/, math/, math500/), or pass a local JSONL file") from None
-    try:
-        ds = datasets.load_dataset(name, config, split=split)
-    except Exception as e:  # noqa: BLE001 - network, auth and missing-split errors all mean the same to the user
-        raise UserError(f"could not load {name} ({config or 'default'}, split {split}) from the Hugging Face hub "
-                        f"(needs network access): {type(e).__name__}: {e}") from None
-    for i, row in enumerate(ds, start=1):
-        yield i, dict(row)
 
 
 def _split_or_path(arg: str, dataset: str) -> tuple[Path | None, str]:

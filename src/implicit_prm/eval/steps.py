@@ -166,8 +166,10 @@ class StepData:
         return StepData([self.signals[i] for i in idx], self.labels[list(idx)], [self.lines[i] for i in idx])
 
 
-def read_step_data(path: str | Path, signal: str = "q_value") -> StepData:
-    """Read scored records; InputError naming file, line and field for anything missing or inconsistent."""
+def read_step_data(path: str | Path, signal: str = "q_value", truncated_ok: bool = False) -> StepData:
+    """Read scored records; InputError naming file, line and field for anything missing or inconsistent.
+    `truncated_ok`: a response scored only in part (--overlong truncate: it has n_steps_total) keeps its label
+    over all its steps, and its unscored steps are never flagged."""
     key = "q_values" if signal == "q_value" else "step_rewards"
     signals, labels, lines = [], [], []
     for line, rec in read_json_records(path):
@@ -175,6 +177,8 @@ def read_step_data(path: str | Path, signal: str = "q_value") -> StepData:
             raise InputError(path, line, key, "missing; score the file first (`implicit-prm score`)")
         values = np.array(number_list(path, line, key, rec[key]))
         n = len(values)
+        if truncated_ok and isinstance(rec.get("n_steps_total"), int) and rec["n_steps_total"] >= n:
+            n = rec["n_steps_total"]
         if "steps" in rec:
             if not isinstance(rec["steps"], list):
                 raise InputError(path, line, "steps", f"expected a list of strings, found {describe_json(rec['steps'])}")
