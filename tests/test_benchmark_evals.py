@@ -92,6 +92,9 @@ def test_prmbench_counts_on_a_worked_case():
     assert (c["TP"], c["FP"], c["TN"], c["FN"]) == (1, 0, 1, 1)
     assert c["f1"] == pytest.approx(2 / 3) and c["negative_f1"] == pytest.approx(2 / 3)
     assert c["prmscore"] == pytest.approx(2 / 3)
+    all_bad = prmbench_counts([False, False], [True, True])  # precision 0/0, yet F1 0 (PRMBench: 0 too)
+    assert all_bad["precision"] is None and all_bad["f1"] == 0
+    assert all_bad["negative_recall"] is None and all_bad["negative_f1"] == 0 and all_bad["prmscore"] == 0
     none_bad = prmbench_counts([True, True], [True, True])
     assert none_bad["negative_f1"] is None and none_bad["prmscore"] is None  # PRMBench's -1
 
@@ -122,7 +125,7 @@ def test_prmbench_on_its_own_records(tmp_path):
     assert (sc["TP"], sc["FN"], sc["FP"], sc["TN"]) == (3, 0, 1, 1)
     circ = res["per_classification"]["circular"]
     n_err = len(recs[2]["error_steps"])
-    assert circ["FP"] == n_err and circ["TN"] == 0 and circ["negative_f1"] is None
+    assert circ["FP"] == n_err and circ["TN"] == 0 and circ["negative_f1"] == 0 and circ["negative_precision"] is None
     t = res["total"]
     assert (t["TP"], t["FN"], t["FP"], t["TN"]) == (cf["TP"] + sc["TP"] + circ["TP"], 1, 2 + n_err, 3)
     assert res["threshold"] == 0.5 and res["threshold_from"] == "given"

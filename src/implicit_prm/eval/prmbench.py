@@ -8,10 +8,11 @@ above the threshold: P(+) for probability formats, sigmoid of the step reward fo
 logits). With valid steps as the positive class, counted over all steps of all records:
   TP = valid predicted valid, FP = erroneous predicted valid, TN = erroneous predicted erroneous, FN = valid
   predicted erroneous
-  F1 = 2PR / (P + R) with P = TP / (TP + FP), R = TP / (TP + FN)                       (the valid steps)
-  negative F1 = 2P'R' / (P' + R') with P' = TN / (TN + FN), R' = TN / (TN + FP)       (the erroneous steps)
+  F1 = 2PR / (P + R) = 2TP / (2TP + FP + FN), P = TP / (TP + FP), R = TP / (TP + FN)   (the valid steps)
+  negative F1 = 2TN / (2TN + FN + FP), P' = TN / (TN + FN), R' = TN / (TN + FP)        (the erroneous steps)
   PRMScore = (F1 + negative F1) / 2
-and the same per classification (null where a ratio is 0/0; PRMBench writes -1). PRMBench also scores the
+and the same per classification. A precision or recall of 0/0 is null (PRMBench writes -1); an F1 is then still
+0 when its class has steps (PRMBench's arithmetic on its -1 gives 0 too), and null only when 2TP + FP + FN = 0. PRMBench also scores the
 original solutions of its redundancy records as a 'correct' class, reported only on its own; those are not in
 its files as records, so they are not here. The threshold is given (default 0.5) or tuned for the best PRMScore
 on another scored file (--tune-on), never on the evaluated one.
@@ -100,10 +101,9 @@ def _ratio(a: int, b: int) -> float | None:
     return a / b if b else None
 
 
-def _f1(p: float | None, r: float | None) -> float | None:
-    if p is None or r is None or p + r == 0:
-        return None
-    return 2 * p * r / (p + r)
+def _f1(hit: int, miss: int) -> float | None:
+    """2 hit / (2 hit + miss), miss = FP + FN of that class; None when there is nothing to count."""
+    return 2 * hit / (2 * hit + miss) if 2 * hit + miss else None
 
 
 def prmbench_counts(predicted_valid, valid) -> dict:
@@ -115,7 +115,7 @@ def prmbench_counts(predicted_valid, valid) -> dict:
     tp, fp = int((pred & valid).sum()), int((pred & ~valid).sum())
     tn, fn = int((~pred & ~valid).sum()), int((~pred & valid).sum())
     p, r, np_, nr = _ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(tn, tn + fn), _ratio(tn, tn + fp)
-    f1, nf1 = _f1(p, r), _f1(np_, nr)
+    f1, nf1 = _f1(tp, fp + fn), _f1(tn, fp + fn)
     return {"TP": tp, "FP": fp, "TN": tn, "FN": fn, "n_steps": len(valid), "precision": p, "recall": r, "f1": f1,
             "negative_precision": np_, "negative_recall": nr, "negative_f1": nf1,
             "prmscore": None if f1 is None or nf1 is None else (f1 + nf1) / 2}
