@@ -19,6 +19,8 @@ VERBS: dict = {
                                                "(Math-Shepherd PRM, ORM)"),
     "rollout": ("rollout", "RolloutConfig", "rollout", "sample and grade N responses per problem with HF generate"),
     "score": ("score", "ScoreConfig", "score", "write step rewards, q-values and scores for responses"),
+    "search": ("search.run", "SearchConfig", "search",
+               "step-level search (best-of-n, beam, DVTS) guided by a PRM, incremental for implicit PRMs"),
     "grade": ("eval.grading", "GradeConfig", "grade_file", "extract final answers and grade them against references"),
     "eval": {
         "bon": ("eval.bon", "BonConfig", "run_bon",

@@ -1,0 +1,117 @@
+"""Step proposers for search: any Hugging Face causal LM (generate up to the step separator), and the built-in
+simulated solver (data/solver.py), which proposes steps with the data generator's own error model, so that the
+value of search can be measured with exact truth while the PRM is a real LM."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .strategies import Proposal
+
+
+@dataclass(frozen=True)
+class SolverState:
+    state: object  # data.solver.State
+    surface_seed: str | None  # the wording of this line of steps (drawn at its first step)
+
+
+class SolverPolicy:
+    """Next steps of the built-in solver for built-in prompts (data.builtin.parse_prompt). Each proposal draws its
+    error from its own seeded stream; a solution's wording follows the surface seed of its first step.
+    `tok` counts the tokens of each step (the budget a real policy would spend)."""
+
+    def __init__(self, tok, seed: int = 0, rate_scale: float = 1.0, separator: str = "\n\n"):
+        self.tok, self.seed, self.rate_scale, self.sep = tok, seed, rate_scale, separator
+        self._problems: dict[str, tuple] = {}
+
+    def _problem(self, prompt: str):
+        if prompt not in self._problems:
+            from ..data.builtin import parse_prompt
+            from ..data.solver import make_profile
+
+            problem = parse_prompt(prompt)
+            self._problems[prompt] = (problem, make_profile(problem, self.seed, self.rate_scale))
+        return self._problems[prompt]
+
+    def root(self, prompt: str) -> SolverState:
+        from ..data.solver import initial_state
+
+        return SolverState(initial_state(self._problem(prompt)[0]), None)
+
+    def propose(self, prompt: str, states: Sequence[SolverState], k: int, seed: int) -> list[list[Proposal]]:
+        from ..data import solver, solver_text
+
+        problem, profile = self._problem(prompt)
+        out = []
+        for i, st in enumerate(states):
+            props = []
+            for j in range(k):
+                rng = random.Random(f"search:{seed}:{i}:{j}")
+                surface = st.surface_seed or f"search:{seed}:{i}:{j}"
+                style = solver_text.draw_style(surface)
+                s = st.state
+                (op, b, c), new = solver.step(problem, profile, s, rng)
+                text = solver_text.write_step(style, surface, s.pos, s.value, op, b, c)
+                done = new.next_op >= len(problem.ops)
+                if done:
+                    text += " " + solver_text.write_final(style, new.value)
+                n = len(self.tok.encode(text + ("" if done else self.sep), add_special_tokens=False))
+                props.append(Proposal(text, done, SolverState(new, surface), n))
+            out.append(props)
+        return out
+
+
+class HFPolicy:
+    """Sample next steps from a causal LM: its chat template opens the answer, generation stops after the step
+    separator (or EOS, which ends the solution). The step's token ids are passed on when the scorer shares the
+    policy's tokenizer, so incremental scoring reads exactly the generated tokens."""
+
+    def __init__(self, model, tok, temperature: float = 0.8, top_p: float = 1.0, max_step_tokens: int = 128,
+                 separator: str = "\n\n", system_prompt: str | None = None, share_ids: bool = False):
+        self.model, self.tok = model, tok
+        self.temperature, self.top_p, self.max_step_tokens = temperature, top_p, max_step_tokens
+        self.sep, self.system_prompt, self.share_ids = separator, system_prompt, share_ids
+        eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None else tok.eos_token_id
+        self.eos = set(eos if isinstance(eos, list) else [eos])
+
+    def root(self, prompt: str) -> list[int]:
+        from ..rollout import chat_text
+
+        return self.tok(chat_text(self.tok, prompt, self.system_prompt), add_special_tokens=False)["input_ids"]
+
+    @torch.no_grad()
+    def propose(self, prompt: str, states: Sequence[list[int]], k: int, seed: int) -> list[list[Proposal]]:
+        pad = self.tok.pad_token_id
+        width = max(len(s) for s in states)
+        ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in states], device=self.model.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in states], device=self.model.device)
+        torch.manual_seed(seed)
+        sample = self.temperature > 0
+        gen = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=sample,
+                                  temperature=self.temperature if sample else None,
+                                  top_p=self.top_p if sample else None, max_new_tokens=self.max_step_tokens,
+                                  num_return_sequences=k, pad_token_id=pad, stop_strings=[self.sep],
+                                  tokenizer=self.tok)
+        new = gen[:, width:].tolist()  # (B * k, new)
+        out: list[list[Proposal]] = [[] for _ in states]
+        for row, toks in enumerate(new):
+            parent = states[row // k]
+            step, done = [], False
+            for t in toks:
+                if t in self.eos:
+                    done = True
+                    break
+                step.append(t)
+                if self.tok.decode(step).endswith(self.sep):
+                    break
+            text = self.tok.decode(step, skip_special_tokens=True)
+            if text.endswith(self.sep):
+                text = text[:-len(self.sep)]
+            elif not done and len(step) < self.max_step_tokens:
+                done = True  # stopped on padding: the model ended
+            out[row // k].append(Proposal(text, done, list(parent) + step, len(step) + int(done),
+                                          list(step) if self.share_ids else None))
+        return out

@@ -1,0 +1,156 @@
+"""The `implicit-prm search` command: for each problem, search with a policy and a PRM (strategies.py), write the
+chosen solution, every explored step with its reward, and the budget spent; resumable per problem."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal, Optional
+
+from ..config import field
+from ..errors import ConfigError
+from ..io import write_jsonl
+from ..results import write_result
+from ..resume import PartialFile, run_signature
+from .strategies import Search, run_strategy
+
+FREE_ON_RESUME = ("output", "progress")
+
+
+@dataclass
+class SearchConfig:
+    problems: str = field(help="problems: a JSONL/JSON file ({prompt|problem|question, answer}; built-in data "
+                               "works) or a name (gsm8k:test, math500, ...)")
+    output: str = field(help="output JSONL: one record per problem")
+    prm: str = field(help="the PRM: a directory (scored incrementally when it is an implicit PRM), or "
+                          "http://HOST:PORT of `implicit-prm serve`")
+    policy: str = field("solver", help="'solver': the built-in simulated solver (built-in problems only), or a "
+                                       "causal LM (embedded name, local dir, hub id)")
+    strategy: Literal["best-of-n", "beam", "dvts"] = field("beam", help="search strategy")
+    n: int = field(8, help="beams (best-of-n: samples; dvts: n // beam_width subtrees of beam_width)")
+    beam_width: int = field(4, help="beam, dvts: steps sampled from each kept beam")
+    agg: Literal["min", "last", "sum", "mean"] = field("min", help="a beam's score from its step rewards")
+    max_steps: int = field(12, help="steps at most per solution")
+    token_budget: int = field(0, help="generated tokens per problem after which no beam is extended (0: none)")
+    temperature: float = field(0.8, help="LM policy: sampling temperature")
+    max_step_tokens: int = field(160, help="LM policy: tokens per step at most")
+    separator: str = field("\n\n", help="the text that ends a step")
+    incremental: bool = field(True, help="implicit PRMs: extend KV caches step by step (else re-score whole "
+                                         "partial solutions)")
+    ref: Optional[str] = field(None, help="reference model (default: the PRM's)")
+    reference_free: bool = field(False, help="reward = beta * log pi_theta")
+    beta: Optional[float] = field(None, help="reward scale (default: the PRM's)")
+    precision: Literal["auto", "bf16", "fp32"] = field("auto", help="bf16 autocast where fast, else fp32")
+    n_problems: int = field(0, help="the first N problems only (0: all)")
+    seed: int = field(0, help="seed of the policy's samples")
+    solver_seed: int = field(-1, help="solver policy: the error model's seed (-1: the problem record's "
+                                      "solver.seed, else 0)")
+    progress: bool = field(True, help="show progress")
+
+    def __post_init__(self):
+        if self.n < 1 or self.beam_width < 1 or self.max_steps < 1:
+            raise ConfigError("fields 'n', 'beam_width' and 'max_steps' must be at least 1")
+        if self.strategy in ("beam", "dvts") and self.n < self.beam_width:
+            raise ConfigError(f"field 'n' ({self.n}) must be at least beam_width ({self.beam_width}) for "
+                              f"{self.strategy}")
+
+
+def load_problems_with_meta(spec: str):
+    from ..eval.datasets import load_problems
+
+    return load_problems(spec)
+
+
+def build(cfg: SearchConfig):
+    """(policy, scorer, tokenizer) for the config."""
+    from .. import models
+    from ..scorers import load_scorer
+    from .policies import HFPolicy, SolverPolicy
+    from .scoring import IncrementalImplicitScorer, WholeTextScorer
+
+    if cfg.prm.startswith(("http://", "https://")):
+        from ..serve.client import RemoteScorer
+
+        scorer = WholeTextScorer(RemoteScorer(cfg.prm), cfg.separator)
+        tok = None
+    else:
+        prm = load_scorer(cfg.prm, "auto", cfg.ref, cfg.reference_free, cfg.beta, precision=cfg.precision)
+        tok = prm.tok
+        if cfg.incremental and prm.beta is not None:
+            scorer = IncrementalImplicitScorer(prm, cfg.separator)
+        else:
+            scorer = WholeTextScorer(prm, cfg.separator)
+    if cfg.policy == "solver":
+        if tok is None:
+            from ..models import load_tokenizer
+
+            tok = load_tokenizer(models.DEFAULT_MODEL)
+        return SolverPolicy(tok, max(cfg.solver_seed, 0), separator=cfg.separator), scorer
+    lm_tok = models.load_tokenizer(cfg.policy)
+    lm_tok.padding_side = "left"
+    model = models.load_model(cfg.policy).eval()
+    share = tok is not None and lm_tok.get_vocab() == tok.get_vocab()
+    return HFPolicy(model, lm_tok, cfg.temperature, max_step_tokens=cfg.max_step_tokens, separator=cfg.separator,
+                    share_ids=share), scorer
+
+
+def search_problem(cfg: SearchConfig, problem, policy, scorer) -> dict:
+    """Search one problem; its output record."""
+    from ..eval.grading import grade
+
+    t0 = time.time()
+    tokens0 = scorer.prm_tokens
+    s = Search(problem.question, policy, scorer, cfg.agg, cfg.max_steps, cfg.token_budget, cfg.seed)
+    best, final = run_strategy(s, cfg.strategy, cfg.n, cfg.beam_width)
+    response = cfg.separator.join(best.steps)
+    rec = {"problem_id": problem.id, "prompt": problem.question, "answer": problem.answer,
+           "strategy": cfg.strategy, "n": cfg.n, "beam_width": cfg.beam_width, "agg": cfg.agg,
+           "response": response, "steps": best.steps, "step_rewards": best.rewards,
+           "q_values": [sum(best.rewards[:k + 1]) for k in range(len(best.rewards))], "score": s.score(best),
+           "finished": best.done, "final_candidates": [b.id for b in final], "chosen": best.id,
+           "explored": s.explored,
+           "budget": {"generated_tokens": s.generated_tokens, "prm_tokens": scorer.prm_tokens - tokens0,
+                      "rounds": s.rounds, "explored_steps": len(s.explored)},
+           "wall_s": time.time() - t0}
+    if problem.answer is not None:
+        g = grade(response, str(problem.answer))
+        rec.update(extracted_answer=g.extracted, correct=g.correct)
+    return rec
+
+
+def search(cfg: SearchConfig) -> Path:
+    """Search every problem, resuming finished ones from <output>.partial; write the output atomically."""
+    from tqdm.auto import tqdm
+
+    problems = load_problems_with_meta(cfg.problems)
+    if cfg.n_problems:
+        problems = problems[:cfg.n_problems]
+    if cfg.solver_seed < 0 and cfg.policy == "solver":
+        seeds = {p.meta.get("solver", {}).get("seed") for p in problems if isinstance(p.meta.get("solver"), dict)}
+        cfg = replace(cfg, solver_seed=seeds.pop() if len(seeds) == 1 else 0)
+    out = Path(cfg.output)
+    partial = PartialFile(out.with_name(out.name + ".partial"), run_signature(cfg, FREE_ON_RESUME))
+    done = {item["i"]: item["r"] for item in partial.read()}
+    if done:
+        print(f"[implicit-prm] resuming: {len(done)} of {len(problems)} problems already searched", flush=True)
+    partial.restart({"i": i, "r": r} for i, r in done.items())
+    policy, scorer = build(cfg)
+    bar = tqdm(total=len(problems), initial=len(done), desc=f"search ({cfg.strategy})", unit="problem",
+               disable=not cfg.progress)
+    with partial.appender() as f:
+        for i, problem in enumerate(problems):
+            if i in done:
+                continue
+            done[i] = search_problem(cfg, problem, policy, scorer)
+            f.add({"i": i, "r": done[i]})
+            bar.update(1)
+    bar.close()
+    records = [done[i] for i in range(len(problems))]
+    write_result(out, records, cfg, write=write_jsonl)
+    partial.remove()
+    graded = [r["correct"] for r in records if "correct" in r]
+    tokens = sum(r["budget"]["generated_tokens"] for r in records)
+    print(f"[implicit-prm] search: {len(records)} problems, {cfg.strategy} n={cfg.n}"
+          + (f", accuracy {100 * sum(graded) / len(graded):.1f}%" if graded else "")
+          + f", {tokens / max(len(records), 1):.0f} generated tokens per problem; wrote {out}", flush=True)
+    return out

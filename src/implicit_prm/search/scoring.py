@@ -1,0 +1,172 @@
+"""Step scorers for search: incremental implicit scoring over KV caches, and whole-text re-scoring (any format).
+
+Incremental (Yuan et al. 2024's reward, arXiv 2412.01981): a prefix's q-value is a running sum of token
+log-ratios, so extending a partial solution by one step needs only that step's tokens through the PRM and the
+reference, continued from their cached keys and values:
+  r_step = beta * sum_{t in step} (log pi(y_t | x, y_<t) - log pi_ref(y_t | x, y_<t)),   q_new = q_parent + r_step
+A node keeps, per model, the keys/values of its sequence and the log-prob of each response token. A child is
+computed from its parent's cache without changing it, so beams that share a prefix share its cache, and a dropped
+beam's cache is freed with its node. Children of one parent run as one batch (right-padded: under a causal mask,
+padding after a token changes nothing it sees).
+
+Token boundaries at step joins: a step given as text is encoded as `score` encodes the partial response (steps
+joined by the separator, a trailing separator while it goes on: one tokenization of the whole response, tokens
+assigned to steps by their first character), and only the tokens after the longest prefix shared with the parent's
+ids are run, continuing from the cache cut there (the last shared token is run again: its hidden state predicts
+the first new token). Where the join re-tokenizes the parent's last tokens, those are recomputed, so the rewards
+are `score`'s on that text. A step given as token ids (an LM policy sharing the PRM's tokenizer) is appended as
+generated; then the rewards are those of one pass over the same ids, and may differ from re-tokenizing the decoded
+text (`benchmarks/search_incremental.py` reports by how much).
+
+Whole-text (`WholeTextScorer`): each child's full partial solution (with its trailing separator while it goes on)
+is scored from scratch by any scorer (load_scorer: every format, and the HTTP client of `serve`).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..encoding import Encoded
+from ..logprobs import autocast_context, chunked_token_logprobs
+from ..prm import rewards_record
+from ..reference import _adapter_disabled
+from .strategies import Node, Proposal
+
+
+@dataclass
+class PrefixState:
+    """What the scorer keeps for a node: each model's cache over prompt + response, the response's token ids,
+    their steps, and each model's log-prob of every response token."""
+
+    kv: list  # per model (PRM, then the reference if any): per layer (keys, values), each (1, heads, T, d)
+    response_ids: list[int]
+    token_steps: list[int]
+    logps: list[np.ndarray]  # per model: (len(response_ids),)
+    text: str  # the response so far (with its trailing separator while it goes on)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+class IncrementalImplicitScorer:
+    """Extend nodes step by step with an ImplicitPRM's models (prm.model.lm and its reference)."""
+
+    def __init__(self, prm, separator: str = "\n\n"):
+        from ..models import load_model
+
+        self.prm, self.tok, self.sep, self.beta = prm, prm.tok, separator, prm.beta
+        self.models = [prm.model.lm]
+        if prm.ref is not None:
+            self.models.append(prm.model.lm if prm.ref_in_memory else load_model(prm.ref).to(prm.device).eval())
+        self.prm_tokens = 0  # tokens run through the PRM and the reference, each counted once per model
+        self.prompt_ids: dict[str, list[int]] = {}
+
+    def _ctx(self, m: int):
+        if m == 1 and self.models[1] is self.models[0]:
+            return _adapter_disabled(self.models[0])  # the LoRA PRM's base weights are its reference
+        return contextlib.nullcontext()
+
+    @torch.no_grad()
+    def _run(self, m: int, ids: torch.Tensor, kv: list | None, lengths: list[int]):
+        """Run model m on (B, L) right-padded ids after the cached `kv` (or from scratch); per row: the new cache
+        (cut to its length) and the log-probs of its tokens after the first (each predicted by the one before)."""
+        from transformers import DynamicCache
+
+        lm, B = self.models[m], ids.shape[0]
+        cache = None if kv is None else DynamicCache(
+            ddp_cache_data=[(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in kv])
+        with self._ctx(m), autocast_context(self.prm.device, self.prm.precision):
+            out = lm.get_decoder()(input_ids=ids, past_key_values=cache, use_cache=True)
+            head = self.prm.model
+            logps = chunked_token_logprobs(out.last_hidden_state[:, :-1], lm.get_output_embeddings(), ids[:, 1:],
+                                           head.chunk, head.softcap, head.scale)  # (B, L-1)
+        past = 0 if kv is None else kv[0][0].shape[2]
+        layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        self.prm_tokens += sum(lengths)
+        return [([(k[i:i + 1, :, :past + n].clone(), v[i:i + 1, :, :past + n].clone()) for k, v in layers],
+                 logps[i, :n - 1].double().cpu().numpy()) for i, n in enumerate(lengths)]
+
+    def root(self, prompt: str) -> PrefixState:
+        ids = self.prm.encoder.prompt_ids(prompt)
+        t = torch.tensor([ids], device=self.prm.device)
+        kv = [self._run(m, t, None, [len(ids)])[0][0] for m in range(len(self.models))]
+        return PrefixState(kv, [], [], [np.zeros(0)] * len(self.models), "")
+
+    def _encode(self, prompt: str, parent: Node, prop: Proposal) -> tuple[list[int], list[int], str]:
+        """(response ids, their steps, text) of the parent's response with the proposed step appended."""
+        st: PrefixState = parent.scorer_state
+        k = len(parent.steps)
+        tail = "" if prop.done else self.sep
+        if prop.ids is not None:
+            return st.response_ids + list(prop.ids), st.token_steps + [k] * len(prop.ids), st.text + prop.text + tail
+        steps = parent.steps + [prop.text]
+        text = self.sep.join(steps) + tail
+        spans, pos = [], 0
+        for i, step in enumerate(steps):
+            end = len(text) if i == len(steps) - 1 else pos + len(step) + len(self.sep)
+            spans.append((pos, end))
+            pos = end
+        enc = self.prm.encoder.encode(prompt, text, spans)
+        return enc.response_ids, enc.token_steps, text
+
+    def extend(self, prompt: str, parents: Sequence[Node], proposals: Sequence[Proposal]) -> list[tuple[list, object]]:
+        out: list = [None] * len(proposals)
+        groups: dict[int, list[int]] = {}
+        for i, p in enumerate(parents):  # children of one parent run as one batch
+            groups.setdefault(id(p.scorer_state), []).append(i)
+        p_ids = self.prm.encoder.prompt_ids(prompt)
+        P = len(p_ids)
+        for idx in groups.values():
+            parent: PrefixState = parents[idx[0]].scorer_state
+            encoded = [self._encode(prompt, parents[i], proposals[i]) for i in idx]
+            keep = min(_common_prefix(parent.response_ids, e[0]) for e in encoded)  # response tokens reused
+            feed = P + keep - 1  # run from the last reused token: its hidden state predicts the first new one
+            rows = [(p_ids + e[0])[feed:] for e in encoded]
+            lengths = [len(r) for r in rows]
+            pad = self.tok.pad_token_id
+            ids = torch.tensor([r + [pad] * (max(lengths) - len(r)) for r in rows], device=self.prm.device)
+            per_model = [self._run(m, ids, [(k[:, :, :feed], v[:, :, :feed]) for k, v in parent.kv[m]], lengths)
+                         for m in range(len(self.models))]
+            for j, i in enumerate(idx):
+                resp, steps, text = encoded[j]
+                kv = [per_model[m][j][0] for m in range(len(self.models))]
+                logps = [np.concatenate([parent.logps[m][:keep], per_model[m][j][1]]) for m in range(len(self.models))]
+                enc = Encoded(p_ids, resp, steps, len(parents[i].steps) + 1)
+                rec = rewards_record(enc, logps[0], logps[1] if len(logps) > 1 else None, self.beta, False)
+                out[i] = (rec["step_rewards"], PrefixState(kv, resp, steps, logps, text))
+        return out
+
+
+class WholeTextScorer:
+    """Re-score each child's whole partial solution (steps so far + the new one) with any scorer; no state."""
+
+    def __init__(self, scorer, separator: str = "\n\n"):
+        self.scorer, self.sep = scorer, separator
+        self.prm_tokens = 0
+
+    def root(self, prompt: str) -> None:
+        return None
+
+    def extend(self, prompt: str, parents: Sequence[Node], proposals: Sequence[Proposal]) -> list[tuple[list, None]]:
+        from ..data.formats import Sample
+
+        samples = []
+        for p, q in zip(parents, proposals):  # an unfinished solution keeps its trailing separator, as incremental
+            steps = p.steps + [q.text + ("" if q.done else self.sep)]
+            samples.append(Sample(prompt, self.sep.join(steps), None, steps, {}, ("<search>", 0), 0, 0))
+        if hasattr(self.scorer, "score_samples"):  # the HTTP client of `serve`
+            recs = self.scorer.score_samples(samples)
+        else:
+            encs = self.scorer.encode(samples, "steps", None, self.sep)
+            self.prm_tokens += sum(len(e) for e in encs) * (2 if getattr(self.scorer, "ref", None) else 1)
+            recs = self.scorer.score_encoded(encs)
+        return [(list(r["step_rewards"]), None) for r in recs]

@@ -1,0 +1,183 @@
+"""Search: beam and DVTS selection on a hand-worked tree with fixed rewards; incremental implicit scoring against
+one pass over the same ids and against `score` on the decoded text, with the real (SmolLM2) tokenizer."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from implicit_prm.encoding import Encoded
+from implicit_prm.prm import ImplicitPRM
+from implicit_prm.search.scoring import IncrementalImplicitScorer, WholeTextScorer
+from implicit_prm.search.strategies import Node, Proposal, Search, run_strategy
+
+# A binary tree of depth 3: node "" has children "a", "b"; "a" has "aa", "ab"; ... Proposal j of a node is child j
+# (mod 2). Each node's step reward is fixed; scores aggregate by min.
+REWARD = {"a": 0.9, "b": 0.5, "aa": -0.2, "ab": 0.4, "ba": 0.8, "bb": 0.6,
+          "aaa": 0.0, "aab": 0.1, "aba": 0.7, "abb": -0.5, "baa": 0.9, "bab": 0.3, "bba": 0.2, "bbb": 0.95}
+
+
+class TreePolicy:
+    def root(self, prompt):
+        return ""
+
+    def propose(self, prompt, states, k, seed):
+        return [[Proposal(s + "ab"[j % 2], len(s) + 1 == 3, s + "ab"[j % 2], 1) for j in range(k)] for s in states]
+
+
+class TreeScorer:
+    prm_tokens = 0
+
+    def root(self, prompt):
+        return None
+
+    def extend(self, prompt, parents, proposals):
+        return [(p.rewards + [REWARD[q.text]], None) for p, q in zip(parents, proposals)]
+
+
+def _search(strategy, n, width):
+    s = Search("q", TreePolicy(), TreeScorer(), agg="min", max_steps=3)
+    best, final = run_strategy(s, strategy, n, width)
+    return best, final, s
+
+
+def test_beam_keeps_the_best_partial_beams_on_a_hand_worked_tree():
+    """n 4, width 2: round 1 samples a, b, a, b (min 0.9, 0.5, 0.9, 0.5) and keeps the 2 best: a and a (ties keep
+    the earlier). Each gets 2 children: aa (min -0.2), ab (0.4), aa, ab; keeps ab, ab. Their children aba (min 0.4),
+    abb (-0.5) finish: the best finished is aba, although bbb would have scored higher on the other branch."""
+    best, final, s = _search("beam", 4, 2)
+    assert best.steps == ["a", "ab", "aba"] and best.rewards == [0.9, 0.4, 0.7]
+    assert s.score(best) == pytest.approx(0.4)
+    assert [e["step"] for e in s.explored] == ["a", "b", "a", "b", "aa", "ab", "aa", "ab",
+                                               "aba", "abb", "aba", "abb"]
+
+
+def test_dvts_follows_each_subtrees_best_path():
+    """n 4, width 2: 2 subtrees, each expanding its beam by 2 and keeping the better: both take a (0.9 > 0.5),
+    then ab (0.4 > -0.2), then aba (0.7 > -0.5): min 0.4."""
+    best, final, s = _search("dvts", 4, 2)
+    assert [b.steps for b in final] == [["a", "ab", "aba"]] * 2
+    assert len(s.explored) == 12 and best.rewards == [0.9, 0.4, 0.7]
+
+
+def test_best_of_n_samples_independent_paths():
+    """n 2: the two root samples a and b, each extended by its first proposal: a, aa, aaa (min -0.2) and b, ba,
+    baa (min 0.5): b's path wins."""
+    best, final, s = _search("best-of-n", 2, 1)
+    assert [b.steps[-1] for b in final] == ["aaa", "baa"]
+    assert best.steps == ["b", "ba", "baa"]
+
+
+STEPS = ["Start with 3 apples, and 3 + 4 = 7.", "Then 7 * 2 = 14.", "The answer is 14."]
+
+
+@pytest.fixture(scope="module")
+def prm(tiny_model, tiny_model_b):
+    return ImplicitPRM.from_pretrained(tiny_model_b, ref=tiny_model, beta=0.5, precision="fp32", device="cpu")
+
+
+def _walk(scorer, prm, steps, ids=False):
+    s = Search("Janet has 3 apples. How many?", TreePolicy(), scorer, max_steps=10)
+    node = s.root
+    for k, text in enumerate(steps):
+        done = k == len(steps) - 1
+        step_ids = prm.tok.encode(text + ("" if done else "\n\n"), add_special_tokens=False) if ids else None
+        prop = Proposal(text, done, None, 0, step_ids)
+        (rewards, state), = scorer.extend(s.prompt, [node], [prop])
+        node = Node(k, node.id, node.steps + [text], rewards, done, None, state)
+    return s.prompt, node
+
+
+def test_incremental_text_steps_equal_score_on_the_text(prm):
+    """Steps given as text: the incremental rewards are `score`'s on the same text, although each join re-tokenizes
+    (SmolLM2 writes a trailing "\\n\\n" as one token, "\\n\\nThen" as two newlines and a word)."""
+    tok = prm.tok
+    assert len(tok.encode("7.\n\n", add_special_tokens=False)) != len(tok.encode("7.\n\nThen", add_special_tokens=False)) - 1
+    scorer = IncrementalImplicitScorer(prm)
+    prompt, node = _walk(scorer, prm, STEPS)
+    want = prm.score(prompt, STEPS)
+    assert node.rewards == pytest.approx(want["step_rewards"], abs=1e-4)
+    assert np.isclose(sum(node.rewards), want["q_values"][-1], atol=1e-4)
+
+
+def test_incremental_ids_equal_one_pass_over_the_same_ids(prm):
+    """Steps given as token ids (an LM policy's own tokens, each step tokenized alone): the rewards equal one pass
+    over those ids, and differ from re-tokenizing the decoded text by the joins' tokens."""
+    scorer = IncrementalImplicitScorer(prm)
+    prompt, node = _walk(scorer, prm, STEPS, ids=True)
+    st = node.scorer_state
+    enc = Encoded(prm.encoder.prompt_ids(prompt), st.response_ids, st.token_steps, len(STEPS))
+    one_pass = prm.score_encoded([enc])[0]
+    assert node.rewards == pytest.approx(one_pass["step_rewards"], abs=1e-4)
+    text = prm.score(prompt, STEPS)
+    assert st.response_ids != prm.encoder.encode(prompt, "\n\n".join(STEPS), [(0, 1)]).response_ids
+    assert not np.allclose(node.rewards, text["step_rewards"], atol=1e-4)
+
+
+def test_beams_share_the_prefix_cache_and_whole_text_rescoring_agrees(prm):
+    """Two children of one parent run as one batch from the parent's cache, which stays unchanged; the whole-text
+    scorer gives the same rewards."""
+    inc, whole = IncrementalImplicitScorer(prm), WholeTextScorer(prm)
+    prompt, node = _walk(inc, prm, STEPS[:1])
+    before = [k.clone() for k, _ in node.scorer_state.kv[0]]
+    props = [Proposal("Then 7 * 2 = 14.", False, None, 0), Proposal("Then 7 + 2 = 9. The answer is 9.", True, None, 0)]
+    got = inc.extend(prompt, [node, node], props)
+    assert all(np.array_equal(a, k) for a, (k, _) in zip(before, node.scorer_state.kv[0]))
+    ref = whole.extend(prompt, [node, node], props)
+    for (a, _), (b, _) in zip(got, ref):
+        assert a == pytest.approx(b, abs=1e-4)
+
+
+def test_search_command_on_builtin_problems_resumes(tmp_path, tiny_model, builtin_data):
+    """The command end to end with the solver policy and a tiny PRM: one record per problem, every explored step
+    logged, the budget counted, graded; a second run with the partial file resumes without searching again."""
+    from implicit_prm.search.run import SearchConfig, search
+
+    cfg = SearchConfig(problems=str(builtin_data), output=str(tmp_path / "s.jsonl"), prm=tiny_model,
+                       reference_free=True, strategy="beam", n=4, beam_width=2, n_problems=3, precision="fp32",
+                       progress=False)
+    search(cfg)
+    recs = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert len(recs) == 3
+    for r in recs:
+        assert r["explored"] and r["budget"]["generated_tokens"] > 0 and isinstance(r["correct"], bool)
+        assert r["steps"] == [e["step"] for e in _path(r["explored"], r["chosen"])]
+        chosen = _path(r["explored"], r["chosen"])[-1]  # earlier steps' rewards move a little when a join
+        assert r["step_rewards"][-1] == pytest.approx(chosen["reward"])  # re-tokenizes; the last and q are final
+        assert r["q_values"][-1] == pytest.approx(chosen["q_value"]) == pytest.approx(sum(r["step_rewards"]))
+    first = [{k: v for k, v in r.items() if k != "wall_s"} for r in recs]
+    (tmp_path / "s.jsonl").unlink()
+    import implicit_prm.search.run as run_mod
+
+    calls, real = [], run_mod.search_problem
+
+    def killed_on_the_second(cfg, problem, policy, scorer):
+        calls.append(problem.id)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(cfg, problem, policy, scorer)
+
+    run_mod.search_problem = killed_on_the_second
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            search(cfg)
+        assert not (tmp_path / "s.jsonl").exists() and (tmp_path / "s.jsonl.partial").exists()
+        calls.clear()
+        run_mod.search_problem = lambda *a: (calls.append(a[1].id), real(*a))[1]
+        search(cfg)
+    finally:
+        run_mod.search_problem = real
+    assert len(calls) == 2  # the first problem came from the partial file
+    again = [{k: v for k, v in json.loads(line).items() if k != "wall_s"}
+             for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert again == first  # deterministic given the seed
+
+
+def _path(explored, node_id):
+    by_id = {e["id"]: e for e in explored}
+    out = []
+    while node_id is not None:
+        out.append(by_id[node_id])
+        node_id = by_id[node_id]["parent"]
+    return out[::-1]
