@@ -181,3 +181,45 @@ def _path(explored, node_id):
         out.append(by_id[node_id])
         node_id = by_id[node_id]["parent"]
     return out[::-1]
+
+
+def test_hf_policy_steps_end_at_the_separator_and_share_ids(prm, tiny_model):
+    """An LM policy (a tiny random model) proposes steps that stop after the separator or at the token limit; with
+    its ids shared, the incremental rewards equal one pass over exactly the generated tokens."""
+    from transformers import AutoModelForCausalLM
+
+    from implicit_prm.models import load_tokenizer
+    from implicit_prm.search.policies import HFPolicy
+
+    tok = load_tokenizer(tiny_model)
+    tok.padding_side = "left"
+    policy = HFPolicy(AutoModelForCausalLM.from_pretrained(tiny_model).eval(), tok, temperature=1.0,
+                      max_step_tokens=6, share_ids=True)
+    s = Search("Janet has 3 apples. How many?", policy, IncrementalImplicitScorer(prm), max_steps=3, seed=1)
+    best, final = run_strategy(s, "best-of-n", 2, 1)
+    assert len(final) == 2 and all(len(b.steps) <= 3 for b in final)
+    for e in s.explored:
+        assert 1 <= e["tokens"] <= 7  # at most max_step_tokens, plus an EOS
+    st = best.scorer_state
+    enc = Encoded(prm.encoder.prompt_ids(s.prompt), st.response_ids, st.token_steps, len(best.steps))
+    assert best.rewards == pytest.approx(prm.score_encoded([enc])[0]["step_rewards"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_search_with_the_embedded_model_on_gsm8k(tmp_path):
+    """The plumbing on the real model and real problems: SmolLM2 proposes steps of GSM8K solutions and scores them
+    reference-free; it rarely solves them, so only the records are checked."""
+    from conftest import SHARED
+
+    from implicit_prm.search.run import SearchConfig, search
+
+    cfg = SearchConfig(problems=str(SHARED / "gsm8k" / "test.jsonl"), output=str(tmp_path / "g.jsonl"),
+                       prm="smollm2-135m", reference_free=True, policy="smollm2-135m", strategy="beam", n=2,
+                       beam_width=1, max_steps=3, max_step_tokens=48, n_problems=2, precision="fp32",
+                       progress=False)
+    search(cfg)
+    recs = [json.loads(line) for line in (tmp_path / "g.jsonl").read_text().splitlines()]
+    assert len(recs) == 2
+    for r in recs:
+        assert 1 <= len(r["steps"]) <= 3 and len(r["explored"]) >= 2 and "correct" in r
+        assert r["budget"]["generated_tokens"] >= len(r["steps"])

@@ -21,6 +21,8 @@ VERBS: dict = {
     "score": ("score", "ScoreConfig", "score", "write step rewards, q-values and scores for responses"),
     "search": ("search.run", "SearchConfig", "search",
                "step-level search (best-of-n, beam, DVTS) guided by a PRM, incremental for implicit PRMs"),
+    "serve": ("serve.app", "ServeConfig", "serve", "a reward server: POST /score, POST /get_reward (OpenRLHF), "
+                                                  "GET /health, with dynamic batching"),
     "grade": ("eval.grading", "GradeConfig", "grade_file", "extract final answers and grade them against references"),
     "eval": {
         "bon": ("eval.bon", "BonConfig", "run_bon",

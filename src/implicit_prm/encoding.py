@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from .rewards import token_steps
 from .splitting import step_spans
 
-TEMPLATES = ("auto", "chat", "plain")
+TEMPLATES = ("auto", "chat", "plain", "raw")
 OVERLONG = ("error", "skip", "truncate")
 
 
@@ -47,6 +47,7 @@ class Encoder:
             raise ValueError(f"overlong must be one of {OVERLONG}")
         self.tok = tokenizer
         self.use_chat = template == "chat" or (template == "auto" and bool(getattr(tokenizer, "chat_template", None)))
+        self.raw = template == "raw"
         self.max_length, self.overlong, self.system_prompt = max_length, overlong, system_prompt
         self._prompts: dict[str, list[int]] = {}
 
@@ -59,6 +60,8 @@ class Encoder:
                     messages.insert(0, {"role": "system", "content": self.system_prompt})
                 text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
                 ids = self.tok(text, add_special_tokens=False)["input_ids"]
+            elif self.raw:  # already formatted (a chat-templated prompt as an RL trainer decodes it): as it is
+                ids = self.tok(prompt, add_special_tokens=False)["input_ids"]
             else:
                 ids = self.tok(prompt + "\n", add_special_tokens=True)["input_ids"]
             self._prompts[prompt] = ids

@@ -64,6 +64,24 @@ class SolverPolicy:
         return out
 
 
+class SeparatorStop:
+    """A StoppingCriteria: a row stops once its generated text holds the separator. Only rows whose last token
+    contains the separator's last character are decoded (the tokens that can hold it are found once), which keeps
+    it cheap next to transformers' general stop_strings."""
+
+    def __init__(self, tok, separator: str, start: int):
+        self.tok, self.sep, self.start = tok, separator, start
+        last = separator[-1]
+        self.candidates = torch.tensor([last in tok.decode([i]) for i in range(len(tok))])
+
+    def __call__(self, input_ids: torch.Tensor, scores=None, **kw) -> torch.Tensor:
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        hit = self.candidates[input_ids[:, -1].cpu().clamp(max=len(self.candidates) - 1)]
+        for row in torch.nonzero(hit).flatten().tolist():
+            done[row] = self.sep in self.tok.decode(input_ids[row, self.start:])
+        return done
+
+
 class HFPolicy:
     """Sample next steps from a causal LM: its chat template opens the answer, generation stops after the step
     separator (or EOS, which ends the solution). The step's token ids are passed on when the scorer shares the
@@ -76,6 +94,7 @@ class HFPolicy:
         self.sep, self.system_prompt, self.share_ids = separator, system_prompt, share_ids
         eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None else tok.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos])
+        self._stop: SeparatorStop | None = None
 
     def root(self, prompt: str) -> list[int]:
         from ..rollout import chat_text
@@ -88,13 +107,18 @@ class HFPolicy:
         width = max(len(s) for s in states)
         ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in states], device=self.model.device)
         mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in states], device=self.model.device)
+        from transformers import StoppingCriteriaList
+
+        if self._stop is None:
+            self._stop = SeparatorStop(self.tok, self.sep, 0)
+        self._stop.start = width
         torch.manual_seed(seed)
         sample = self.temperature > 0
         gen = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=sample,
                                   temperature=self.temperature if sample else None,
                                   top_p=self.top_p if sample else None, max_new_tokens=self.max_step_tokens,
-                                  num_return_sequences=k, pad_token_id=pad, stop_strings=[self.sep],
-                                  tokenizer=self.tok)
+                                  num_return_sequences=k, pad_token_id=pad,
+                                  stopping_criteria=StoppingCriteriaList([self._stop]))
         new = gen[:, width:].tolist()  # (B * k, new)
         out: list[list[Proposal]] = [[] for _ in states]
         for row, toks in enumerate(new):

@@ -1,0 +1,247 @@
+"""The `implicit-prm serve` command: a reward server over HTTP (FastAPI under uvicorn), the model loaded once.
+
+Endpoints:
+  POST /score       {prompt, response} or {prompt, steps}, or a list of them -> the `score` command's fields
+                    (step_spans, step_rewards, q_values, scores, reward_schema) for each, in the same shape.
+  POST /get_reward  OpenRLHF's remote reward model protocol: {"query": [str], "prompts": [str], ...} ->
+                    {"rewards": [float]}. A query is the full decoded text (chat template and special tokens
+                    included) and starts with its prompt; the response is the rest, scored after the prompt's
+                    own tokens (the template is not applied again; a trailing EOS/pad text is dropped). The reward
+                    is the response's `--reward` score (default min). Implicit PRMs only.
+  GET  /health      status, the scorer, and batching counters.
+Requests that arrive within --batch-window-ms are scored together (batcher.py), up to --batch-tokens, with
+`score`'s batching, prompt sharing and caches. Safety: binds 127.0.0.1 by default; --max-request-bytes,
+--max-items and --max-length bound a request; a malformed one gets a 4xx JSON {"error", "field"} and the server
+goes on; a client that disconnects is dropped from its batch; with $IMPLICIT_PRM_API_KEY (--api-key-env) set,
+every request needs `Authorization: Bearer <key>` (or `X-API-Key: <key>`).
+"""
+
+import hmac
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+from ..config import field
+from ..errors import InputError, UserError
+
+
+@dataclass
+class ServeConfig:
+    prm: str = field(help="the scorer, as `score --prm` (an implicit PRM dir, a released PRM, ...)")
+    format: Literal["auto", "implicit", "math-shepherd", "rlhflow", "token-classification", "orm"] = field(
+        "auto", help="scoring format, as `score --format`")
+    ref: Optional[str] = field(None, help="reference model (default: the PRM's)")
+    reference_free: bool = field(False, help="reward = beta * log pi_theta, no reference model")
+    beta: Optional[float] = field(None, help="reward scale (default: the PRM's)")
+    trust_remote_code: bool = field(False, help="run modeling code the checkpoint ships")
+    host: str = field("127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
+    port: int = field(8000, help="port")
+    batch_window_ms: float = field(5.0, help="requests arriving within this window are scored together")
+    batch_tokens: int = field(16384, help="sequence tokens per scored batch at most")
+    max_request_bytes: int = field(4 * 2 ** 20, help="largest request body")
+    max_items: int = field(256, help="most responses in one request")
+    max_length: int = field(4096, help="most tokens of prompt + response")
+    reward: str = field("min", help="/get_reward: which score is the reward (min, last, sum, mean; prod for "
+                                    "probability formats)")
+    split: Literal["auto", "markers", "blank"] = field("auto", help="step boundaries of a response given as text")
+    step_separator: str = field("\n\n", help="joins the steps of {prompt, steps} items")
+    precision: Literal["auto", "bf16", "fp32"] = field("auto", help="bf16 autocast where fast, else fp32")
+    api_key_env: str = field("IMPLICIT_PRM_API_KEY", help="environment variable holding the API key (unset: no key)")
+    log_level: str = field("warning", help="uvicorn's log level")
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise RequestError(400, "expected a non-empty string", where)
+    return value
+
+
+def parse_items(body: Any, max_items: int):
+    """The /score body as data.Samples (and whether it was a list); RequestError naming the bad field."""
+    from ..data.formats import Sample
+
+    many = isinstance(body, list)
+    items = body if many else [body]
+    if not items:
+        raise RequestError(400, "expected at least one item", "body")
+    if len(items) > max_items:
+        raise RequestError(413, f"{len(items)} items; at most {max_items} per request", "body")
+    samples = []
+    for i, item in enumerate(items):
+        at = f"[{i}]." if many else ""
+        if not isinstance(item, dict):
+            raise RequestError(400, "expected an object {prompt, response} or {prompt, steps}", at.rstrip(".") or "body")
+        prompt = _text(item.get("prompt"), at + "prompt")
+        if "steps" in item:
+            steps = item["steps"]
+            if not isinstance(steps, list) or not steps:
+                raise RequestError(400, "expected a non-empty list of strings", at + "steps")
+            for k, s in enumerate(steps):
+                _text(s, f"{at}steps[{k}]")
+            samples.append(Sample(prompt, None, None, list(steps), {}, ("request", i + 1), i, 0))
+        elif "response" in item:
+            samples.append(Sample(prompt, _text(item["response"], at + "response"), None, None, {}, ("request", i + 1),
+                                  i, 0))
+        else:
+            raise RequestError(400, "missing: give 'response' (a string) or 'steps' (a list of strings)", at + "response")
+    return samples, many
+
+
+def parse_reward_request(body: Any, max_items: int) -> tuple[list[str], list[str]]:
+    """(prompts, responses) of an OpenRLHF /get_reward body; each query must start with its prompt."""
+    if not isinstance(body, dict):
+        raise RequestError(400, "expected an object {query: [str], prompts: [str]}", "body")
+    queries, prompts = body.get("query"), body.get("prompts")
+    if not isinstance(queries, list) or not queries:
+        raise RequestError(400, "expected a non-empty list of strings", "query")
+    if len(queries) > max_items:
+        raise RequestError(413, f"{len(queries)} queries; at most {max_items} per request", "query")
+    if not isinstance(prompts, list) or len(prompts) != len(queries):
+        raise RequestError(400, f"expected a list of {len(queries)} strings, one per query", "prompts")
+    responses = []
+    for i, (q, p) in enumerate(zip(queries, prompts)):
+        if not isinstance(q, str):
+            raise RequestError(400, "expected a string", f"query[{i}]")
+        _text(p, f"prompts[{i}]")
+        if not q.startswith(p):
+            raise RequestError(400, "the query does not start with its prompt", f"query[{i}]")
+        responses.append(q[len(p):])
+    return prompts, responses
+
+
+def create_app(cfg: ServeConfig, scorer=None):
+    """The FastAPI app; `scorer` (from scorers.load_scorer) is loaded from cfg when not given."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+    from ..encoding import Encoder, encode_samples
+    from ..scorers import load_scorer
+    from .batcher import Batcher
+
+    if scorer is None:
+        scorer = load_scorer(cfg.prm, cfg.format, cfg.ref, cfg.reference_free, cfg.beta,
+                             trust_remote_code=cfg.trust_remote_code, precision=cfg.precision,
+                             max_length=cfg.max_length, batch_tokens=cfg.batch_tokens, overlong="error",
+                             separator=cfg.step_separator)
+    batcher = Batcher(scorer, cfg.batch_window_ms / 1000, cfg.batch_tokens)
+    implicit = getattr(scorer, "beta", None) is not None
+    raw = Encoder(scorer.tok, "raw", cfg.max_length, "error") if implicit else None
+    tail = [t for t in {scorer.tok.eos_token, scorer.tok.pad_token} if t]
+
+    @asynccontextmanager
+    async def lifespan(app):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="implicit-prm reward server", lifespan=lifespan)
+
+    def error(e: RequestError) -> JSONResponse:
+        return JSONResponse({"error": e.message, "field": e.field}, status_code=e.status)
+
+    async def read_json(request: Request) -> Any:
+        key = os.environ.get(cfg.api_key_env)
+        if key:
+            given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+            if not hmac.compare_digest(given.encode(), key.encode()):
+                raise RequestError(401, "missing or wrong API key (Authorization: Bearer <key>)", "authorization")
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > cfg.max_request_bytes:
+            raise RequestError(413, f"request of {size} bytes; at most {cfg.max_request_bytes}", "body")
+        body = await request.body()
+        if len(body) > cfg.max_request_bytes:
+            raise RequestError(413, f"request of {len(body)} bytes; at most {cfg.max_request_bytes}", "body")
+        try:
+            return json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RequestError(400, f"malformed JSON: {e}", "body") from None
+
+    def encode(samples, encoder=None, many: bool = True):
+        try:
+            if encoder is None:
+                encs = scorer.encode(samples, cfg.split, None, cfg.step_separator)
+            else:
+                encs = encode_samples(encoder, samples, cfg.split, None, cfg.step_separator)
+            for i, (s, e) in enumerate(zip(samples, encs)):
+                if e is None or len(e) > cfg.max_length:
+                    what = "steps" if s.steps is not None else "response"
+                    raise RequestError(400, f"prompt + response exceed max_length {cfg.max_length} tokens",
+                                       f"[{i}].{what}" if many else what)
+            return encs
+        except InputError as e:
+            where = f"[{e.line - 1}].{e.field}" if many and e.line else e.field
+            raise RequestError(400, e.message, where) from None
+        except UserError as e:
+            raise RequestError(400, str(e)) from None
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "prm": cfg.prm, "reward_schema": None if not implicit else "log_ratio",
+                "batches": batcher.batches, "scored": batcher.scored, "dropped": batcher.dropped,
+                "queued": batcher.queue.qsize()}
+
+    @app.post("/score")
+    async def score(request: Request):
+        try:
+            samples, many = parse_items(await read_json(request), cfg.max_items)
+            for s in samples:
+                if s.response is None:
+                    s.response = cfg.step_separator.join(s.steps)
+            encs = encode(samples, many=many)
+        except RequestError as e:
+            return error(e)
+        recs = await batcher.submit(encs)
+        out = [{"step_spans": [list(x) for x in e.spans[:e.n_steps]], **r} for e, r in zip(encs, recs)]
+        return out if many else out[0]
+
+    @app.post("/get_reward")
+    async def get_reward(request: Request):
+        from ..data.formats import Sample
+
+        try:
+            if raw is None:
+                raise RequestError(400, "/get_reward scores a query after its own formatted prompt, which needs an "
+                                        "implicit PRM; use /score for this format", "prm")
+            prompts, responses = parse_reward_request(await read_json(request), cfg.max_items)
+            samples = []
+            for i, (p, r) in enumerate(zip(prompts, responses)):
+                for t in tail:  # the EOS / padding an RL trainer decodes after the response
+                    while r.endswith(t):
+                        r = r[:-len(t)]
+                if not r.strip():
+                    raise RequestError(400, "the query has no response after its prompt", f"query[{i}]")
+                samples.append(Sample(p, r, None, None, {}, ("query", i + 1), i, 0))
+            encs = encode(samples, raw)
+        except RequestError as e:
+            if e.field and e.field.startswith("["):
+                e.field = "query" + e.field.split(".")[0]
+            return error(e)
+        recs = await batcher.submit(encs)
+        try:
+            return {"rewards": [float(r["scores"][cfg.reward]) for r in recs]}
+        except KeyError:
+            return error(RequestError(400, f"no score '{cfg.reward}'; this scorer has {sorted(recs[0]['scores'])}",
+                                      "reward"))
+
+    return app
+
+
+def serve(cfg: ServeConfig) -> None:
+    """Load the scorer once and serve it until interrupted."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise UserError("`implicit-prm serve` needs FastAPI and uvicorn: pip install 'implicit-prm[serve]'") from None
+    app = create_app(cfg)
+    print(f"[implicit-prm] serving {cfg.prm} on http://{cfg.host}:{cfg.port} (POST /score, POST /get_reward, "
+          "GET /health)", flush=True)
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level)
