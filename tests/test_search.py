@@ -223,3 +223,17 @@ def test_search_with_the_embedded_model_on_gsm8k(tmp_path):
     for r in recs:
         assert 1 <= len(r["steps"]) <= 3 and len(r["explored"]) >= 2 and "correct" in r
         assert r["budget"]["generated_tokens"] >= len(r["steps"])
+
+
+def test_parents_of_different_lengths_batch_together(prm):
+    """One batch holds children of parents whose caches differ in length (left-padded, masked, true positions):
+    each child's rewards equal `score` on its text."""
+    inc = IncrementalImplicitScorer(prm)
+    prompt, short = _walk(inc, prm, ["3 + 4 = 7."])
+    _, long = _walk(inc, prm, ["Start with 3 apples; she buys 4 more, and 3 + 4 = 7 apples in all."])
+    props = [Proposal("The answer is 7.", True, None, 0), Proposal("Then 7 * 2 = 14.", False, None, 0),
+             Proposal("The answer is 7.", True, None, 0)]
+    got = inc.extend(prompt, [short, long, long], props)
+    for (rewards, _), node, prop in zip(got, [short, long, long], props):
+        want = prm.score(prompt, node.steps + [prop.text + ("" if prop.done else "\n\n")])
+        assert rewards == pytest.approx(want["step_rewards"], abs=1e-4)

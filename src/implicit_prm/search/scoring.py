@@ -6,8 +6,8 @@ reference, continued from their cached keys and values:
   r_step = beta * sum_{t in step} (log pi(y_t | x, y_<t) - log pi_ref(y_t | x, y_<t)),   q_new = q_parent + r_step
 A node keeps, per model, the keys/values of its sequence and the log-prob of each response token. A child is
 computed from its parent's cache without changing it, so beams that share a prefix share its cache, and a dropped
-beam's cache is freed with its node. Children of one parent run as one batch (right-padded: under a causal mask,
-padding after a token changes nothing it sees).
+beam's cache is freed with its node. All proposals of a round run as one batch per model: prefixes left-padded
+(masked, each row at its true positions), new tokens right-padded.
 
 Token boundaries at step joins: a step given as text is encoded as `score` encodes the partial response (steps
 joined by the separator, a trailing separator while it goes on: one tokenization of the whole response, tokens
@@ -76,29 +76,49 @@ class IncrementalImplicitScorer:
         return contextlib.nullcontext()
 
     @torch.no_grad()
-    def _run(self, m: int, ids: torch.Tensor, kv: list | None, lengths: list[int]):
-        """Run model m on (B, L) right-padded ids after the cached `kv` (or from scratch); per row: the new cache
-        (cut to its length) and the log-probs of its tokens after the first (each predicted by the one before)."""
+    def _run(self, m: int, rows: list[list[int]], kvs: list | None) -> list[tuple[list, np.ndarray]]:
+        """Run model m on token rows, each after its own cached prefix (`kvs[i]`: per layer (keys, values) of
+        shape (1, heads, T_i, d)), or from scratch (kvs None). One batch: prefixes left-padded to the longest
+        (masked, with each row's true positions), rows right-padded. Per row: its new cache (prefix + row) and the
+        log-probs of its tokens after the first (each predicted by the token before)."""
         from transformers import DynamicCache
 
-        lm, B = self.models[m], ids.shape[0]
-        cache = None if kv is None else DynamicCache(
-            ddp_cache_data=[(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in kv])
-        with self._ctx(m), autocast_context(self.prm.device, self.prm.precision):
-            out = lm.get_decoder()(input_ids=ids, past_key_values=cache, use_cache=True)
+        lm, dev, B = self.models[m], self.prm.device, len(rows)
+        lengths = [len(r) for r in rows]
+        L = max(lengths)
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([r + [pad] * (L - len(r)) for r in rows], device=dev)  # (B, L)
+        pasts = [0] * B if kvs is None else [kv[0][0].shape[2] for kv in kvs]
+        T = max(pasts)
+        cache = None
+        if kvs is not None:
+            layers = []
+            for j in range(len(kvs[0])):  # left-pad every row's prefix to T
+                ks, vs = [], []
+                for kv, t in zip(kvs, pasts):
+                    k, v = kv[j]
+                    fill = k.new_zeros(k.shape[0], k.shape[1], T - t, k.shape[3])
+                    ks.append(torch.cat([fill, k], 2))
+                    vs.append(torch.cat([fill, v], 2))
+                layers.append((torch.cat(ks), torch.cat(vs)))  # (B, heads, T, d)
+            cache = DynamicCache(ddp_cache_data=layers)
+        mask = torch.tensor([[0] * (T - t) + [1] * (t + n) + [0] * (L - n) for t, n in zip(pasts, lengths)],
+                            device=dev)  # (B, T + L)
+        positions = torch.tensor([[t + i for i in range(L)] for t in pasts], device=dev)  # (B, L)
+        with self._ctx(m), autocast_context(dev, self.prm.precision):
+            out = lm.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                                   use_cache=True)
             head = self.prm.model
             logps = chunked_token_logprobs(out.last_hidden_state[:, :-1], lm.get_output_embeddings(), ids[:, 1:],
                                            head.chunk, head.softcap, head.scale)  # (B, L-1)
-        past = 0 if kv is None else kv[0][0].shape[2]
         layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
         self.prm_tokens += sum(lengths)
-        return [([(k[i:i + 1, :, :past + n].clone(), v[i:i + 1, :, :past + n].clone()) for k, v in layers],
-                 logps[i, :n - 1].double().cpu().numpy()) for i, n in enumerate(lengths)]
+        return [([(k[i:i + 1, :, T - t:T + n].clone(), v[i:i + 1, :, T - t:T + n].clone()) for k, v in layers],
+                 logps[i, :n - 1].double().cpu().numpy()) for i, (t, n) in enumerate(zip(pasts, lengths))]
 
     def root(self, prompt: str) -> PrefixState:
         ids = self.prm.encoder.prompt_ids(prompt)
-        t = torch.tensor([ids], device=self.prm.device)
-        kv = [self._run(m, t, None, [len(ids)])[0][0] for m in range(len(self.models))]
+        kv = [self._run(m, [list(ids)], None)[0][0] for m in range(len(self.models))]
         return PrefixState(kv, [], [], [np.zeros(0)] * len(self.models), "")
 
     def _encode(self, prompt: str, parent: Node, prop: Proposal) -> tuple[list[int], list[int], str]:
@@ -119,30 +139,29 @@ class IncrementalImplicitScorer:
         return enc.response_ids, enc.token_steps, text
 
     def extend(self, prompt: str, parents: Sequence[Node], proposals: Sequence[Proposal]) -> list[tuple[list, object]]:
-        out: list = [None] * len(proposals)
-        groups: dict[int, list[int]] = {}
-        for i, p in enumerate(parents):  # children of one parent run as one batch
-            groups.setdefault(id(p.scorer_state), []).append(i)
+        """All proposals as one batch per model, each continuing its parent's cache from its own reused prefix."""
         p_ids = self.prm.encoder.prompt_ids(prompt)
         P = len(p_ids)
-        for idx in groups.values():
-            parent: PrefixState = parents[idx[0]].scorer_state
-            encoded = [self._encode(prompt, parents[i], proposals[i]) for i in idx]
-            keep = min(_common_prefix(parent.response_ids, e[0]) for e in encoded)  # response tokens reused
+        rows, kvs, keeps, encoded = [], [[] for _ in self.models], [], []
+        for parent, prop in zip(parents, proposals):
+            st: PrefixState = parent.scorer_state
+            resp, steps, text = self._encode(prompt, parent, prop)
+            keep = _common_prefix(st.response_ids, resp)  # response tokens reused
             feed = P + keep - 1  # run from the last reused token: its hidden state predicts the first new one
-            rows = [(p_ids + e[0])[feed:] for e in encoded]
-            lengths = [len(r) for r in rows]
-            pad = self.tok.pad_token_id
-            ids = torch.tensor([r + [pad] * (max(lengths) - len(r)) for r in rows], device=self.prm.device)
-            per_model = [self._run(m, ids, [(k[:, :, :feed], v[:, :, :feed]) for k, v in parent.kv[m]], lengths)
-                         for m in range(len(self.models))]
-            for j, i in enumerate(idx):
-                resp, steps, text = encoded[j]
-                kv = [per_model[m][j][0] for m in range(len(self.models))]
-                logps = [np.concatenate([parent.logps[m][:keep], per_model[m][j][1]]) for m in range(len(self.models))]
-                enc = Encoded(p_ids, resp, steps, len(parents[i].steps) + 1)
-                rec = rewards_record(enc, logps[0], logps[1] if len(logps) > 1 else None, self.beta, False)
-                out[i] = (rec["step_rewards"], PrefixState(kv, resp, steps, logps, text))
+            rows.append((p_ids + resp)[feed:])
+            for m in range(len(self.models)):
+                kvs[m].append([(k[:, :, :feed], v[:, :, :feed]) for k, v in st.kv[m]])
+            keeps.append(keep)
+            encoded.append((resp, steps, text))
+        per_model = [self._run(m, rows, kvs[m]) for m in range(len(self.models))]
+        out = []
+        for j, (parent, (resp, steps, text)) in enumerate(zip(parents, encoded)):
+            st = parent.scorer_state
+            kv = [per_model[m][j][0] for m in range(len(self.models))]
+            logps = [np.concatenate([st.logps[m][:keeps[j]], per_model[m][j][1]]) for m in range(len(self.models))]
+            enc = Encoded(p_ids, resp, steps, len(parent.steps) + 1)
+            rec = rewards_record(enc, logps[0], logps[1] if len(logps) > 1 else None, self.beta, False)
+            out.append((rec["step_rewards"], PrefixState(kv, resp, steps, logps, text)))
         return out
 
 
