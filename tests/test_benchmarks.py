@@ -108,3 +108,35 @@ def test_laptop_scale_quick(tmp_path):
         assert 0 <= run_["with_reference"]["auroc_min"] <= 1
         assert len(run_["with_reference"]["top1_min"]) == len(r["ns"])
     assert (tmp_path / "res" / "laptop_scale_objectives.png").stat().st_size > 1000
+
+
+@pytest.mark.subprocess
+def test_search_incremental(tmp_path, tiny_model):
+    """Incremental against whole-text re-scoring: both give the same rewards, and fewer tokens run incrementally."""
+    run(["search_incremental.py", "--model", tiny_model, "--steps", "4", "--beams", "2", "--problems", "1",
+         "--repeats", "1", "--precision", "fp32"], tmp_path)
+    r = json.loads((tmp_path / "search_incremental.json").read_text())
+    assert r["max_abs_reward_diff"] < 1e-4
+    assert r["model_tokens"]["incremental"] < r["model_tokens"]["rescore"] and r["speedup"] > 0
+
+
+@pytest.mark.subprocess
+def test_serve_load(tmp_path, tiny_model):
+    run(["serve_load.py", "--prm", tiny_model, "--clients", "4", "--requests", "8"], tmp_path)
+    r = json.loads((tmp_path / "serve_load.json").read_text())
+    for mode in ("one_at_a_time", "batched"):
+        assert r[mode]["requests_per_s"] > 0 and r[mode]["p50_s"] <= r[mode]["p99_s"]
+    assert r["batched"]["batches"] <= 9 and r["forward_bound"]["ratio"] > 0
+
+
+@pytest.mark.subprocess
+def test_search_builtin_experiment(tmp_path, tiny_model, tiny_model_b):
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "search_builtin.py"), "--prm", tiny_model_b,
+                           "--ref", tiny_model, "--n-problems", "3", "--ns", "4", "--out", str(tmp_path / "run"),
+                           "--results", str(tmp_path / "res")], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((tmp_path / "res" / "search_builtin.json").read_text())
+    assert set(r["rows"]) == {"single sample", "best-of-n N=4", "beam N=4", "dvts N=4"}
+    for row in r["rows"].values():
+        assert 0 <= row["accuracy"] <= 1 and row["n_problems"] == 3 and row["generated_tokens"] > 0
+    assert r["rows"]["beam N=4"]["generated_tokens"] > r["rows"]["single sample"]["generated_tokens"]

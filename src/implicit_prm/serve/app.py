@@ -47,6 +47,7 @@ class ServeConfig:
     split: Literal["auto", "markers", "blank"] = field("auto", help="step boundaries of a response given as text")
     step_separator: str = field("\n\n", help="joins the steps of {prompt, steps} items")
     precision: Literal["auto", "bf16", "fp32"] = field("auto", help="bf16 autocast where fast, else fp32")
+    logprob_cache: str = field("", help="implicit PRMs: log-prob cache file ('' = default, 'none' = off)")
     api_key_env: str = field("IMPLICIT_PRM_API_KEY", help="environment variable holding the API key (unset: no key)")
     log_level: str = field("warning", help="uvicorn's log level")
 
@@ -131,7 +132,7 @@ def create_app(cfg: ServeConfig, scorer=None):
         scorer = load_scorer(cfg.prm, cfg.format, cfg.ref, cfg.reference_free, cfg.beta,
                              trust_remote_code=cfg.trust_remote_code, precision=cfg.precision,
                              max_length=cfg.max_length, batch_tokens=cfg.batch_tokens, overlong="error",
-                             separator=cfg.step_separator)
+                             separator=cfg.step_separator, logprob_cache=cfg.logprob_cache)
     batcher = Batcher(scorer, cfg.batch_window_ms / 1000, cfg.batch_tokens)
     implicit = getattr(scorer, "beta", None) is not None
     raw = Encoder(scorer.tok, "raw", cfg.max_length, "error") if implicit else None
