@@ -95,6 +95,21 @@ def test_bad_reward_requests_and_the_api_key(client, monkeypatch):
     assert ok.status_code == 200
 
 
+def _search_through_the_server(port: int, prm) -> None:
+    """`search --prm http://...`: whole partial solutions scored by the server, as offline scoring scores them."""
+    from implicit_prm.data.builtin import BuiltinDataConfig, generate_rollouts
+    from implicit_prm.eval.datasets import Problem
+    from implicit_prm.search.run import SearchConfig, build, search_problem
+
+    cfg = SearchConfig(problems="-", output="-", prm=f"http://127.0.0.1:{port}", strategy="beam", n=2,
+                       beam_width=1, progress=False)
+    rec = generate_rollouts(BuiltinDataConfig(output="-", n_problems=1, samples_per_problem=1, seed=5))[0]
+    policy, scorer = build(cfg)
+    out = search_problem(cfg, Problem("p0", rec["prompt"], str(rec["answer"]), "builtin"), policy, scorer)
+    steps = out["steps"][:-1] + [out["steps"][-1] + ("" if out["finished"] else "\n\n")]
+    assert out["step_rewards"] == pytest.approx(prm.score(rec["prompt"], steps)["step_rewards"], abs=1e-4)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -178,6 +193,7 @@ def test_load_32_clients_lose_no_request_and_match_offline(tmp_path, prm, tiny_m
             assert len(answers[cid]) == expected  # exactly one answer per request that was not cut off
         health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health").read())
         assert health["scored"] >= 28 * 16 and health["batches"] < health["scored"]  # requests were batched
+        _search_through_the_server(port, prm)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

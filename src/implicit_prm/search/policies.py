@@ -32,7 +32,13 @@ class SolverPolicy:
             from ..data.builtin import parse_prompt
             from ..data.solver import make_profile
 
-            problem = parse_prompt(prompt)
+            try:
+                problem = parse_prompt(prompt)
+            except ValueError:
+                from ..errors import UserError
+
+                raise UserError(f"--policy solver proposes steps for built-in problems only, and {prompt[:60]!r} is "
+                                "not one; use --policy MODEL (a causal LM)") from None
             self._problems[prompt] = (problem, make_profile(problem, self.seed, self.rate_scale))
         return self._problems[prompt]
 

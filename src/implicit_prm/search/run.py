@@ -55,12 +55,6 @@ class SearchConfig:
                               f"{self.strategy}")
 
 
-def load_problems_with_meta(spec: str):
-    from ..eval.datasets import load_problems
-
-    return load_problems(spec)
-
-
 def build(cfg: SearchConfig):
     """(policy, scorer, tokenizer) for the config."""
     from .. import models
@@ -107,7 +101,7 @@ def search_problem(cfg: SearchConfig, problem, policy, scorer) -> dict:
            "strategy": cfg.strategy, "n": cfg.n, "beam_width": cfg.beam_width, "agg": cfg.agg,
            "response": response, "steps": best.steps, "step_rewards": best.rewards,
            "q_values": [sum(best.rewards[:k + 1]) for k in range(len(best.rewards))], "score": s.score(best),
-           "finished": best.done, "final_candidates": [b.id for b in final], "chosen": best.id,
+           "finished": bool(s.explored[best.id]["finished"]) if best.id >= 0 else False, "final_candidates": [b.id for b in final], "chosen": best.id,
            "explored": s.explored,
            "budget": {"generated_tokens": s.generated_tokens, "prm_tokens": scorer.prm_tokens - tokens0,
                       "rounds": s.rounds, "explored_steps": len(s.explored)},
@@ -122,7 +116,9 @@ def search(cfg: SearchConfig) -> Path:
     """Search every problem, resuming finished ones from <output>.partial; write the output atomically."""
     from tqdm.auto import tqdm
 
-    problems = load_problems_with_meta(cfg.problems)
+    from ..eval.datasets import load_problems
+
+    problems = load_problems(cfg.problems)
     if cfg.n_problems:
         problems = problems[:cfg.n_problems]
     if cfg.solver_seed < 0 and cfg.policy == "solver":
