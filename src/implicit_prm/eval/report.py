@@ -207,7 +207,12 @@ def steps_blocks(path: Path, r: dict) -> list[tuple]:
         rows.append(row(f"evaluated on {on} (threshold {r['threshold_from']})", r["threshold"], r["evaluated"]))
     if r.get("optimistic"):
         rows.append(row(r["optimistic"]["label"], r["optimistic"]["threshold"], r["optimistic"]))
-    scale = "sigmoid(q-value)" if r["signal"] == "q_value" else "raw step reward"
+    if r["signal"] != "q_value":
+        scale = "raw step reward"
+    elif r.get("scales") == ["probability"]:
+        scale = "the scorer's P(+) (q-value)"
+    else:
+        scale = "sigmoid(q-value)"
     return [("h", f"Step errors (ProcessBench): {path.name}"),
             ("p", ["Input ", Code(r["input"]), f": {r['n']} solutions ({r['n_err']} with a wrong step, {r['n_ok']} "
                    f"all right). The first step with {scale} < threshold is predicted wrong. Accuracies and F1 in %; "

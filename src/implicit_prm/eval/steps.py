@@ -18,7 +18,7 @@ Input: scored JSONL/JSON records (from `implicit-prm score`) with `q_values` (or
 wrong step: ProcessBench's `label` when the record has `steps`, else the built-in data's `first_error`.
 
 Output JSON (schema "implicit-prm/steps/v1"):
-  {"schema", "input", "signal", "n", "n_err", "n_ok",
+  {"schema", "input", "signal", "scales" (the records' reward_schema scales), "n", "n_err", "n_ok",
    "threshold_from": "given" | "tune_on" | "split_half" | null, "threshold": float | null,
    "tune_on": path | null, "split": {"seed", "n_tune", "n_eval"} | null,
    "tuned": metrics on the tuning data | null, "evaluated": metrics at `threshold` on the evaluated samples | null,
@@ -161,9 +161,11 @@ class StepData:
     signals: list[np.ndarray]
     labels: np.ndarray
     lines: list[int]
+    scales: frozenset = frozenset()  # the records' reward_schema scales (schema.py)
 
     def subset(self, idx: Sequence[int]) -> "StepData":
-        return StepData([self.signals[i] for i in idx], self.labels[list(idx)], [self.lines[i] for i in idx])
+        return StepData([self.signals[i] for i in idx], self.labels[list(idx)], [self.lines[i] for i in idx],
+                        self.scales)
 
 
 def read_step_data(path: str | Path, signal: str = "q_value", truncated_ok: bool = False) -> StepData:
@@ -171,7 +173,7 @@ def read_step_data(path: str | Path, signal: str = "q_value", truncated_ok: bool
     `truncated_ok`: a response scored only in part (--overlong truncate: it has n_steps_total) keeps its label
     over all its steps, and its unscored steps are never flagged."""
     key = "q_values" if signal == "q_value" else "step_rewards"
-    signals, labels, lines = [], [], []
+    signals, labels, lines, scales = [], [], [], set()
     for line, rec in read_json_records(path):
         if key not in rec:
             raise InputError(path, line, key, "missing; score the file first (`implicit-prm score`)")
@@ -196,12 +198,13 @@ def read_step_data(path: str | Path, signal: str = "q_value", truncated_ok: bool
         if isinstance(label, bool) or not isinstance(label, int) or not -1 <= label < n:
             raise InputError(path, line, label_key,
                              f"expected -1 or a step index 0..{n - 1} ({n} steps scored), found {describe_json(label)}")
+        scales.add(record_scale(rec))
         signals.append(to_probability(values, record_scale(rec)) if signal == "q_value" else values)
         labels.append(label)
         lines.append(line)
     if not signals:
         raise InputError(path, None, None, "no records")
-    return StepData(signals, np.array(labels), lines)
+    return StepData(signals, np.array(labels), lines, frozenset(scales))
 
 
 def _tune(data: StepData, path, what: str) -> tuple[float, dict]:
@@ -250,7 +253,8 @@ def run_steps(cfg: StepsConfig) -> dict:
         optimistic = None
 
     counts = processbench_metrics(data.labels, data.labels)
-    result = {"schema": SCHEMA, "input": str(path), "signal": cfg.signal, "n": len(data.labels),
+    result = {"schema": SCHEMA, "input": str(path), "signal": cfg.signal, "scales": sorted(data.scales),
+              "n": len(data.labels),
               "n_err": counts["n_err"], "n_ok": counts["n_ok"], "threshold_from": source, "threshold": threshold,
               "tune_on": cfg.tune_on, "split": split, "tuned": tuned, "evaluated": evaluated, "optimistic": optimistic,
               "n_bootstrap": cfg.n_bootstrap, "ci_level": cfg.ci_level}
