@@ -142,6 +142,8 @@ def test_search_command_on_builtin_problems_resumes(tmp_path, tiny_model, builti
     assert len(recs) == 3
     for r in recs:
         assert r["explored"] and r["budget"]["generated_tokens"] > 0 and isinstance(r["correct"], bool)
+        b = r["budget"]  # 2P per token: the solver's tokens as SmolLM2-135M's (P = 134,515,008 with its head)
+        assert b["policy_flops"] == 2 * 134_515_008 * b["generated_tokens"] and b["prm_flops"] > 0
         assert r["steps"] == [e["step"] for e in _path(r["explored"], r["chosen"])]
         chosen = _path(r["explored"], r["chosen"])[-1]  # earlier steps' rewards move a little when a join
         assert r["step_rewards"][-1] == pytest.approx(chosen["reward"])  # re-tokenizes; the last and q are final

@@ -56,8 +56,10 @@ class SearchConfig:
 
 
 def build(cfg: SearchConfig):
-    """(policy, scorer, tokenizer) for the config."""
+    """(policy, scorer) for the config; scorer.params and policy.params are their parameter counts P (None when
+    unknown: a remote PRM), for the budget's FLOPs."""
     from .. import models
+    from ..flops import SMOLLM2_135M, ModelShape, compute_params
     from ..scorers import load_scorer
     from .policies import HFPolicy, SolverPolicy
     from .scoring import IncrementalImplicitScorer, WholeTextScorer
@@ -66,6 +68,7 @@ def build(cfg: SearchConfig):
         from ..serve.client import RemoteScorer
 
         scorer = WholeTextScorer(RemoteScorer(cfg.prm), cfg.separator)
+        scorer.params = None
         tok = None
     else:
         prm = load_scorer(cfg.prm, "auto", cfg.ref, cfg.reference_free, cfg.beta, precision=cfg.precision)
@@ -74,18 +77,33 @@ def build(cfg: SearchConfig):
             scorer = IncrementalImplicitScorer(prm, cfg.separator)
         else:
             scorer = WholeTextScorer(prm, cfg.separator)
+        scorer.params = compute_params(prm.model.lm)
     if cfg.policy == "solver":
         if tok is None:
             from ..models import load_tokenizer
 
             tok = load_tokenizer(models.DEFAULT_MODEL)
-        return SolverPolicy(tok, max(cfg.solver_seed, 0), separator=cfg.separator), scorer
+        policy = SolverPolicy(tok, max(cfg.solver_seed, 0), separator=cfg.separator)
+        policy.params = ModelShape.from_config(SMOLLM2_135M).params  # counted as SmolLM2-135M generating it
+        return policy, scorer
     lm_tok = models.load_tokenizer(cfg.policy)
     lm_tok.padding_side = "left"
     model = models.load_model(cfg.policy).eval()
     share = tok is not None and lm_tok.get_vocab() == tok.get_vocab()
-    return HFPolicy(model, lm_tok, cfg.temperature, max_step_tokens=cfg.max_step_tokens, separator=cfg.separator,
-                    share_ids=share), scorer
+    policy = HFPolicy(model, lm_tok, cfg.temperature, max_step_tokens=cfg.max_step_tokens, separator=cfg.separator,
+                      share_ids=share)
+    policy.params = compute_params(model)
+    return policy, scorer
+
+
+def budget(generated: int, prm_tokens: int, rounds: int, explored: int, policy, scorer) -> dict:
+    """What a problem's search spent. FLOPs count 2P per token (weights only; attention, which grows with the
+    prefix, is left out): the policy's generated tokens (the solver's counted as SmolLM2-135M generating them;
+    prompt prefill left out), and every token the PRM and its reference ran (remote PRM: unknown, null)."""
+    pp, sp = getattr(policy, "params", None), getattr(scorer, "params", None)
+    return {"generated_tokens": generated, "prm_tokens": prm_tokens, "rounds": rounds, "explored_steps": explored,
+            "policy_flops": None if pp is None else 2 * pp * generated,
+            "prm_flops": None if sp is None else 2 * sp * prm_tokens}
 
 
 def search_problem(cfg: SearchConfig, problem, policy, scorer) -> dict:
@@ -103,8 +121,8 @@ def search_problem(cfg: SearchConfig, problem, policy, scorer) -> dict:
            "q_values": [sum(best.rewards[:k + 1]) for k in range(len(best.rewards))], "score": s.score(best),
            "finished": bool(s.explored[best.id]["finished"]) if best.id >= 0 else False, "final_candidates": [b.id for b in final], "chosen": best.id,
            "explored": s.explored,
-           "budget": {"generated_tokens": s.generated_tokens, "prm_tokens": scorer.prm_tokens - tokens0,
-                      "rounds": s.rounds, "explored_steps": len(s.explored)},
+           "budget": budget(s.generated_tokens, scorer.prm_tokens - tokens0, s.rounds, len(s.explored), policy,
+                            scorer),
            "wall_s": time.time() - t0}
     if problem.answer is not None:
         g = grade(response, str(problem.answer))
