@@ -54,7 +54,7 @@ def main() -> None:
     if not problems.exists():
         write_builtin(BuiltinDataConfig(output=str(problems), n_problems=args.n_problems, samples_per_problem=1,
                                         seed=4, balance=False))
-    runs = [("best-of-n", 1)] + [(s, n) for s in args.strategies for n in args.ns if s == "best-of-n" or n >= args.width]
+    runs = [("best-of-n", 1)] + [(s, n) for n in args.ns for s in args.strategies if s == "best-of-n" or n >= args.width]
     rows = {}
     for strategy, n in runs:
         path = out / f"{strategy}_n{n}.jsonl"

@@ -24,6 +24,7 @@ is scored from scratch by any scorer (load_scorer: every format, and the HTTP cl
 from __future__ import annotations
 
 import contextlib
+import inspect
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -106,12 +107,14 @@ class IncrementalImplicitScorer:
                             device=dev)  # (B, T + L)
         positions = torch.tensor([[t + i for i in range(L)] for t in pasts], device=dev)  # (B, L)
         with self._ctx(m), autocast_context(dev, self.prm.precision):
-            out = lm.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                                   use_cache=True)
+            decoder = lm.get_decoder()
+            key = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+            out = decoder(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **{key: cache})
             head = self.prm.model
             logps = chunked_token_logprobs(out.last_hidden_state[:, :-1], lm.get_output_embeddings(), ids[:, 1:],
                                            head.chunk, head.softcap, head.scale)  # (B, L-1)
-        layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        new_cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values  # transformers 5.x
+        layers = [(layer.keys, layer.values) for layer in new_cache.layers]
         self.prm_tokens += sum(lengths)
         return [([(k[i:i + 1, :, T - t:T + n].clone(), v[i:i + 1, :, T - t:T + n].clone()) for k, v in layers],
                  logps[i, :n - 1].double().cpu().numpy()) for i, (t, n) in enumerate(zip(pasts, lengths))]
