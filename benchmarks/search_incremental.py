@@ -43,14 +43,20 @@ def beams_for(n_problems: int, n_beams: int, n_steps: int, seed: int = 0):
     return out
 
 
-def run_rounds(scorer, prompt: str, beams: list[list[str]]) -> tuple[float, list[list[float]]]:
-    """Seconds to score every round of the beams (each extended by its next step per round); final rewards."""
+def run_rounds(scorer, prompt: str, beams: list[list[str]], ids: bool = False) -> tuple[float, list[list[float]]]:
+    """Seconds to score every round of the beams (each extended by its next step per round); final rewards.
+    ids=True hands each step over as its own token ids (tokenized alone, as an LM policy's tokens come)."""
     t0 = time.perf_counter()
     root = Node(-1, None, [], [], False, None, scorer.root(prompt))
     nodes = [root] * len(beams)
     for k in range(max(len(b) for b in beams)):
         idx = [i for i, b in enumerate(beams) if k < len(b)]
-        props = [Proposal(beams[i][k], k == len(beams[i]) - 1, None, 0) for i in idx]
+        props = []
+        for i in idx:
+            done = k == len(beams[i]) - 1
+            text = beams[i][k]
+            step_ids = scorer.tok.encode(text + ("" if done else scorer.sep), add_special_tokens=False) if ids else None
+            props.append(Proposal(text, done, None, 0, step_ids))
         got = scorer.extend(prompt, [nodes[i] for i in idx], props)
         for i, p, (rewards, state) in zip(idx, props, got):
             nodes[i] = Node(k, None, nodes[i].steps + [p.text], rewards, p.done, None, state)
@@ -92,16 +98,27 @@ def main() -> None:
         for a, b in zip(last_inc, last_rescore):
             diffs += [float(np.max(np.abs(np.array(x) - np.array(y)))) for x, y in zip(a, b)]
     best = {k: min(v) for k, v in times.items()}
+    # steps as separately tokenized ids (an LM policy's own tokens) against the text re-tokenized as `score` does
+    tok_diff, q_diff = [], []
+    for (prompt, beams), text_rewards in zip(data, last_inc):
+        _, id_rewards = run_rounds(IncrementalImplicitScorer(prm), prompt, beams, ids=True)
+        for a, b in zip(id_rewards, text_rewards):
+            tok_diff.append(float(np.max(np.abs(np.array(a) - np.array(b)))))
+            q_diff.append(abs(sum(a) - sum(b)))
     result = {"setup": {"model": args.model, "steps": args.steps, "beams": args.beams, "problems": args.problems,
                         "precision": prm.precision, "repeats": args.repeats},
               "seconds": best, "speedup": best["rescore"] / best["incremental"],
               "model_tokens": tokens, "token_ratio": tokens["rescore"] / max(tokens["incremental"], 1),
-              "max_abs_reward_diff": max(diffs)}
+              "max_abs_reward_diff": max(diffs),
+              "ids_vs_retokenized_text": {"max_abs_step_reward_diff": max(tok_diff),
+                                          "max_abs_final_q_diff": max(q_diff)}}
     print(f"{args.problems} problems x {args.beams} beams x {args.steps} steps ({prm.precision}):")
     print(f"  re-scoring whole partial solutions: {best['rescore']:.2f} s, {tokens['rescore']} model tokens")
     print(f"  incremental (KV caches):            {best['incremental']:.2f} s, {tokens['incremental']} model tokens")
     print(f"  speed-up {result['speedup']:.2f}x (token ratio {result['token_ratio']:.2f}x); largest reward "
           f"difference {result['max_abs_reward_diff']:.2e}")
+    print(f"  steps as their own token ids against the re-tokenized text: step rewards differ by up to "
+          f"{max(tok_diff):.3g}, final q-values by up to {max(q_diff):.3g} (beta 0.05)")
     save("search_incremental", result)
 
 
