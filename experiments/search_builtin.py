@@ -73,7 +73,11 @@ def main() -> None:
                       "finished": float(np.mean([r["finished"] for r in recs])), "n_problems": len(recs)}
         print(f"{name:<18} acc {100 * correct.mean():5.1f}  tokens/problem {rows[name]['generated_tokens']:7.0f}"
               f"  ({time.time() - t0:.0f} s)", flush=True)
+    from implicit_prm.logprobs import resolve_precision
+    from implicit_prm.processes import default_device
+
     res = {"date": datetime.date.today().isoformat(), "machine": machine(), "prm": args.prm, "width": args.width,
+           "precision": resolve_precision(default_device(), args.precision),
            "problems": {"seed": 4, "n": args.n_problems}, "agg": "min", "policy": "solver", "rows": rows}
     results.mkdir(parents=True, exist_ok=True)
     write_json(results / "search_builtin.json", res)
@@ -96,8 +100,14 @@ def main() -> None:
                         yerr=[[100 * (p["accuracy"] - p["ci"][0]) for p in pts],
                               [100 * (p["ci"][1] - p["accuracy"]) for p in pts]], marker="o", capsize=3, label=strategy)
         one = rows["single sample"]
-        ax.axhline(100 * one["accuracy"], color="gray", ls="--", label="single sample")
+        ax.errorbar([one["generated_tokens"]], [100 * one["accuracy"]],
+                    yerr=[[100 * (one["accuracy"] - one["ci"][0])], [100 * (one["ci"][1] - one["accuracy"])]],
+                    marker="s", color="black", capsize=3, label="single sample")
         ax.set_xscale("log")
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("generated tokens per problem")
         ax.set_ylabel("accuracy (%)")
         ax.set_title(f"search on built-in problems ({args.n_problems}), implicit PRM, min step reward")
