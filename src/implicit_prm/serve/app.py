@@ -186,7 +186,8 @@ def create_app(cfg: ServeConfig, scorer=None):
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "prm": cfg.prm, "reward_schema": None if not implicit else "log_ratio",
+        return {"status": "ok", "prm": cfg.prm,
+                "format": "implicit" if implicit else getattr(scorer, "schema", {}).get("format"),
                 "batches": batcher.batches, "scored": batcher.scored, "dropped": batcher.dropped,
                 "queued": batcher.queue.qsize()}
 
