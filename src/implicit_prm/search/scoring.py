@@ -189,6 +189,8 @@ class WholeTextScorer:
             recs = self.scorer.score_samples(samples)
         else:
             encs = self.scorer.encode(samples, "steps", None, self.sep)
-            self.prm_tokens += sum(len(e) for e in encs) * (2 if getattr(self.scorer, "ref", None) else 1)
+            done = [e for e in encs if e is not None]  # responses to one prompt share its pass (prompt sharing)
+            run = sum(len(e.response_ids) for e in done) + (len(done[0].prompt_ids) if done else 0)
+            self.prm_tokens += run * (2 if getattr(self.scorer, "ref", None) else 1)
             recs = self.scorer.score_encoded(encs)
         return [(list(r["step_rewards"]), None) for r in recs]
