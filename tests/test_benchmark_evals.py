@@ -16,6 +16,7 @@ from implicit_prm.eval.prmbench import PRMBenchConfig, best_threshold, prmbench_
 from implicit_prm.eval.processbench import ProcessBenchConfig, run_processbench
 from implicit_prm.eval.steps import best_threshold as steps_best_threshold
 
+needs_shared = pytest.mark.skipif(not (SHARED / "processbench").is_dir(), reason=f"shared data not at {SHARED}")
 PROB = {"name": "implicit-prm/scored", "version": 1, "scorer": "step_prm", "format": "math-shepherd",
         "scale": "probability"}
 
@@ -31,6 +32,7 @@ def _pb(split, i, q, label, n_steps=None, **extra):
             "q_values": q, "step_rewards": q, "reward_schema": PROB, **extra}
 
 
+@needs_shared
 def test_processbench_names_read_local_files_or_the_hub(monkeypatch, tmp_path):
     monkeypatch.setenv("IMPLICIT_PRM_DATA", str(SHARED))
     samples = read_samples("processbench:gsm8k")
@@ -105,6 +107,7 @@ def test_prmbench_threshold_tuning_picks_the_best_prmscore():
     assert best_threshold(np.array([.9, .6, .4, .7]), np.array([True, True, False, False])) == 0.6
 
 
+@needs_shared
 def test_prmbench_on_its_own_records(tmp_path):
     """The three shared records as `score` reads them (steps = modified_process), scored by hand: counterfactual
     (errors 6-8 of 8) [.9 .9 .9 .9 .2 .8 .1 .1] -> TP 4, FN 1, FP 1, TN 2; step_contradiction (errors 4, 5 of 5)

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import SHARED as SHARED_DATA
 
 from implicit_prm.encoding import Encoded
 from implicit_prm.prm import ImplicitPRM
@@ -208,14 +209,13 @@ def test_hf_policy_steps_end_at_the_separator_and_share_ids(prm, tiny_model):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "gsm8k").is_dir(), reason="needs ../shared/data")
 def test_search_with_the_embedded_model_on_gsm8k(tmp_path):
     """The plumbing on the real model and real problems: SmolLM2 proposes steps of GSM8K solutions and scores them
     reference-free; it rarely solves them, so only the records are checked."""
-    from conftest import SHARED
-
     from implicit_prm.search.run import SearchConfig, search
 
-    cfg = SearchConfig(problems=str(SHARED / "gsm8k" / "test.jsonl"), output=str(tmp_path / "g.jsonl"),
+    cfg = SearchConfig(problems=str(SHARED_DATA / "gsm8k" / "test.jsonl"), output=str(tmp_path / "g.jsonl"),
                        prm="smollm2-135m", reference_free=True, policy="smollm2-135m", strategy="beam", n=2,
                        beam_width=1, max_steps=3, max_step_tokens=48, n_problems=2, precision="fp32",
                        progress=False)
