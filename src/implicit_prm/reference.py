@@ -41,7 +41,7 @@ def _stat_key(spec: str) -> str | None:
     return hashlib.sha1("|".join(parts).encode()).hexdigest()
 
 
-def _adapter_disabled(lm):
+def adapter_disabled(lm):
     """Context in which a peft model computes with its base weights only (the LoRA reference)."""
     return lm.disable_adapter() if hasattr(lm, "disable_adapter") else contextlib.nullcontext()
 
@@ -80,7 +80,7 @@ def reference_logprobs(ref_spec: str, in_memory: TokenLogProbs | None, encs: Seq
             model = in_memory if in_memory is not None else ref_model
             if model is None:
                 model = ref_model = TokenLogProbs(load_model(ref_spec)).to(device)
-            with _adapter_disabled(model.lm):
+            with adapter_disabled(model.lm):
                 arrays = response_logprobs(model, [by_key[k] for k in uniq_missing], pad_id, device, precision,
                                            batch_tokens, desc="reference pass", show=show,
                                            shard=(acc.process_index, acc.num_processes))

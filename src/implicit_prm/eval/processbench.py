@@ -31,7 +31,14 @@ from ..errors import ConfigError, InputError
 from ..io import read_json_file, read_json_records
 from ..results import config_path, write_result
 from .metrics import CI_LEVEL, check_bootstrap, pct
-from .steps import StepData, first_error_prediction, processbench_ci, processbench_metrics, read_step_data
+from .steps import (
+    StepData,
+    first_error_prediction,
+    processbench_ci,
+    processbench_metrics,
+    read_step_data,
+    seeded_halves,
+)
 
 SCHEMA = "implicit-prm/processbench/v1"
 
@@ -110,15 +117,14 @@ def run_processbench(cfg: ProcessBenchConfig) -> dict:
             raise ConfigError(f"no scored {cfg.tune_split} split among the inputs to tune the threshold on; add it "
                               "or pass --threshold")
         path, data = splits[cfg.tune_split]
-        perm = np.random.default_rng(cfg.seed).permutation(len(data.labels))
-        half = len(perm) // 2
+        tune_idx, eval_idx = seeded_halves(len(data.labels), cfg.seed)
+        tune = data.subset(tune_idx)
         try:
-            threshold, tuned = best_threshold(data.subset(np.sort(perm[:half])).signals,
-                                              data.subset(np.sort(perm[:half])).labels)
+            threshold, tuned = best_threshold(tune.signals, tune.labels)
         except ValueError as e:
             raise InputError(path, None, "label", f"tuning half: {e}") from None
-        splits[cfg.tune_split] = (path, data.subset(np.sort(perm[half:])))
-        evaluated[cfg.tune_split] = f"other half ({len(perm) - half} of {len(perm)})"
+        splits[cfg.tune_split] = (path, data.subset(eval_idx))
+        evaluated[cfg.tune_split] = f"other half ({len(eval_idx)} of {len(data.labels)})"
     results = {}
     for split, (path, data) in splits.items():
         n_truncated, n_skipped = overlong_counts(path)

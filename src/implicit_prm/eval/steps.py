@@ -207,6 +207,12 @@ def read_step_data(path: str | Path, signal: str = "q_value", truncated_ok: bool
     return StepData(signals, np.array(labels), lines, frozenset(scales))
 
 
+def seeded_halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(tuning, evaluation) sample indices, sorted: a seeded random half (n // 2) and the rest."""
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[:n // 2]), np.sort(perm[n // 2:])
+
+
 def _tune(data: StepData, path, what: str) -> tuple[float, dict]:
     try:
         return best_threshold(data.signals, data.labels)
@@ -233,9 +239,7 @@ def run_steps(cfg: StepsConfig) -> dict:
         threshold, tuned = _tune(read_step_data(cfg.tune_on, cfg.signal), cfg.tune_on, "tuning file")
     elif cfg.split_half:
         source = "split_half"
-        perm = np.random.default_rng(cfg.seed).permutation(len(data.labels))
-        half = len(perm) // 2
-        tune_idx, eval_idx = np.sort(perm[:half]), np.sort(perm[half:])
+        tune_idx, eval_idx = seeded_halves(len(data.labels), cfg.seed)
         threshold, tuned = _tune(data.subset(tune_idx), path, "tuning half")
         evaluated_data = data.subset(eval_idx)
         split = {"seed": cfg.seed, "n_tune": len(tune_idx), "n_eval": len(eval_idx)}

@@ -34,7 +34,7 @@ import torch
 from ..encoding import Encoded
 from ..logprobs import autocast_context, chunked_token_logprobs
 from ..prm import rewards_record
-from ..reference import _adapter_disabled
+from ..reference import adapter_disabled
 from .strategies import Node, Proposal
 
 
@@ -73,7 +73,7 @@ class IncrementalImplicitScorer:
 
     def _ctx(self, m: int):
         if m == 1 and self.models[1] is self.models[0]:
-            return _adapter_disabled(self.models[0])  # the LoRA PRM's base weights are its reference
+            return adapter_disabled(self.models[0])  # the LoRA PRM's base weights are its reference
         return contextlib.nullcontext()
 
     @torch.no_grad()
