@@ -2,15 +2,15 @@
 the demo's trained implicit PRM, with the simulated solver as the policy (exact truth).
 
 Setup (fixed before any run, nothing tuned): the PRM is `make demo`'s (runs/demo/prm: CE, LoRA on SmolLM2-135M);
-the problems are a fresh built-in set (`implicit-prm data --seed 4`, a seed no other run uses; the demo trains on
-seed 1 and evaluates on 2 and 3); the policy is the version-2 simulated solver with those problems' own error
+the problems are fresh built-in sets (`implicit-prm data --seed 4` and `--seed 8`, seeds no other run uses; the
+demo trains on seed 1 and evaluates on 2 and 3), searched separately and pooled; the policy is the version-2 simulated solver with those problems' own error
 model; beams are scored by their min step reward; beam width 4; N = 4, 8, 16 for each strategy, plus N = 1 (one
 sample: the policy's own accuracy). Search spends generated tokens (counted with the PRM's tokenizer), so each
 point is plotted at its measured tokens per problem. Accuracy intervals: 95% percentile bootstrap over problems.
 
-    python experiments/search_builtin.py [--prm runs/demo/prm] [--n-problems 60] [--out runs/search]
+    python experiments/search_builtin.py [--prm runs/demo/prm] [--seeds 4 8] [--n-problems 60] [--out runs/search]
 
-Resumable (each search run is; finished runs are kept). Writes <results>/search_builtin.{json,md,png}.
+Resumable (each search run is; finished runs are kept, in <out>/seed<S>/). Writes <results>/search_builtin.{json,md,png}.
 """
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def bootstrap(correct: np.ndarray, n: int = 1000, seed: int = 0) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prm", default="runs/demo/prm")
-    ap.add_argument("--n-problems", type=int, default=60)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[4, 8], help="built-in problem sets, pooled")
+    ap.add_argument("--n-problems", type=int, default=60, help="problems per set")
     ap.add_argument("--ns", type=int, nargs="*", default=[4, 8, 16])
     ap.add_argument("--width", type=int, default=4)
     ap.add_argument("--strategies", nargs="*", default=list(STRATEGIES))
@@ -49,36 +50,44 @@ def main() -> None:
     ap.add_argument("--results", default="experiments/results")
     args = ap.parse_args()
     out, results = Path(args.out), Path(args.results)
-    out.mkdir(parents=True, exist_ok=True)
-    problems = out / "problems.jsonl"
-    if not problems.exists():
-        write_builtin(BuiltinDataConfig(output=str(problems), n_problems=args.n_problems, samples_per_problem=1,
-                                        seed=4, balance=False))
     runs = [("best-of-n", 1)] + [(s, n) for n in args.ns for s in args.strategies if s == "best-of-n" or n >= args.width]
+    recs: dict[tuple[str, int], list[dict]] = {run: [] for run in runs}
+    secs: dict[tuple[str, int], float] = {run: 0.0 for run in runs}
+    for seed in args.seeds:
+        sub = out / f"seed{seed}"
+        sub.mkdir(parents=True, exist_ok=True)
+        problems = sub / "problems.jsonl"
+        if not problems.exists():
+            write_builtin(BuiltinDataConfig(output=str(problems), n_problems=args.n_problems, samples_per_problem=1,
+                                            seed=seed, balance=False))
+        for strategy, n in runs:
+            path = sub / f"{strategy}_n{n}.jsonl"
+            t0 = time.time()
+            if not path.exists():
+                search(SearchConfig(problems=str(problems), output=str(path), prm=args.prm, policy="solver",
+                                    strategy=strategy, n=n, beam_width=min(args.width, n), precision=args.precision,
+                                    ref=args.ref, progress=False))
+            got = [json.loads(line) for line in path.read_text().splitlines()]
+            recs[strategy, n] += got
+            print(f"seed {seed} {strategy} N={n}: acc {100 * np.mean([bool(r['correct']) for r in got]):5.1f}"
+                  f" ({time.time() - t0:.0f} s)", flush=True)
     rows = {}
-    for strategy, n in runs:
-        path = out / f"{strategy}_n{n}.jsonl"
-        t0 = time.time()
-        if not path.exists():
-            search(SearchConfig(problems=str(problems), output=str(path), prm=args.prm, policy="solver",
-                                strategy=strategy, n=n, beam_width=min(args.width, n), precision=args.precision, ref=args.ref,
-                                progress=False))
-        recs = [json.loads(line) for line in path.read_text().splitlines()]
-        correct = np.array([bool(r["correct"]) for r in recs], dtype=float)
+    for (strategy, n), rs in recs.items():
+        correct = np.array([bool(r["correct"]) for r in rs], dtype=float)
         name = "single sample" if n == 1 else f"{strategy} N={n}"
         rows[name] = {"strategy": strategy, "n": n, "accuracy": float(correct.mean()), "ci": bootstrap(correct),
-                      "generated_tokens": float(np.mean([r["budget"]["generated_tokens"] for r in recs])),
-                      "prm_tokens": float(np.mean([r["budget"]["prm_tokens"] for r in recs])),
-                      "wall_s_per_problem": float(np.mean([r["wall_s"] for r in recs])),
-                      "finished": float(np.mean([r["finished"] for r in recs])), "n_problems": len(recs)}
-        print(f"{name:<18} acc {100 * correct.mean():5.1f}  tokens/problem {rows[name]['generated_tokens']:7.0f}"
-              f"  ({time.time() - t0:.0f} s)", flush=True)
+                      "generated_tokens": float(np.mean([r["budget"]["generated_tokens"] for r in rs])),
+                      "prm_tokens": float(np.mean([r["budget"]["prm_tokens"] for r in rs])),
+                      "wall_s_per_problem": float(np.mean([r["wall_s"] for r in rs])),
+                      "finished": float(np.mean([r["finished"] for r in rs])), "n_problems": len(rs)}
+        print(f"{name:<18} acc {100 * correct.mean():5.1f}  tokens/problem {rows[name]['generated_tokens']:7.0f}",
+              flush=True)
     from implicit_prm.logprobs import resolve_precision
     from implicit_prm.processes import default_device
 
     res = {"date": datetime.date.today().isoformat(), "machine": machine(), "prm": args.prm, "width": args.width,
            "precision": resolve_precision(default_device(), args.precision),
-           "problems": {"seed": 4, "n": args.n_problems}, "agg": "min", "policy": "solver", "rows": rows}
+           "problems": {"seeds": args.seeds, "n_per_seed": args.n_problems}, "agg": "min", "policy": "solver", "rows": rows}
     results.mkdir(parents=True, exist_ok=True)
     write_json(results / "search_builtin.json", res)
     lines = ["| method | accuracy (%) [95% CI] | generated tokens / problem | PRM tokens / problem | s / problem |",
@@ -110,7 +119,7 @@ def main() -> None:
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("generated tokens per problem")
         ax.set_ylabel("accuracy (%)")
-        ax.set_title(f"search on built-in problems ({args.n_problems}), implicit PRM, min step reward")
+        ax.set_title(f"search on {len(args.seeds) * args.n_problems} built-in problems, implicit PRM, min step reward")
         ax.legend()
         fig.tight_layout()
         fig.savefig(results / "search_builtin.png", dpi=120)

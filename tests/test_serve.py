@@ -110,6 +110,46 @@ def _search_through_the_server(port: int, prm) -> None:
     assert out["step_rewards"] == pytest.approx(prm.score(rec["prompt"], steps)["step_rewards"], abs=1e-4)
 
 
+def test_a_client_gone_before_its_batch_is_dropped_and_the_others_go_on():
+    """While one batch is scored, two requests queue; one client disconnects. It gets None at once, its work is
+    never scored, and the other request is answered in the next batch."""
+    import asyncio
+
+    from implicit_prm.serve.batcher import Batcher
+
+    gate, seen = threading.Event(), []
+
+    class Slow:
+        def score_encoded(self, encs):
+            seen.append(list(encs))
+            gate.wait(10)
+            return [{"x": e} for e in encs]
+
+    async def gone():
+        return True
+
+    async def here():
+        return False
+
+    async def main():
+        b = Batcher(Slow(), window_s=0.001)
+        b.start()
+        first = asyncio.create_task(b.submit(["a"]))
+        while not seen:
+            await asyncio.sleep(0.005)
+        left = asyncio.create_task(b.submit(["bb"], gone, poll_s=0.01))
+        stays = asyncio.create_task(b.submit(["ccc"], here, poll_s=0.01))
+        assert await left is None and not gate.is_set()
+        gate.set()
+        assert await first == [{"x": "a"}] and await stays == [{"x": "ccc"}]
+        await b.stop()
+        return b
+
+    b = asyncio.run(main())
+    assert seen == [["a"], ["ccc"]]
+    assert (b.batches, b.scored, b.dropped) == (2, 2, 1)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -201,7 +201,9 @@ def create_app(cfg: ServeConfig, scorer=None):
             encs = encode(samples, many=many)
         except RequestError as e:
             return error(e)
-        recs = await batcher.submit(encs)
+        recs = await batcher.submit(encs, request.is_disconnected)
+        if recs is None:  # the client went away; nobody reads this
+            return JSONResponse({"error": "client disconnected", "field": None}, status_code=499)
         out = [{"step_spans": [list(x) for x in e.spans[:e.n_steps]], **r} for e, r in zip(encs, recs)]
         return out if many else out[0]
 
@@ -227,7 +229,9 @@ def create_app(cfg: ServeConfig, scorer=None):
             if e.field and e.field.startswith("["):
                 e.field = "query" + e.field.split(".")[0]
             return error(e)
-        recs = await batcher.submit(encs)
+        recs = await batcher.submit(encs, request.is_disconnected)
+        if recs is None:
+            return JSONResponse({"error": "client disconnected", "field": None}, status_code=499)
         try:
             return {"rewards": [float(r["scores"][cfg.reward]) for r in recs]}
         except KeyError:

@@ -41,10 +41,23 @@ class Batcher:
                 pass
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(self, encs: list) -> list[dict]:
+    async def submit(self, encs: list, disconnected=None, poll_s: float = 0.05) -> list[dict] | None:
+        """The records for `encs`; None when `disconnected()` (an async callable, e.g. Starlette's
+        `request.is_disconnected`) says the client went away first: its work is then cancelled, and a batch that has
+        not started drops it."""
         future = asyncio.get_running_loop().create_future()
         await self.queue.put(Work(encs, future))
-        return await future  # a disconnecting client cancels this await, and with it the future
+        try:
+            while disconnected is not None:
+                done, _ = await asyncio.wait({future}, timeout=poll_s)
+                if done:
+                    break
+                if await disconnected():
+                    future.cancel()
+                    return None
+            return await future
+        finally:
+            future.cancel()  # a cancelled handler (the server stopping) drops its work too; no-op when done
 
     async def _gather(self) -> list[Work]:
         loop = asyncio.get_running_loop()
