@@ -52,7 +52,6 @@ def main() -> None:
     out, results = Path(args.out), Path(args.results)
     runs = [("best-of-n", 1)] + [(s, n) for n in args.ns for s in args.strategies if s == "best-of-n" or n >= args.width]
     recs: dict[tuple[str, int], list[dict]] = {run: [] for run in runs}
-    secs: dict[tuple[str, int], float] = {run: 0.0 for run in runs}
     for seed in args.seeds:
         sub = out / f"seed{seed}"
         sub.mkdir(parents=True, exist_ok=True)
