@@ -59,6 +59,26 @@ def test_ledger_counts_by_hand():
     assert full.kind_flops("train") == (30000, 720)
 
 
+def test_continuations_count_only_new_tokens_and_ledgers_add_up():
+    """Search's incremental scoring: 2 tokens after 3 cached ones (context 4 + 5 = 9) and 1 after 10 (11):
+    weights 2*1000*3 = 6000, attention 16 * 20 = 320. Two halves absorbed into one equal the whole."""
+    led = Ledger(TINY, "search")
+    led.add_continuation([(3, 2), (10, 1)], kind="search_prm", phase="scoring")
+    assert led.kind_flops("search_prm") == (6000, 320)
+    e = led.kinds["search_prm"]
+    assert (e.sequences, e.tokens, e.context_sum) == (2, 3, 20)
+    whole = tiny_ledger()
+    a, b = Ledger(TINY, "train", lora=True), Ledger(TINY, "train", lora=True)
+    a.add_generation(prompt=3, generated=2)
+    a.add_forward(10, kind="score")
+    b.add_train([5])
+    b.add_forward([2, 3], kind="reference", phase="training")
+    a.absorb(b)
+    assert a.to_dict()["kinds"] == whole.to_dict()["kinds"] and a.total() == whole.total() == 61984
+    with pytest.raises(ValueError, match="cannot add"):
+        a.absorb(Ledger(ModelShape("other", 5, 1, 1), "train"))
+
+
 def test_generation_without_prefill_keeps_the_prompt_as_context():
     led = Ledger(TINY, command="rollout")
     led.add_generation(prompt=3, generated=2, prefill=False)  # the batch already prefilled this prompt

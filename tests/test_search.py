@@ -141,25 +141,43 @@ def test_search_command_on_builtin_problems_resumes(tmp_path, tiny_model, builti
     search(cfg)
     recs = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert len(recs) == 3
+    from implicit_prm.models import load_tokenizer
+    from implicit_prm.rollout import chat_text
+
+    tok = load_tokenizer(tiny_model)
     for r in recs:
         assert r["explored"] and r["budget"]["generated_tokens"] > 0 and isinstance(r["correct"], bool)
-        b = r["budget"]  # 2P per token: the solver's tokens as SmolLM2-135M's (P = 134,515,008 with its head)
-        assert b["policy_flops"] == 2 * 134_515_008 * b["generated_tokens"] and b["prm_flops"] > 0
+        # The solver's tokens as SmolLM2-135M generating them (P = 134,515,008 with its head; 30 layers, attention
+        # width 9 x 64): the chat-formatted prompt once, then every explored step after its own prefix.
+        b, prompt = r["budget"], len(tok(chat_text(tok, r["prompt"], None), add_special_tokens=False)["input_ids"])
+        tokens, context = prompt, prompt * (prompt + 1) // 2
+        for e in r["explored"]:
+            before = prompt + sum(x["tokens"] for x in _path(r["explored"], e["id"])[:-1])
+            tokens += e["tokens"]
+            context += sum(before + t for t in range(1, e["tokens"] + 1))
+        assert b["generated_tokens"] == tokens - prompt
+        assert b["policy_flops"] == 2 * 134_515_008 * tokens + 2 * 30 * 576 * context
+        assert b["prm_flops"] > 0
         assert r["steps"] == [e["step"] for e in _path(r["explored"], r["chosen"])]
         chosen = _path(r["explored"], r["chosen"])[-1]  # earlier steps' rewards move a little when a join
         assert r["step_rewards"][-1] == pytest.approx(chosen["reward"])  # re-tokenizes; the last and q are final
         assert r["q_values"][-1] == pytest.approx(chosen["q_value"]) == pytest.approx(sum(r["step_rewards"]))
+    ledgers = {name: json.loads((tmp_path / f"s.jsonl{name}.flops.json").read_text()) for name in ("", ".policy")}
+    prm_led, pol_led = ledgers[""], ledgers[".policy"]
+    assert prm_led["kinds"]["search_prm"]["tokens"] == sum(r["budget"]["prm_tokens"] for r in recs)
+    assert prm_led["total_flops"] == sum(r["budget"]["prm_flops"] for r in recs)
+    assert pol_led["total_flops"] == sum(r["budget"]["policy_flops"] for r in recs) and pol_led["simulated"]
     first = [{k: v for k, v in r.items() if k != "wall_s"} for r in recs]
     (tmp_path / "s.jsonl").unlink()
     import implicit_prm.search.run as run_mod
 
     calls, real = [], run_mod.search_problem
 
-    def killed_on_the_second(cfg, problem, policy, scorer):
+    def killed_on_the_second(cfg, problem, policy, scorer, ledgers=None):
         calls.append(problem.id)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(cfg, problem, policy, scorer)
+        return real(cfg, problem, policy, scorer, ledgers)
 
     run_mod.search_problem = killed_on_the_second
     try:
@@ -175,6 +193,8 @@ def test_search_command_on_builtin_problems_resumes(tmp_path, tiny_model, builti
     again = [{k: v for k, v in json.loads(line).items() if k != "wall_s"}
              for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert again == first  # deterministic given the seed
+    for name, led in ledgers.items():  # the resumed run's ledgers count the first problem from the partial file
+        assert json.loads((tmp_path / f"s.jsonl{name}.flops.json").read_text()) == led
 
 
 def _path(explored, node_id):
@@ -184,6 +204,12 @@ def _path(explored, node_id):
         out.append(by_id[node_id])
         node_id = by_id[node_id]["parent"]
     return out[::-1]
+
+
+def prm_shape(prm):
+    from implicit_prm.score import scorer_shape
+
+    return scorer_shape(prm, "tiny")
 
 
 def test_hf_policy_steps_end_at_the_separator_and_share_ids(prm, tiny_model):
@@ -198,11 +224,22 @@ def test_hf_policy_steps_end_at_the_separator_and_share_ids(prm, tiny_model):
     tok.padding_side = "left"
     policy = HFPolicy(AutoModelForCausalLM.from_pretrained(tiny_model).eval(), tok, temperature=1.0,
                       max_step_tokens=6, share_ids=True)
-    s = Search("Janet has 3 apples. How many?", policy, IncrementalImplicitScorer(prm), max_steps=3, seed=1)
+    from implicit_prm.flops import Ledger, ModelShape
+
+    scorer = IncrementalImplicitScorer(prm)
+    policy.ledger, scorer.ledger = Ledger(ModelShape("tiny", 1000, 2, 4), "search"), Ledger(prm_shape(prm), "search")
+    s = Search("Janet has 3 apples. How many?", policy, scorer, max_steps=3, seed=1)
     best, final = run_strategy(s, "best-of-n", 2, 1)
     assert len(final) == 2 and all(len(b.steps) <= 3 for b in final)
     for e in s.explored:
         assert 1 <= e["tokens"] <= 7  # at most max_step_tokens, plus an EOS
+    # The ledgers count what ran: each sample's prefix prefilled again, then its tokens; the PRM and reference
+    # ran every token the scorer counted.
+    g, root = policy.ledger.kinds["search_generation"], len(policy.root(s.prompt))
+    assert g.generated_tokens == sum(e["tokens"] for e in s.explored)
+    assert g.prompt_tokens == sum(root + sum(x["tokens"] for x in _path(s.explored, e["id"])[:-1]) for e in s.explored)
+    kinds = scorer.ledger.kinds
+    assert kinds["search_prm"].tokens == kinds["search_reference"].tokens == scorer.prm_tokens // 2
     st = best.scorer_state
     enc = Encoded(prm.encoder.prompt_ids(s.prompt), st.response_ids, st.token_steps, len(best.steps))
     assert best.rewards == pytest.approx(prm.score_encoded([enc])[0]["step_rewards"], abs=1e-4)

@@ -229,6 +229,25 @@ class Ledger:
         """Sequences run forward and backward (every epoch counts again); LoRA or full as the ledger's `lora`."""
         self._add("train", lengths, kind, phase)
 
+    def add_continuation(self, pieces: Iterable[tuple[int, int]], kind: str = "score",
+                         phase: str | None = None) -> None:
+        """Forward sequences run after a cached prefix, as (cached, new) token counts: only the new tokens run, and
+        each attends to the cached ones too (2 new after 3 cached: context 4 + 5 = 9)."""
+        e = self._kind(kind, "forward", phase)
+        for start, n in pieces:
+            e.sequences += 1
+            e.tokens += int(n)
+            e.context_sum += causal_context_sum(int(n), int(start))
+
+    def absorb(self, other: "Ledger") -> None:
+        """Add another ledger's counts (the same model's: a resumed run's earlier parts) to this one."""
+        if (other.shape.name, other.shape.params) != (self.shape.name, self.shape.params):
+            raise ValueError(f"cannot add a ledger of {other.shape.name} to one of {self.shape.name}")
+        for kind, e in other.kinds.items():
+            mine = self._kind(kind, e.mode, e.phase)
+            for name in ("sequences", "tokens", "context_sum", "prompt_tokens", "generated_tokens"):
+                setattr(mine, name, getattr(mine, name) + getattr(e, name))
+
     def kind_flops(self, kind: str) -> tuple[int, int]:
         e, s = self.kinds[kind], self.shape
         return token_flops(e.mode, e.tokens, e.context_sum, s.params, s.n_layer, s.d_attn, self.lora)
@@ -276,7 +295,11 @@ def _check(path, data: dict, key: str, kind, where: str = "", optional: bool = F
 
 def read_ledger(path: str | os.PathLike) -> Ledger:
     """A ledger written by Ledger.write; anything malformed is an InputError naming the file and the field."""
-    data = read_json_file(path)
+    return ledger_from_dict(read_json_file(path), path)
+
+
+def ledger_from_dict(data, path: str | os.PathLike) -> Ledger:
+    """A ledger from Ledger.to_dict's output (read from `path`, named in errors)."""
     if not isinstance(data, dict):
         raise InputError(path, None, None, "expected a JSON object (a FLOPs ledger)")
     if data.get("schema") != SCHEMA:

@@ -113,19 +113,26 @@ def score(cfg: ScoreConfig) -> Path:
 def ledger(cfg: ScoreConfig, prm, encs):
     """The forward tokens of scoring: the scorer's pass over every scored sequence and, for an implicit PRM, the
     reference's (counted in full even where the log-prob cache served them, or a shared prompt ran once)."""
-    from .flops import Ledger, ModelShape
-    from .step_tags import StepLogits
+    from .flops import Ledger
 
-    lm = prm.model.lm
-    shape = ModelShape.from_model(lm, cfg.prm)
-    if isinstance(prm.model, StepLogits):  # a step-tag scorer's head computes two logits, not the vocab's
-        shape = shape.step_tag(*lm.get_output_embeddings().weight.shape)
-    led = Ledger(shape, "score", lora=hasattr(lm, "peft_config"))
+    led = Ledger(scorer_shape(prm, cfg.prm), "score", lora=hasattr(prm.model.lm, "peft_config"))
     lengths = [len(e) for e in encs if e is not None]
     led.add_forward(lengths, kind="score")
     if prm.ref is not None:
         led.add_forward(lengths, kind="reference")
     return led
+
+
+def scorer_shape(prm, name: str):
+    """The FLOPs shape (flops.ModelShape) of a loaded scorer's model."""
+    from .flops import ModelShape
+    from .step_tags import StepLogits
+
+    lm = prm.model.lm
+    shape = ModelShape.from_model(lm, name)
+    if isinstance(prm.model, StepLogits):  # a step-tag scorer's head computes two logits, not the vocab's
+        shape = shape.step_tag(*lm.get_output_embeddings().weight.shape)
+    return shape
 
 
 def scored_records(samples, encs, done: dict[int, dict]):

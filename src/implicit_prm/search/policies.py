@@ -11,21 +11,27 @@ import torch
 
 from .strategies import Proposal
 
+LEDGER_KIND = "search_generation"
+
 
 @dataclass(frozen=True)
 class SolverState:
     state: object  # data.solver.State
     surface_seed: str | None  # the wording of this line of steps (drawn at its first step)
+    tokens: int = 0  # prompt + steps so far, in `tok`'s tokens
 
 
 class SolverPolicy:
     """Next steps of the built-in solver for built-in prompts (data.builtin.parse_prompt). Each proposal draws its
     error from its own seeded stream; a solution's wording follows the surface seed of its first step.
-    `tok` counts the tokens of each step (the budget a real policy would spend)."""
+    `tok` counts the tokens of each step (the budget a real policy would spend). `ledger` (a flops.Ledger, when
+    set) counts them as an LM policy that keeps each beam's KV cache would run them: the chat-formatted prompt
+    prefilled once, each step generated after its prefix."""
 
     def __init__(self, tok, seed: int = 0, rate_scale: float = 1.0, separator: str = "\n\n"):
         self.tok, self.seed, self.rate_scale, self.sep = tok, seed, rate_scale, separator
         self._problems: dict[str, tuple] = {}
+        self.ledger = None
 
     def _problem(self, prompt: str):
         if prompt not in self._problems:
@@ -44,8 +50,12 @@ class SolverPolicy:
 
     def root(self, prompt: str) -> SolverState:
         from ..data.solver import initial_state
+        from ..rollout import chat_text
 
-        return SolverState(initial_state(self._problem(prompt)[0]), None)
+        n = len(self.tok(chat_text(self.tok, prompt, None), add_special_tokens=False)["input_ids"])
+        if self.ledger is not None:
+            self.ledger.add_generation(n, 0, True, LEDGER_KIND, "scoring")
+        return SolverState(initial_state(self._problem(prompt)[0]), None, n)
 
     def propose(self, prompt: str, states: Sequence[SolverState], k: int, seed: int) -> list[list[Proposal]]:
         from ..data import solver, solver_text
@@ -65,7 +75,9 @@ class SolverPolicy:
                 if done:
                     text += " " + solver_text.write_final(style, new.value)
                 n = len(self.tok.encode(text + ("" if done else self.sep), add_special_tokens=False))
-                props.append(Proposal(text, done, SolverState(new, surface), n))
+                if self.ledger is not None:
+                    self.ledger.add_generation(st.tokens, n, False, LEDGER_KIND, "scoring")
+                props.append(Proposal(text, done, SolverState(new, surface, st.tokens + n), n))
             out.append(props)
         return out
 
@@ -91,7 +103,9 @@ class SeparatorStop:
 class HFPolicy:
     """Sample next steps from a causal LM: its chat template opens the answer, generation stops after the step
     separator (or EOS, which ends the solution). The step's token ids are passed on when the scorer shares the
-    policy's tokenizer, so incremental scoring reads exactly the generated tokens."""
+    policy's tokenizer, so incremental scoring reads exactly the generated tokens. `ledger` (a flops.Ledger,
+    when set) counts what runs: each sample's prefix prefilled again every round (no cache is kept between
+    rounds), then its own generated tokens."""
 
     def __init__(self, model, tok, temperature: float = 0.8, top_p: float = 1.0, max_step_tokens: int = 128,
                  separator: str = "\n\n", system_prompt: str | None = None, share_ids: bool = False):
@@ -101,6 +115,7 @@ class HFPolicy:
         eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None else tok.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos])
         self._stop: SeparatorStop | None = None
+        self.ledger = None
 
     def root(self, prompt: str) -> list[int]:
         from ..rollout import chat_text
@@ -142,6 +157,8 @@ class HFPolicy:
                 text = text[:-len(self.sep)]
             elif not done and len(step) < self.max_step_tokens:
                 done = True  # stopped on padding: the model ended
-            out[row // k].append(Proposal(text, done, list(parent) + step, len(step) + int(done),
-                                          list(step) if self.share_ids else None))
+            n = len(step) + int(done)
+            if self.ledger is not None:
+                self.ledger.add_generation(len(parent), n, True, LEDGER_KIND, "scoring")
+            out[row // k].append(Proposal(text, done, list(parent) + step, n, list(step) if self.share_ids else None))
         return out

@@ -56,10 +56,11 @@ class SearchConfig:
 
 
 def build(cfg: SearchConfig):
-    """(policy, scorer) for the config; scorer.params and policy.params are their parameter counts P (None when
-    unknown: a remote PRM), for the budget's FLOPs."""
+    """(policy, scorer) for the config; scorer.shape and policy.shape are their models' FLOPs shapes
+    (flops.ModelShape; None for a remote PRM: unknown), for the budget's FLOPs."""
     from .. import models
-    from ..flops import SMOLLM2_135M, ModelShape, compute_params
+    from ..flops import SMOLLM2_135M, ModelShape
+    from ..score import scorer_shape
     from ..scorers import load_scorer
     from .policies import HFPolicy, SolverPolicy
     from .scoring import IncrementalImplicitScorer, WholeTextScorer
@@ -68,7 +69,7 @@ def build(cfg: SearchConfig):
         from ..serve.client import RemoteScorer
 
         scorer = WholeTextScorer(RemoteScorer(cfg.prm), cfg.separator)
-        scorer.params = None
+        scorer.shape, scorer.lora = None, False
         tok = None
     else:
         prm = load_scorer(cfg.prm, "auto", cfg.ref, cfg.reference_free, cfg.beta, precision=cfg.precision)
@@ -77,14 +78,14 @@ def build(cfg: SearchConfig):
             scorer = IncrementalImplicitScorer(prm, cfg.separator)
         else:
             scorer = WholeTextScorer(prm, cfg.separator)
-        scorer.params = compute_params(prm.model.lm)
+        scorer.shape, scorer.lora = scorer_shape(prm, cfg.prm), hasattr(prm.model.lm, "peft_config")
     if cfg.policy == "solver":
         if tok is None:
             from ..models import load_tokenizer
 
             tok = load_tokenizer(models.DEFAULT_MODEL)
         policy = SolverPolicy(tok, max(cfg.solver_seed, 0), separator=cfg.separator)
-        policy.params = ModelShape.from_config(SMOLLM2_135M).params  # counted as SmolLM2-135M generating it
+        policy.shape = ModelShape.from_config(SMOLLM2_135M)  # counted as SmolLM2-135M generating it
         return policy, scorer
     lm_tok = models.load_tokenizer(cfg.policy)
     lm_tok.padding_side = "left"
@@ -92,26 +93,40 @@ def build(cfg: SearchConfig):
     share = tok is not None and lm_tok.get_vocab() == tok.get_vocab()
     policy = HFPolicy(model, lm_tok, cfg.temperature, max_step_tokens=cfg.max_step_tokens, separator=cfg.separator,
                       share_ids=share)
-    policy.params = compute_params(model)
+    policy.shape = ModelShape.from_model(model, cfg.policy)
     return policy, scorer
 
 
-def budget(generated: int, prm_tokens: int, rounds: int, explored: int, policy, scorer) -> dict:
-    """What a problem's search spent. FLOPs count 2P per token (weights only; attention, which grows with the
-    prefix, is left out): the policy's generated tokens (the solver's counted as SmolLM2-135M generating them;
-    prompt prefill left out), and every token the PRM and its reference ran (remote PRM: unknown, null)."""
-    pp, sp = getattr(policy, "params", None), getattr(scorer, "params", None)
+def new_ledgers(policy, scorer) -> dict:
+    """Fresh FLOPs ledgers (flops.Ledger) for the policy and the scorer (None where the shape is unknown)."""
+    from ..flops import Ledger
+    from .policies import SolverPolicy
+
+    simulated = isinstance(policy, SolverPolicy)
+    pol = Ledger.simulated_policy("search", policy.shape) if simulated else Ledger(policy.shape, "search")
+    prm = None if scorer.shape is None else Ledger(scorer.shape, "search", lora=scorer.lora)
+    return {"policy": pol, "prm": prm}
+
+
+def budget(generated: int, prm_tokens: int, rounds: int, explored: int, ledgers: dict) -> dict:
+    """What a problem's search spent: tokens, and FLOPs by the ledgers' conventions (flops.py: weights 2P per
+    token, attention over each token's causal context). The policy's FLOPs (the solver's counted as SmolLM2-135M
+    generating its steps with per-beam KV caches; an LM policy's as it ran them, its prefix prefilled again each
+    round), and the PRM's with its reference (what ran: incremental scoring runs only each new step; a remote
+    PRM's are unknown, null)."""
     return {"generated_tokens": generated, "prm_tokens": prm_tokens, "rounds": rounds, "explored_steps": explored,
-            "policy_flops": None if pp is None else 2 * pp * generated,
-            "prm_flops": None if sp is None else 2 * sp * prm_tokens}
+            **{f"{k}_flops": None if led is None else led.total() for k, led in ledgers.items()}}
 
 
-def search_problem(cfg: SearchConfig, problem, policy, scorer) -> dict:
-    """Search one problem; its output record."""
+def search_problem(cfg: SearchConfig, problem, policy, scorer, ledgers: dict | None = None) -> dict:
+    """Search one problem; its output record. Its FLOPs are counted in `ledgers` (new_ledgers; fresh ones when not
+    given)."""
     from ..eval.grading import grade
 
     t0 = time.time()
     tokens0 = scorer.prm_tokens
+    ledgers = new_ledgers(policy, scorer) if ledgers is None else ledgers
+    policy.ledger, scorer.ledger = ledgers["policy"], ledgers["prm"]
     s = Search(problem.question, policy, scorer, cfg.agg, cfg.max_steps, cfg.token_budget, cfg.seed)
     best, final = run_strategy(s, cfg.strategy, cfg.n, cfg.beam_width)
     response = cfg.separator.join(best.steps)
@@ -121,8 +136,7 @@ def search_problem(cfg: SearchConfig, problem, policy, scorer) -> dict:
            "q_values": [sum(best.rewards[:k + 1]) for k in range(len(best.rewards))], "score": s.score(best),
            "finished": bool(s.explored[best.id]["finished"]) if best.id >= 0 else False, "final_candidates": [b.id for b in final], "chosen": best.id,
            "explored": s.explored,
-           "budget": budget(s.generated_tokens, scorer.prm_tokens - tokens0, s.rounds, len(s.explored), policy,
-                            scorer),
+           "budget": budget(s.generated_tokens, scorer.prm_tokens - tokens0, s.rounds, len(s.explored), ledgers),
            "wall_s": time.time() - t0}
     if problem.answer is not None:
         g = grade(response, str(problem.answer))
@@ -131,10 +145,12 @@ def search_problem(cfg: SearchConfig, problem, policy, scorer) -> dict:
 
 
 def search(cfg: SearchConfig) -> Path:
-    """Search every problem, resuming finished ones from <output>.partial; write the output atomically."""
+    """Search every problem, resuming finished ones from <output>.partial; write the output atomically, with the
+    FLOPs ledgers of the PRM (<output>.flops.json) and the policy (<output>.policy.flops.json)."""
     from tqdm.auto import tqdm
 
     from ..eval.datasets import load_problems
+    from ..flops import ledger_from_dict
 
     problems = load_problems(cfg.problems)
     if cfg.n_problems:
@@ -144,22 +160,35 @@ def search(cfg: SearchConfig) -> Path:
         cfg = replace(cfg, solver_seed=seeds.pop() if len(seeds) == 1 else 0)
     out = Path(cfg.output)
     partial = PartialFile(out.with_name(out.name + ".partial"), run_signature(cfg, FREE_ON_RESUME))
-    done = {item["i"]: item["r"] for item in partial.read()}
+    items = {item["i"]: item for item in partial.read()}
+    done = {i: item["r"] for i, item in items.items()}
     if done:
         print(f"[implicit-prm] resuming: {len(done)} of {len(problems)} problems already searched", flush=True)
-    partial.restart({"i": i, "r": r} for i, r in done.items())
+    partial.restart(items.values())
     policy, scorer = build(cfg)
+    totals = new_ledgers(policy, scorer)  # the whole run's, summed from each problem's (exact across resumes)
+    for item in items.values():
+        for k, d in item["flops"].items():
+            if d is not None:
+                totals[k].absorb(ledger_from_dict(d, partial.path))
     bar = tqdm(total=len(problems), initial=len(done), desc=f"search ({cfg.strategy})", unit="problem",
                disable=not cfg.progress)
     with partial.appender() as f:
         for i, problem in enumerate(problems):
             if i in done:
                 continue
-            done[i] = search_problem(cfg, problem, policy, scorer)
-            f.add({"i": i, "r": done[i]})
+            ledgers = new_ledgers(policy, scorer)
+            done[i] = search_problem(cfg, problem, policy, scorer, ledgers)
+            f.add({"i": i, "r": done[i], "flops": {k: None if v is None else v.to_dict() for k, v in ledgers.items()}})
+            for k, v in ledgers.items():
+                if v is not None:
+                    totals[k].absorb(v)
             bar.update(1)
     bar.close()
     records = [done[i] for i in range(len(problems))]
+    if totals["prm"] is not None:  # before the output: one with its config beside it is finished
+        totals["prm"].write(out)
+    totals["policy"].write(out.with_name(out.name + ".policy"))
     write_result(out, records, cfg, write=write_jsonl)
     partial.remove()
     graded = [r["correct"] for r in records if "correct" in r]

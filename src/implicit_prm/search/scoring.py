@@ -37,6 +37,8 @@ from ..prm import rewards_record
 from ..reference import adapter_disabled
 from .strategies import Node, Proposal
 
+LEDGER_KINDS = ("search_prm", "search_reference")
+
 
 @dataclass
 class PrefixState:
@@ -69,7 +71,7 @@ class IncrementalImplicitScorer:
         if prm.ref is not None:
             self.models.append(prm.model.lm if prm.ref_in_memory else load_model(prm.ref).to(prm.device).eval())
         self.prm_tokens = 0  # tokens run through the PRM and the reference, each counted once per model
-        self.prompt_ids: dict[str, list[int]] = {}
+        self.ledger = None  # a flops.Ledger to count what runs in (search sets one per problem)
 
     def _ctx(self, m: int):
         if m == 1 and self.models[1] is self.models[0]:
@@ -116,6 +118,8 @@ class IncrementalImplicitScorer:
         new_cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values  # transformers 5.x
         layers = [(layer.keys, layer.values) for layer in new_cache.layers]
         self.prm_tokens += sum(lengths)
+        if self.ledger is not None:
+            self.ledger.add_continuation(zip(pasts, lengths), LEDGER_KINDS[m], "scoring")
         return [([(k[i:i + 1, :, T - t:T + n].clone(), v[i:i + 1, :, T - t:T + n].clone()) for k, v in layers],
                  logps[i, :n - 1].double().cpu().numpy()) for i, (t, n) in enumerate(zip(pasts, lengths))]
 
@@ -174,6 +178,7 @@ class WholeTextScorer:
     def __init__(self, scorer, separator: str = "\n\n"):
         self.scorer, self.sep = scorer, separator
         self.prm_tokens = 0
+        self.ledger = None  # a flops.Ledger to count what runs in (not for a remote scorer)
 
     def root(self, prompt: str) -> None:
         return None
@@ -191,6 +196,12 @@ class WholeTextScorer:
             encs = self.scorer.encode(samples, "steps", None, self.sep)
             done = [e for e in encs if e is not None]  # responses to one prompt share its pass (prompt sharing)
             run = sum(len(e.response_ids) for e in done) + (len(done[0].prompt_ids) if done else 0)
-            self.prm_tokens += run * (2 if getattr(self.scorer, "ref", None) else 1)
+            models = LEDGER_KINDS[:2 if getattr(self.scorer, "ref", None) else 1]
+            self.prm_tokens += run * len(models)
+            if self.ledger is not None and done:
+                P = len(done[0].prompt_ids)
+                for kind in models:
+                    self.ledger.add_forward(P, kind, "scoring")
+                    self.ledger.add_continuation(((P, len(e.response_ids)) for e in done), kind, "scoring")
             recs = self.scorer.score_encoded(encs)
         return [(list(r["step_rewards"]), None) for r in recs]
