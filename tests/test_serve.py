@@ -66,6 +66,18 @@ def test_get_reward_follows_openrlhf_with_templated_queries(client, prm):
     r = client.post("/get_reward", json={"query": queries, "prompts": prompts, "labels": ["7", "4"]})
     assert r.status_code == 200
     assert r.json()["rewards"] == pytest.approx(want, abs=1e-4)
+    # Older OpenRLHF sends the queries only: each is split after its last assistant-turn opening.
+    r = client.post("/get_reward", json={"query": queries})
+    assert r.status_code == 200 and r.json()["rewards"] == pytest.approx(want, abs=1e-4)
+
+
+def test_assistant_opening_from_the_chat_template(prm):
+    from implicit_prm.serve.app import assistant_opening, parse_reward_request
+
+    opening = assistant_opening(prm.tok)
+    assert opening == "<|im_start|>assistant\n"  # the tiny models carry SmolLM2's ChatML template
+    q = "<|im_start|>user\nsay <|im_start|>assistant\nhi<|im_end|>\n<|im_start|>assistant\nHello.<|im_end|>"
+    assert parse_reward_request({"query": [q]}, 4, opening) == ([q[:-len("Hello.<|im_end|>")]], ["Hello.<|im_end|>"])
 
 
 @pytest.mark.parametrize("body, status, field", [
@@ -89,6 +101,8 @@ def test_bad_reward_requests_and_the_api_key(client, monkeypatch):
     assert r.status_code == 400 and r.json()["field"] == "query[0]"
     r = client.post("/get_reward", json={"query": ["abc", "abd"], "prompts": ["ab"]})
     assert r.status_code == 400 and r.json()["field"] == "prompts"
+    r = client.post("/get_reward", json={"query": ["no template here"]})  # no prompts, nothing to split at
+    assert r.status_code == 400 and r.json()["field"] == "query[0]"
     monkeypatch.setenv("IMPLICIT_PRM_API_KEY", "s3cret")
     assert client.post("/score", json={"prompt": PROMPT, "steps": STEPS}).status_code == 401
     ok = client.post("/score", json={"prompt": PROMPT, "steps": STEPS}, headers={"Authorization": "Bearer s3cret"})

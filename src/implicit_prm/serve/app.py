@@ -6,8 +6,10 @@ Endpoints:
   POST /get_reward  OpenRLHF's remote reward model protocol: {"query": [str], "prompts": [str], ...} ->
                     {"rewards": [float]}. A query is the full decoded text (chat template and special tokens
                     included) and starts with its prompt; the response is the rest, scored after the prompt's
-                    own tokens (the template is not applied again; a trailing EOS/pad text is dropped). The reward
-                    is the response's `--reward` score (default min). Implicit PRMs only.
+                    own tokens (the template is not applied again; a trailing EOS/pad text is dropped). Without
+                    "prompts" (older OpenRLHF sends queries only), a query is split after its last assistant-turn
+                    opening of the PRM's chat template. The reward is the response's `--reward` score (default
+                    min). Implicit PRMs only.
   GET  /health      status, the scorer, and batching counters.
 Requests that arrive within --batch-window-ms are scored together (batcher.py), up to --batch-tokens, with
 `score`'s batching, prompt sharing and caches. Safety: binds 127.0.0.1 by default; --max-request-bytes,
@@ -95,8 +97,24 @@ def parse_items(body: Any, max_items: int):
     return samples, many
 
 
-def parse_reward_request(body: Any, max_items: int) -> tuple[list[str], list[str]]:
-    """(prompts, responses) of an OpenRLHF /get_reward body; each query must start with its prompt."""
+def assistant_opening(tok) -> str | None:
+    """The text a chat template puts before the assistant's answer (what add_generation_prompt adds, e.g.
+    "<|im_start|>assistant\n"); None without a template or where it adds nothing at the end."""
+    if not getattr(tok, "chat_template", None):
+        return None
+    turn = [{"role": "user", "content": "\u2063"}]
+    try:
+        closed = tok.apply_chat_template(turn, tokenize=False, add_generation_prompt=False)
+        opened = tok.apply_chat_template(turn, tokenize=False, add_generation_prompt=True)
+    except Exception:  # noqa: BLE001 - a template that needs other messages: no fallback
+        return None
+    return opened[len(closed):] if opened.startswith(closed) and len(opened) > len(closed) else None
+
+
+def parse_reward_request(body: Any, max_items: int, opening: str | None = None) -> tuple[list[str], list[str]]:
+    """(prompts, responses) of an OpenRLHF /get_reward body; each query must start with its prompt. Without
+    "prompts" (OpenRLHF versions that send the queries only), a query is split after the last `opening` (the
+    chat template's assistant turn: assistant_opening) it holds."""
     if not isinstance(body, dict):
         raise RequestError(400, "expected an object {query: [str], prompts: [str]}", "body")
     queries, prompts = body.get("query"), body.get("prompts")
@@ -104,12 +122,24 @@ def parse_reward_request(body: Any, max_items: int) -> tuple[list[str], list[str
         raise RequestError(400, "expected a non-empty list of strings", "query")
     if len(queries) > max_items:
         raise RequestError(413, f"{len(queries)} queries; at most {max_items} per request", "query")
+    for i, q in enumerate(queries):
+        if not isinstance(q, str):
+            raise RequestError(400, "expected a string", f"query[{i}]")
+    if prompts is None and "prompts" not in body:
+        if opening is None:
+            raise RequestError(400, "missing: a list of prompts, one per query (this PRM's tokenizer has no chat "
+                                    "template to find where a response starts)", "prompts")
+        prompts = []
+        for i, q in enumerate(queries):
+            at = q.rfind(opening)
+            if at < 0:
+                raise RequestError(400, f"no 'prompts' given, and the query holds no {opening!r} (the chat "
+                                        "template's assistant turn) to split it at", f"query[{i}]")
+            prompts.append(q[:at + len(opening)])
     if not isinstance(prompts, list) or len(prompts) != len(queries):
         raise RequestError(400, f"expected a list of {len(queries)} strings, one per query", "prompts")
     responses = []
     for i, (q, p) in enumerate(zip(queries, prompts)):
-        if not isinstance(q, str):
-            raise RequestError(400, "expected a string", f"query[{i}]")
         _text(p, f"prompts[{i}]")
         if not q.startswith(p):
             raise RequestError(400, "the query does not start with its prompt", f"query[{i}]")
@@ -136,6 +166,7 @@ def create_app(cfg: ServeConfig, scorer=None):
     batcher = Batcher(scorer, cfg.batch_window_ms / 1000, cfg.batch_tokens)
     implicit = getattr(scorer, "beta", None) is not None
     raw = Encoder(scorer.tok, "raw", cfg.max_length, "error") if implicit else None
+    opening = assistant_opening(scorer.tok)
     tail = [t for t in {scorer.tok.eos_token, scorer.tok.pad_token} if t]
 
     @asynccontextmanager
@@ -215,7 +246,7 @@ def create_app(cfg: ServeConfig, scorer=None):
             if raw is None:
                 raise RequestError(400, "/get_reward scores a query after its own formatted prompt, which needs an "
                                         "implicit PRM; use /score for this format", "prm")
-            prompts, responses = parse_reward_request(await read_json(request), cfg.max_items)
+            prompts, responses = parse_reward_request(await read_json(request), cfg.max_items, opening)
             samples = []
             for i, (p, r) in enumerate(zip(prompts, responses)):
                 for t in tail:  # the EOS / padding an RL trainer decodes after the response
