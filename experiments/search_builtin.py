@@ -5,7 +5,9 @@ Setup (fixed before any run, nothing tuned): the PRM is `make demo`'s (runs/demo
 the problems are fresh built-in sets (`implicit-prm data --seed 4` and `--seed 8`, seeds no other run uses; the
 demo trains on seed 1 and evaluates on 2 and 3), searched separately and pooled; the policy is the version-2 simulated solver with those problems' own error
 model; beams are scored by their min step reward; beam width 4; N = 4, 8, 16 for each strategy, plus N = 1 (one
-sample: the policy's own accuracy). Search spends generated tokens (counted with the PRM's tokenizer), so each
+sample: the policy's own accuracy). Each search's final candidates are also scored as search-and-learn does:
+majority vote and PRM-weighted majority (sigmoid of the min step reward) over the finished ones, and whether any is
+correct (the oracle). Search spends generated tokens (counted with the PRM's tokenizer), so each
 point is plotted at its measured tokens per problem. Accuracy intervals: 95% percentile bootstrap over problems.
 
     python experiments/search_builtin.py [--prm runs/demo/prm] [--seeds 4 8] [--n-problems 60] [--out runs/search]
@@ -34,6 +36,42 @@ def bootstrap(correct: np.ndarray, n: int = 1000, seed: int = 0) -> list[float]:
     rng = np.random.default_rng(seed)
     means = correct[rng.integers(0, len(correct), (n, len(correct)))].mean(1)
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def final_candidates(rec: dict, sep: str = "\n\n") -> list[tuple[str, bool]]:
+    """(response, finished) of each of a search record's final candidates, rebuilt from its explored steps."""
+    by_id = {e["id"]: e for e in rec["explored"]}
+    out = []
+    for cid in rec["final_candidates"]:
+        steps, node = [], cid
+        while node is not None:
+            steps.append(by_id[node]["step"])
+            node = by_id[node]["parent"]
+        out.append((sep.join(steps[::-1]), bool(by_id[cid]["finished"])))
+    return out
+
+
+def votes(rec: dict) -> tuple[bool, bool, bool]:
+    """Over a record's finished final candidates, as search-and-learn scores its searches: is the majority answer
+    correct, is the answer with the largest sum of sigmoid(score) correct (ties: the earliest answer); and is any
+    final candidate correct."""
+    from implicit_prm.eval.grading import grade, normalize_answer
+
+    by_id = {e["id"]: e for e in rec["explored"]}
+    tally: dict[str, list] = {}  # answer -> [correct, count, weight]
+    oracle = False
+    for (text, done), cid in zip(final_candidates(rec), rec["final_candidates"]):
+        g = grade(text, str(rec["answer"]))
+        oracle |= g.correct
+        if done and g.extracted is not None:
+            t = tally.setdefault(normalize_answer(g.extracted), [g.correct, 0, 0.0])
+            t[1] += 1
+            t[2] += 1 / (1 + np.exp(-by_id[cid]["score"]))
+    if not tally:
+        return False, False, oracle
+    majority = max(tally.values(), key=lambda t: t[1])[0]  # max keeps the first of equal totals
+    weighted = max(tally.values(), key=lambda t: t[2])[0]
+    return bool(majority), bool(weighted), oracle
 
 
 def main() -> None:
@@ -73,8 +111,11 @@ def main() -> None:
     rows = {}
     for (strategy, n), rs in recs.items():
         correct = np.array([bool(r["correct"]) for r in rs], dtype=float)
+        majority, weighted, oracle = np.array([votes(r) for r in rs], dtype=float).T
         name = "single sample" if n == 1 else f"{strategy} N={n}"
         rows[name] = {"strategy": strategy, "n": n, "accuracy": float(correct.mean()), "ci": bootstrap(correct),
+                      "majority_vote": float(majority.mean()), "weighted_majority": float(weighted.mean()),
+                      "any_candidate_correct": float(oracle.mean()),
                       "generated_tokens": float(np.mean([r["budget"]["generated_tokens"] for r in rs])),
                       "prm_tokens": float(np.mean([r["budget"]["prm_tokens"] for r in rs])),
                       "wall_s_per_problem": float(np.mean([r["wall_s"] for r in rs])),
@@ -89,11 +130,14 @@ def main() -> None:
            "problems": {"seeds": args.seeds, "n_per_seed": args.n_problems}, "agg": "min", "policy": "solver", "rows": rows}
     results.mkdir(parents=True, exist_ok=True)
     write_json(results / "search_builtin.json", res)
-    lines = ["| method | accuracy (%) [95% CI] | generated tokens / problem | PRM tokens / problem | s / problem |",
-             "|---|---|---|---|---|"]
+    lines = ["| method | PRM's pick: accuracy (%) [95% CI] | majority vote (%) | PRM-weighted majority (%) | "
+             "any final candidate correct (%) | generated tokens / problem | PRM tokens / problem | s / problem |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         lines.append(f"| {name} | {100 * r['accuracy']:.1f} [{100 * r['ci'][0]:.1f}, {100 * r['ci'][1]:.1f}] | "
-                     f"{r['generated_tokens']:.0f} | {r['prm_tokens']:.0f} | {r['wall_s_per_problem']:.1f} |")
+                     f"{100 * r['majority_vote']:.1f} | {100 * r['weighted_majority']:.1f} | "
+                     f"{100 * r['any_candidate_correct']:.1f} | {r['generated_tokens']:.0f} | {r['prm_tokens']:.0f} | "
+                     f"{r['wall_s_per_problem']:.1f} |")
     write_text(results / "search_builtin.md", "\n".join(lines) + "\n")
     try:
         import matplotlib
