@@ -151,6 +151,9 @@ def main() -> None:
             ax.errorbar([p["generated_tokens"] for p in pts], [100 * p["accuracy"] for p in pts],
                         yerr=[[100 * (p["accuracy"] - p["ci"][0]) for p in pts],
                               [100 * (p["ci"][1] - p["accuracy"]) for p in pts]], marker="o", capsize=3, label=strategy)
+        bon = [r for r in rows.values() if r["strategy"] == "best-of-n" and r["n"] > 1]
+        ax.plot([p["generated_tokens"] for p in bon], [100 * p["majority_vote"] for p in bon], "k--", marker="x",
+                label="majority vote (best-of-n samples)")
         one = rows["single sample"]
         ax.errorbar([one["generated_tokens"]], [100 * one["accuracy"]],
                     yerr=[[100 * (one["accuracy"] - one["ci"][0])], [100 * (one["ci"][1] - one["accuracy"])]],
