@@ -4,8 +4,9 @@ Two server processes in turn (`implicit-prm serve`, the model loaded once each):
 - one at a time: --batch-window-ms 0 and a single client sending its requests in sequence;
 - batched: --batch-window-ms 5 and --clients concurrent clients.
 Each request is one {prompt, response} of about 100 tokens (built-in problems and solutions). Reported: requests
-per second in each mode, their ratio, p50 / p99 latency, and the bound batching can reach on this CPU: the model's
-own tokens per second on one 100-token sequence against a batch of --clients of them (same forward, no server).
+per second in each mode, their ratio, p50 / p99 latency, and the bound batching can reach on this machine: the
+model's own tokens per second, in the server's precision, on the requests' sequences one at a time against one batch
+of --clients of them (same forward, no server; best of 3).
 
     python benchmarks/serve_load.py [--prm smollm2-135m] [--clients 32] [--requests 128]
 """
@@ -99,27 +100,34 @@ def load(port: int, work: list[dict], clients: int) -> tuple[float, list[float]]
     return time.perf_counter() - t0, lat
 
 
-def forward_bound(prm: str, work: list[dict], clients: int) -> dict:
-    """Tokens per second of the bare model: one ~100-token sequence at a time against a batch of `clients`."""
+def forward_bound(prm: str, work: list[dict], clients: int, precision: str = "auto", repeats: int = 3) -> dict:
+    """Tokens per second of the bare model in the server's precision: `clients` requests' sequences (chat template,
+    prompt, response; cut to the shortest) one at a time against one batch of all of them; best of `repeats`."""
     import torch
 
+    from implicit_prm.logprobs import autocast_context, resolve_precision
     from implicit_prm.models import load_model, load_tokenizer
+    from implicit_prm.processes import default_device
+    from implicit_prm.rollout import chat_text
 
-    tok, lm = load_tokenizer(prm), load_model(prm).eval()
-    seqs = [tok(w["prompt"] + "\n" + w["response"])["input_ids"][:100] for w in work[:clients]]
+    tok, lm, dev = load_tokenizer(prm), load_model(prm).eval(), default_device()
+    seqs = [tok(chat_text(tok, w["prompt"], None) + w["response"], add_special_tokens=False)["input_ids"]
+            for w in work[:clients]]
     n = min(len(s) for s in seqs)
     batch = torch.tensor([s[:n] for s in seqs])
-    with torch.no_grad():
-        lm(batch[:1])
-        t = time.perf_counter()
-        for row in batch:
-            lm(row[None])
-        one = time.perf_counter() - t
-        t = time.perf_counter()
-        lm(batch)
-        many = time.perf_counter() - t
+    one = many = float("inf")
+    with torch.no_grad(), autocast_context(dev, precision):
+        lm(batch[:2])  # warm-up
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for row in batch:
+                lm(row[None])
+            one = min(one, time.perf_counter() - t)
+            t = time.perf_counter()
+            lm(batch)
+            many = min(many, time.perf_counter() - t)
     return {"tokens_per_s_one": batch.numel() / one, "tokens_per_s_batch": batch.numel() / many,
-            "ratio": one / many, "tokens_per_sequence": n}
+            "ratio": one / many, "tokens_per_sequence": n, "precision": resolve_precision(dev, precision)}
 
 
 def main() -> None:
@@ -146,7 +154,8 @@ def main() -> None:
     finally:
         stop(proc)
     pct = lambda xs, q: float(np.percentile(xs, q))  # noqa: E731
-    bound = forward_bound(args.prm, work, args.clients)
+    precision = extra[extra.index("--precision") + 1] if "--precision" in extra else "auto"
+    bound = forward_bound(args.prm, work, args.clients, precision)
     result = {"setup": {"prm": args.prm, "server_args": args.server_args, "clients": args.clients,
                         "requests": args.requests},
               "one_at_a_time": {"requests_per_s": args.requests / seq_s, "p50_s": pct(seq_lat, 50),
