@@ -6,8 +6,8 @@ the problems are fresh built-in sets (`implicit-prm data --seed 4` and `--seed 8
 demo trains on seed 1 and evaluates on 2 and 3), searched separately and pooled; the policy is the version-2 simulated solver with those problems' own error
 model; beams are scored by their min step reward; beam width 4; N = 4, 8, 16 for each strategy, plus N = 1 (one
 sample: the policy's own accuracy). Each search's final candidates are also scored as search-and-learn does:
-majority vote and PRM-weighted majority (sigmoid of the min step reward) over the finished ones, and whether any is
-correct (the oracle). Search spends generated tokens (counted with the PRM's tokenizer), so each
+majority vote and PRM-weighted majority (sigmoid of the min step reward) over the finished ones, whether any is
+correct (the oracle), the fraction correct, and how often a correct one outscores a wrong one of the same problem. Search spends generated tokens (counted with the PRM's tokenizer), so each
 point is plotted at its measured tokens per problem. Accuracy intervals: 95% percentile bootstrap over problems.
 
     python experiments/search_builtin.py [--prm runs/demo/prm] [--seeds 4 8] [--n-problems 60] [--out runs/search]
@@ -51,27 +51,42 @@ def final_candidates(rec: dict, sep: str = "\n\n") -> list[tuple[str, bool]]:
     return out
 
 
-def votes(rec: dict) -> tuple[bool, bool, bool]:
+def votes(rec: dict) -> tuple[bool, bool, bool, float, list[tuple[float, bool]]]:
     """Over a record's finished final candidates, as search-and-learn scores its searches: is the majority answer
-    correct, is the answer with the largest sum of sigmoid(score) correct (ties: the earliest answer); and is any
-    final candidate correct."""
+    correct, is the answer with the largest sum of sigmoid(score) correct (ties: the earliest answer); is any
+    final candidate correct; the fraction of them correct; and each one's (score, correct)."""
     from implicit_prm.eval.grading import grade, normalize_answer
 
     by_id = {e["id"]: e for e in rec["explored"]}
     tally: dict[str, list] = {}  # answer -> [correct, count, weight]
-    oracle = False
+    scored = []
     for (text, done), cid in zip(final_candidates(rec), rec["final_candidates"]):
         g = grade(text, str(rec["answer"]))
-        oracle |= g.correct
+        scored.append((by_id[cid]["score"], bool(g.correct)))
         if done and g.extracted is not None:
             t = tally.setdefault(normalize_answer(g.extracted), [g.correct, 0, 0.0])
             t[1] += 1
             t[2] += 1 / (1 + np.exp(-by_id[cid]["score"]))
+    oracle, frac = any(c for _, c in scored), float(np.mean([c for _, c in scored]))
     if not tally:
-        return False, False, oracle
+        return False, False, oracle, frac, scored
     majority = max(tally.values(), key=lambda t: t[1])[0]  # max keeps the first of equal totals
     weighted = max(tally.values(), key=lambda t: t[2])[0]
-    return bool(majority), bool(weighted), oracle
+    return bool(majority), bool(weighted), oracle, frac, scored
+
+
+def within_problem_auroc(per_problem: list[list[tuple[float, bool]]]) -> float | None:
+    """How often a correct final candidate outscores a wrong one of the same problem (ties count half): the
+    ranking that best-of-N relies on. None without such pairs."""
+    wins = pairs = 0.0
+    for scored in per_problem:
+        good = np.array([s for s, c in scored if c])
+        bad = np.array([s for s, c in scored if not c])
+        if len(good) and len(bad):
+            diff = good[:, None] - bad[None, :]
+            wins += float((diff > 0).sum() + 0.5 * (diff == 0).sum())
+            pairs += diff.size
+    return wins / pairs if pairs else None
 
 
 def main() -> None:
@@ -111,11 +126,13 @@ def main() -> None:
     rows = {}
     for (strategy, n), rs in recs.items():
         correct = np.array([bool(r["correct"]) for r in rs], dtype=float)
-        majority, weighted, oracle = np.array([votes(r) for r in rs], dtype=float).T
+        voted = [votes(r) for r in rs]
+        majority, weighted, oracle, frac = np.array([v[:4] for v in voted], dtype=float).T
         name = "single sample" if n == 1 else f"{strategy} N={n}"
         rows[name] = {"strategy": strategy, "n": n, "accuracy": float(correct.mean()), "ci": bootstrap(correct),
                       "majority_vote": float(majority.mean()), "weighted_majority": float(weighted.mean()),
-                      "any_candidate_correct": float(oracle.mean()),
+                      "any_candidate_correct": float(oracle.mean()), "candidates_correct": float(frac.mean()),
+                      "within_problem_auroc": within_problem_auroc([v[4] for v in voted]),
                       "generated_tokens": float(np.mean([r["budget"]["generated_tokens"] for r in rs])),
                       "prm_tokens": float(np.mean([r["budget"]["prm_tokens"] for r in rs])),
                       "wall_s_per_problem": float(np.mean([r["wall_s"] for r in rs])),
@@ -131,13 +148,15 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     write_json(results / "search_builtin.json", res)
     lines = ["| method | PRM's pick: accuracy (%) [95% CI] | majority vote (%) | PRM-weighted majority (%) | "
-             "any final candidate correct (%) | generated tokens / problem | PRM tokens / problem | s / problem |",
-             "|---|---|---|---|---|---|---|---|"]
+             "any final candidate correct (%) | final candidates correct (%) | within-problem AUROC | "
+             "generated tokens / problem | PRM tokens / problem | s / problem |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
+        au = "" if r["within_problem_auroc"] is None else f"{r['within_problem_auroc']:.3f}"
         lines.append(f"| {name} | {100 * r['accuracy']:.1f} [{100 * r['ci'][0]:.1f}, {100 * r['ci'][1]:.1f}] | "
                      f"{100 * r['majority_vote']:.1f} | {100 * r['weighted_majority']:.1f} | "
-                     f"{100 * r['any_candidate_correct']:.1f} | {r['generated_tokens']:.0f} | {r['prm_tokens']:.0f} | "
-                     f"{r['wall_s_per_problem']:.1f} |")
+                     f"{100 * r['any_candidate_correct']:.1f} | {100 * r['candidates_correct']:.1f} | {au} | "
+                     f"{r['generated_tokens']:.0f} | {r['prm_tokens']:.0f} | {r['wall_s_per_problem']:.1f} |")
     write_text(results / "search_builtin.md", "\n".join(lines) + "\n")
     try:
         import matplotlib

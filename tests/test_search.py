@@ -276,3 +276,14 @@ def test_parents_of_different_lengths_batch_together(prm):
     for (rewards, _), node, prop in zip(got, [short, long, long], props):
         want = prm.score(prompt, node.steps + [prop.text + ("" if prop.done else "\n\n")])
         assert rewards == pytest.approx(want["step_rewards"], abs=1e-4)
+
+
+def test_each_problem_draws_its_own_samples():
+    """One random stream for every problem made the solver err at the same steps of all of them (a single-sample
+    accuracy that moved as one draw); each problem's seed now comes from --seed and the problem."""
+    from implicit_prm.eval.datasets import Problem
+    from implicit_prm.search.run import problem_seed
+
+    a, b = Problem("p0", "Start with 3.", "3", "x"), Problem("p1", "Start with 4.", "4", "x")
+    assert problem_seed(0, a) == problem_seed(0, Problem("p0", "Start with 3.", "3", "x"))
+    assert len({problem_seed(0, a), problem_seed(0, b), problem_seed(1, a)}) == 3

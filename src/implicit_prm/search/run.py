@@ -42,7 +42,7 @@ class SearchConfig:
     beta: Optional[float] = field(None, help="reward scale (default: the PRM's)")
     precision: Literal["auto", "bf16", "fp32"] = field("auto", help="bf16 autocast where fast, else fp32")
     n_problems: int = field(0, help="the first N problems only (0: all)")
-    seed: int = field(0, help="seed of the policy's samples")
+    seed: int = field(0, help="seed of the policy's samples (each problem draws its own from it)")
     solver_seed: int = field(-1, help="solver policy: the error model's seed (-1: the problem record's "
                                       "solver.seed, else 0)")
     progress: bool = field(True, help="show progress")
@@ -118,6 +118,14 @@ def budget(generated: int, prm_tokens: int, rounds: int, explored: int, ledgers:
             **{f"{k}_flops": None if led is None else led.total() for k, led in ledgers.items()}}
 
 
+def problem_seed(seed: int, problem) -> int:
+    """The seed of one problem's samples: drawn from --seed and the problem, so that problems do not share random
+    draws (with one stream for all, the solver policy would err at the same steps of every problem)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{seed}\0{problem.id}\0{problem.question}".encode()).digest()[:4], "big")
+
+
 def search_problem(cfg: SearchConfig, problem, policy, scorer, ledgers: dict | None = None) -> dict:
     """Search one problem; its output record. Its FLOPs are counted in `ledgers` (new_ledgers; fresh ones when not
     given)."""
@@ -127,7 +135,8 @@ def search_problem(cfg: SearchConfig, problem, policy, scorer, ledgers: dict | N
     tokens0 = scorer.prm_tokens
     ledgers = new_ledgers(policy, scorer) if ledgers is None else ledgers
     policy.ledger, scorer.ledger = ledgers["policy"], ledgers["prm"]
-    s = Search(problem.question, policy, scorer, cfg.agg, cfg.max_steps, cfg.token_budget, cfg.seed)
+    s = Search(problem.question, policy, scorer, cfg.agg, cfg.max_steps, cfg.token_budget,
+               problem_seed(cfg.seed, problem))
     best, final = run_strategy(s, cfg.strategy, cfg.n, cfg.beam_width)
     response = cfg.separator.join(best.steps)
     rec = {"problem_id": problem.id, "prompt": problem.question, "answer": problem.answer,
