@@ -133,11 +133,12 @@ def test_serve_load(tmp_path, tiny_model):
 @pytest.mark.subprocess
 def test_search_builtin_experiment(tmp_path, tiny_model, tiny_model_b):
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "search_builtin.py"), "--prm", tiny_model_b,
-                           "--ref", tiny_model, "--n-problems", "3", "--ns", "4", "--out", str(tmp_path / "run"),
+                           "--ref", tiny_model, "--seeds", "4", "5", "--n-problems", "2", "--ns", "4", "--out", str(tmp_path / "run"),
                            "--results", str(tmp_path / "res")], capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads((tmp_path / "res" / "search_builtin.json").read_text())
     assert set(r["rows"]) == {"single sample", "best-of-n N=4", "beam N=4", "dvts N=4"}
     for row in r["rows"].values():
-        assert 0 <= row["accuracy"] <= 1 and row["n_problems"] == 3 and row["generated_tokens"] > 0
+        assert 0 <= row["accuracy"] <= 1 and row["n_problems"] == 4 and row["generated_tokens"] > 0  # 2 sets of 2
+        assert row["accuracy"] <= row["any_candidate_correct"] and 0 <= row["majority_vote"] <= 1
     assert r["rows"]["beam N=4"]["generated_tokens"] > r["rows"]["single sample"]["generated_tokens"]
