@@ -3,16 +3,19 @@ the demo's trained implicit PRM, with the simulated solver as the policy (exact 
 
 Setup (fixed before any run, nothing tuned): the PRM is `make demo`'s (runs/demo/prm: CE, LoRA on SmolLM2-135M);
 the problems are fresh built-in sets (`implicit-prm data --seed 4`, and `--seed 8` with `--seeds 4 8`: seeds no
-other run uses; the demo trains on seed 1 and evaluates on 2 and 3), searched separately and pooled; the policy is the version-2 simulated solver with those problems' own error
-model; beams are scored by their min step reward; beam width 4; N = 4, 8, 16 for each strategy, plus N = 1 (one
-sample: the policy's own accuracy). Each search's final candidates are also scored as search-and-learn does:
-majority vote and PRM-weighted majority (sigmoid of the min step reward) over the finished ones, whether any is
-correct (the oracle), the fraction correct, and how often a correct one outscores a wrong one of the same problem. Search spends generated tokens (counted with the PRM's tokenizer), so each
-point is plotted at its measured tokens per problem. Accuracy intervals: 95% percentile bootstrap over problems.
+other run uses; the demo trains on seed 1 and evaluates on 2 and 3), searched separately and pooled; the policy is
+the version-2 simulated solver with those problems' own error model, each problem drawing its own samples; beams
+are scored by their min step reward; beam width 4; N = 4, 8, 16 for each strategy, plus N = 1 (one sample: the
+policy's own accuracy). Each search's final candidates are also scored as search-and-learn does: majority vote and
+PRM-weighted majority (sigmoid of the min step reward) over the finished ones; also whether any is correct (the
+oracle), the fraction correct, and how often a correct one outscores a wrong one of the same problem. Search spends
+generated tokens (counted with the PRM's tokenizer), so each point is plotted at its measured tokens per problem.
+Accuracy intervals: 95% percentile bootstrap over problems.
 
     python experiments/search_builtin.py [--prm runs/demo/prm] [--seeds 4] [--n-problems 60] [--out runs/search]
 
-Resumable (each search run is; finished runs are kept, in <out>/seed<S>/). Writes <results>/search_builtin.{json,md,png}.
+Resumable (each search run is; finished runs are kept, in <out>/seed<S>/). Writes
+<results>/search_builtin.{json,md,png}.
 """
 from __future__ import annotations
 
