@@ -169,7 +169,7 @@ def search(cfg: SearchConfig) -> Path:
         cfg = replace(cfg, solver_seed=seeds.pop() if len(seeds) == 1 else 0)
     out = Path(cfg.output)
     partial = PartialFile(out.with_name(out.name + ".partial"), run_signature(cfg, FREE_ON_RESUME))
-    items = {item["i"]: item for item in partial.read()}
+    items = {item["i"]: item for item in partial.read() if "flops" in item}  # older partials lack ledgers: redo
     done = {i: item["r"] for i, item in items.items()}
     if done:
         print(f"[implicit-prm] resuming: {len(done)} of {len(problems)} problems already searched", flush=True)

@@ -195,11 +195,10 @@ class WholeTextScorer:
         else:
             encs = self.scorer.encode(samples, "steps", None, self.sep)
             done = [e for e in encs if e is not None]  # responses to one prompt share its pass (prompt sharing)
-            run = sum(len(e.response_ids) for e in done) + (len(done[0].prompt_ids) if done else 0)
+            P = len(done[0].prompt_ids) if done else 0
             models = LEDGER_KINDS[:2 if getattr(self.scorer, "ref", None) else 1]
-            self.prm_tokens += run * len(models)
+            self.prm_tokens += (P + sum(len(e.response_ids) for e in done)) * len(models)
             if self.ledger is not None and done:
-                P = len(done[0].prompt_ids)
                 for kind in models:
                     self.ledger.add_forward(P, kind, "scoring")
                     self.ledger.add_continuation(((P, len(e.response_ids)) for e in done), kind, "scoring")

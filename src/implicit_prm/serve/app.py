@@ -60,6 +60,9 @@ class RequestError(Exception):
         self.status, self.message, self.field = status, message, field
 
 
+GONE = RequestError(499, "client disconnected")  # the answer to a client that went away (nobody reads it)
+
+
 def _text(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise RequestError(400, "expected a non-empty string", where)
@@ -234,7 +237,7 @@ def create_app(cfg: ServeConfig, scorer=None):
             return error(e)
         recs = await batcher.submit(encs, request.is_disconnected)
         if recs is None:  # the client went away; nobody reads this
-            return JSONResponse({"error": "client disconnected", "field": None}, status_code=499)
+            return error(GONE)
         out = [{"step_spans": [list(x) for x in e.spans[:e.n_steps]], **r} for e, r in zip(encs, recs)]
         return out if many else out[0]
 
@@ -262,7 +265,7 @@ def create_app(cfg: ServeConfig, scorer=None):
             return error(e)
         recs = await batcher.submit(encs, request.is_disconnected)
         if recs is None:
-            return JSONResponse({"error": "client disconnected", "field": None}, status_code=499)
+            return error(GONE)
         try:
             return {"rewards": [float(r["scores"][cfg.reward]) for r in recs]}
         except KeyError:
