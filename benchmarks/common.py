@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from implicit_prm.io import write_json
-from implicit_prm.results import machine
+from implicit_prm.core.io import write_json
+from implicit_prm.core.results import machine
 
 RESULTS = Path(os.environ.get("IMPLICIT_PRM_BENCH_RESULTS", Path(__file__).parent / "results"))
 SHARED = Path(os.environ.get("IMPLICIT_PRM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -204,7 +204,7 @@ def dense_bound(models, n_tokens: int, row_len: int, rows_per_batch: int, vocab:
 
 def perturbed_copy(src_dir: str, dst: Path, scale: float, seed: int) -> str:
     """A 'trained' checkpoint: the model with small seeded noise on every weight, saved as a full model."""
-    from implicit_prm.models import load_model, load_tokenizer
+    from implicit_prm.models.loading import load_model, load_tokenizer
 
     model = load_model(src_dir)
     g = torch.Generator().manual_seed(seed)

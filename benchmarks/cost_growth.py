@@ -16,11 +16,11 @@ import time
 import torch
 from common import builtin_items, save
 
-from implicit_prm.batching import response_logprobs
-from implicit_prm.encoding import Encoded, Encoder
-from implicit_prm.logprobs import TokenLogProbs
-from implicit_prm.models import load_model, load_tokenizer
-from implicit_prm.splitting import spans_from_steps
+from implicit_prm.models.loading import load_model, load_tokenizer
+from implicit_prm.models.logprobs import TokenLogProbs
+from implicit_prm.scoring.forward import response_logprobs
+from implicit_prm.steps.encoding import Encoded, Encoder
+from implicit_prm.steps.splitting import spans_from_steps
 
 
 def timed(model, encs, pad_id, batch_tokens) -> float:

@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 from common import machine
 
-from implicit_prm.batching import length_batches, pad_batch
-from implicit_prm.logprobs import TokenLogProbs
 from implicit_prm.losses import LossBatch, ce_loss
+from implicit_prm.models.logprobs import TokenLogProbs
+from implicit_prm.steps.batching import length_batches, pad_batch
 
 CONFIGS = {  # the public shapes of these models
     "llama-3.2-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,

@@ -25,8 +25,8 @@ from common import naive_full_logprobs, reset_peak_rss, rss_mib, run_isolated, s
 
 
 def worker(args: dict) -> None:
-    from implicit_prm.logprobs import TokenLogProbs
-    from implicit_prm.models import load_model
+    from implicit_prm.models.loading import load_model
+    from implicit_prm.models.logprobs import TokenLogProbs
 
     torch.manual_seed(0)
     model = load_model(args["model"]).eval()
@@ -74,7 +74,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         return worker(json.loads(args.worker))
-    from implicit_prm.models import load_model
+    from implicit_prm.models.loading import load_model
 
     vocab = load_model(args.model).config.vocab_size
     rows = []

@@ -25,12 +25,13 @@ import numpy as np
 import torch
 from common import builtin_items, dense_bound, flops_per_token, naive_score, perturbed_copy, processbench_items, save
 
-from implicit_prm.batching import batch_plan
-from implicit_prm.encoding import Encoder
-from implicit_prm.logprobs import TokenLogProbs, resolve_precision
-from implicit_prm.models import load_model, load_tokenizer, resolve
-from implicit_prm.prm import ImplicitPRM
-from implicit_prm.splitting import spans_from_steps
+from implicit_prm.core.precision import resolve_precision
+from implicit_prm.models.loading import load_model, load_tokenizer, resolve
+from implicit_prm.models.logprobs import TokenLogProbs
+from implicit_prm.scoring.implicit import ImplicitPRM
+from implicit_prm.steps.batching import batch_plan
+from implicit_prm.steps.encoding import Encoder
+from implicit_prm.steps.splitting import spans_from_steps
 
 BETA = 0.05
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from common import perturbed_copy, save
 
-from implicit_prm.data.builtin import make_problem
+from implicit_prm.data.chains import make_problem
 from implicit_prm.data.solver import make_profile, solve_v2
-from implicit_prm.prm import ImplicitPRM
+from implicit_prm.scoring.implicit import ImplicitPRM
 from implicit_prm.search.scoring import IncrementalImplicitScorer, WholeTextScorer
 from implicit_prm.search.strategies import Node, Proposal
 

@@ -105,10 +105,10 @@ def forward_bound(prm: str, work: list[dict], clients: int, precision: str = "au
     prompt, response; cut to the shortest) one at a time against one batch of all of them; best of `repeats`."""
     import torch
 
-    from implicit_prm.logprobs import autocast_context, resolve_precision
-    from implicit_prm.models import load_model, load_tokenizer
-    from implicit_prm.processes import default_device
-    from implicit_prm.rollout import chat_text
+    from implicit_prm.core.distributed import default_device
+    from implicit_prm.core.precision import autocast_context, resolve_precision
+    from implicit_prm.models.chat import chat_text
+    from implicit_prm.models.loading import load_model, load_tokenizer
 
     tok, lm, dev = load_tokenizer(prm), load_model(prm).eval(), default_device()
     seqs = [tok(chat_text(tok, w["prompt"], None) + w["response"], add_special_tokens=False)["input_ids"]

@@ -46,7 +46,8 @@ from common import (
 def make_data(kind: str, n: int, path: Path) -> Path:
     """n responses: built-in problems with one right and one wrong solution, or ProcessBench solutions."""
     if kind == "builtin":
-        from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
+        from implicit_prm.collect.builtin import write_builtin
+        from implicit_prm.data.builtin import BuiltinDataConfig
 
         write_builtin(BuiltinDataConfig(output=str(path), n_problems=max(1, n // 2), samples_per_problem=2, seed=11))
         return path
@@ -68,8 +69,8 @@ def flop_ratio(model: str, data: Path, max_length: int) -> dict:
     from transformers import AutoConfig
 
     from implicit_prm.data import read_samples
-    from implicit_prm.encoding import Encoder, encode_samples
-    from implicit_prm.models import load_tokenizer, resolve
+    from implicit_prm.models.loading import load_tokenizer, resolve
+    from implicit_prm.steps.encoding import Encoder, encode_samples
 
     f_t, f_h = flops_per_token(AutoConfig.from_pretrained(resolve(model)))
     tok = load_tokenizer(model)
@@ -84,12 +85,12 @@ def flop_ratio(model: str, data: Path, max_length: int) -> dict:
 
 
 def naive(args: dict) -> dict:
-    from implicit_prm.batching import pad_batch
     from implicit_prm.data import read_samples
     from implicit_prm.data.pairs import build_pairs
-    from implicit_prm.encoding import Encoder, encode_samples
     from implicit_prm.losses import LossBatch, ce_loss, dpo_loss
-    from implicit_prm.models import load_model, load_tokenizer
+    from implicit_prm.models.loading import load_model, load_tokenizer
+    from implicit_prm.steps.batching import pad_batch
+    from implicit_prm.steps.encoding import Encoder, encode_samples
 
     tok = load_tokenizer(args["model"])
     samples = read_samples(args["data"])
@@ -160,7 +161,8 @@ def watch_training(log_path: Path, steps: int, peaks: dict, stop: threading.Even
 
 
 def ours(args: dict) -> dict:
-    from implicit_prm.train import TrainConfig, train
+    from implicit_prm.training.config import TrainConfig
+    from implicit_prm.training.loop import train
 
     tmp = Path(tempfile.mkdtemp())
     peaks: dict = {}

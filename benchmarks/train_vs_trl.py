@@ -51,8 +51,8 @@ LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-l
 
 def make_pairs(n_pairs: int, path: Path, eos: str, seed: int = 11) -> Path:
     """Built-in problems, one correct and one incorrect completion each, every completion ending with EOS."""
+    from implicit_prm.core.io import write_jsonl
     from implicit_prm.data.builtin import BuiltinDataConfig, generate_rollouts
-    from implicit_prm.io import write_jsonl
 
     recs = generate_rollouts(BuiltinDataConfig(output="-", n_problems=n_pairs, samples_per_problem=2, balance=True,
                                                seed=seed))
@@ -66,7 +66,7 @@ def tiny_model(path: Path) -> str:
     """A random 2-layer Llama with the SmolLM2 tokenizer (the smoke test's model)."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from implicit_prm.models import resolve
+    from implicit_prm.models.loading import resolve
 
     tok = AutoTokenizer.from_pretrained(resolve("smollm2-135m"))
     torch.manual_seed(0)
@@ -79,7 +79,7 @@ def tiny_model(path: Path) -> str:
 
 
 def ours_config(a: dict, out: str):
-    from implicit_prm.train import TrainConfig
+    from implicit_prm.training.config import TrainConfig
 
     return TrainConfig(data=a["data"], output=out, model=a["model"], objective="dpo", beta=a["beta"], lr=a["lr"],
                        batch_size=a["batch_size"], max_steps=a["warmup"] + a["steps"], schedule="constant",
@@ -94,9 +94,9 @@ def scheduled_pairs(a: dict):
     """(tokenizer, encoded samples, samples, (chosen, rejected) positions in the order implicit-prm's train()
     takes them): TRL gets the pairs in this order, and the FLOP count reads their lengths."""
     from implicit_prm.data import read_samples
-    from implicit_prm.encoding import Encoder, encode_samples
-    from implicit_prm.examples import build_examples, make_plan
-    from implicit_prm.models import load_tokenizer
+    from implicit_prm.models.loading import load_tokenizer
+    from implicit_prm.steps.encoding import Encoder, encode_samples
+    from implicit_prm.training.plan import build_examples, make_plan
 
     cfg = ours_config({**a, "lora": False}, "-")
     tok = load_tokenizer(cfg.model)
@@ -111,7 +111,7 @@ def flop_ratio(a: dict) -> dict:
     """TRL's FLOPs over implicit-prm's for the timed steps, full and LoRA (see the module docstring)."""
     from transformers import AutoConfig
 
-    from implicit_prm.models import resolve
+    from implicit_prm.models.loading import resolve
 
     f_t, f_h = common.flops_per_token(AutoConfig.from_pretrained(resolve(a["model"])))
     _, encs, _, pairs = scheduled_pairs(a)
@@ -148,7 +148,7 @@ def trl_worker(a: dict) -> dict:
     from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
-    from implicit_prm.models import resolve
+    from implicit_prm.models.loading import resolve
 
     tmp, (warm, steps), marks = Path(a["tmp"]), (a["warmup"], a["steps"]), {}
 
@@ -202,7 +202,7 @@ def watch_log(log_path: Path, warm: int, last: int, peaks: dict, stop: threading
 
 
 def ours_worker(a: dict) -> dict:
-    from implicit_prm.train import train
+    from implicit_prm.training.loop import train
 
     tmp, warm, steps, peaks, stop = Path(a["tmp"]), a["warmup"], a["steps"], {}, threading.Event()
     log_path = tmp / "run" / "train_log.jsonl"
@@ -271,7 +271,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     if args.tiny:
         args.model, args.steps, args.warmup, args.batch_size = tiny_model(tmp / "tiny"), 1, 1, 1
-    from implicit_prm.models import load_tokenizer
+    from implicit_prm.models.loading import load_tokenizer
 
     n_pairs = args.pairs or args.batch_size * (args.warmup + args.steps)
     data = make_pairs(n_pairs, tmp / "pairs.jsonl", load_tokenizer(args.model).eos_token)

@@ -32,20 +32,23 @@ import json
 import time
 from pathlib import Path
 
-from implicit_prm.autopsv import AutoPSVConfig, label_autopsv
-from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
-from implicit_prm.data.mc_labels import McLabelConfig, label_mc
+from implicit_prm.collect.autopsv import AutoPSVConfig, label_autopsv
+from implicit_prm.collect.builtin import write_builtin
+from implicit_prm.collect.mc_labels import McLabelConfig, label_mc
+from implicit_prm.core.distributed import default_device
+from implicit_prm.core.io import write_json, write_text
+from implicit_prm.core.precision import resolve_precision
+from implicit_prm.core.results import config_path, machine
+from implicit_prm.data.builtin import BuiltinDataConfig
 from implicit_prm.eval.bon import BonConfig, run_bon
+from implicit_prm.eval.flops import method_table
 from implicit_prm.eval.outcome import OutcomeConfig, run_outcome
 from implicit_prm.eval.scored import merge_scored, score_once
 from implicit_prm.eval.steps import StepsConfig, run_steps
-from implicit_prm.flops import ledger_path, method_table
-from implicit_prm.io import write_json, write_text
-from implicit_prm.logprobs import resolve_precision
-from implicit_prm.models import DEFAULT_MODEL
-from implicit_prm.processes import default_device
-from implicit_prm.results import config_path, machine
-from implicit_prm.train import TrainConfig, train
+from implicit_prm.flops.ledger import ledger_path
+from implicit_prm.models.loading import DEFAULT_MODEL
+from implicit_prm.training.config import TrainConfig
+from implicit_prm.training.loop import train
 
 RECIPE = {"lora": True, "lr": 1e-4, "beta": 0.5, "epochs": 1, "batch_size": 8, "max_length": 512,
           "system_prompt": "", "seed": 0}

@@ -11,9 +11,11 @@ import json
 import tempfile
 from pathlib import Path
 
-from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
+from implicit_prm.collect.builtin import write_builtin
+from implicit_prm.data.builtin import BuiltinDataConfig
 from implicit_prm.losses import closed_form_init_loss
-from implicit_prm.train import TrainConfig, train
+from implicit_prm.training.config import TrainConfig
+from implicit_prm.training.loop import train
 
 
 def main() -> None:

@@ -24,17 +24,19 @@ import sys
 import time
 from pathlib import Path
 
-from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
+from implicit_prm.collect.builtin import write_builtin
+from implicit_prm.core.distributed import default_device
+from implicit_prm.core.io import read_json_records, write_json, write_jsonl, write_text
+from implicit_prm.core.precision import resolve_precision
+from implicit_prm.core.results import machine
+from implicit_prm.data.builtin import BuiltinDataConfig
 from implicit_prm.eval.bon import BonConfig, run_bon
 from implicit_prm.eval.outcome import OutcomeConfig, run_outcome
 from implicit_prm.eval.scored import merge_scored, score_once
 from implicit_prm.eval.steps import StepsConfig, run_steps
-from implicit_prm.io import read_json_records, write_json, write_jsonl, write_text
-from implicit_prm.logprobs import resolve_precision
-from implicit_prm.models import DEFAULT_MODEL
-from implicit_prm.processes import default_device
-from implicit_prm.results import machine
-from implicit_prm.train import TrainConfig, train
+from implicit_prm.models.loading import DEFAULT_MODEL
+from implicit_prm.training.config import TrainConfig
+from implicit_prm.training.loop import train
 
 BETA, LR = 0.5, 1e-4
 NS = [1, 2, 4, 8, 16]

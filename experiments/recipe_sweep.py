@@ -28,16 +28,18 @@ from pathlib import Path
 
 import numpy as np
 
-from implicit_prm.checkpoints import is_finished
-from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
+from implicit_prm.collect.builtin import write_builtin
+from implicit_prm.core.io import read_json_records, write_json, write_jsonl, write_text
+from implicit_prm.core.results import config_path, machine
+from implicit_prm.data.builtin import BuiltinDataConfig
 from implicit_prm.eval.metrics import auroc, bootstrap_ci, weighted_auroc
 from implicit_prm.eval.outcome import OutcomeConfig, read_outcome_units, run_outcome
 from implicit_prm.eval.scored import score_once
 from implicit_prm.eval.steps import StepsConfig, run_steps
-from implicit_prm.io import read_json_records, write_json, write_jsonl, write_text
-from implicit_prm.models import DEFAULT_MODEL
-from implicit_prm.results import config_path, machine
-from implicit_prm.train import TrainConfig, train
+from implicit_prm.models.loading import DEFAULT_MODEL
+from implicit_prm.training.checkpoints import is_finished
+from implicit_prm.training.config import TrainConfig
+from implicit_prm.training.loop import train
 
 BASE = {"lora": True, "lr": 1e-4, "beta": 0.5, "epochs": 1, "problems": 200, "precision": "fp32"}
 RUNS = {  # name -> what differs from BASE (the demo's recipe before this sweep)

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
-from implicit_prm.io import write_json, write_text
-from implicit_prm.results import machine
+from implicit_prm.collect.builtin import write_builtin
+from implicit_prm.core.io import write_json, write_text
+from implicit_prm.core.results import machine
+from implicit_prm.data.builtin import BuiltinDataConfig
 from implicit_prm.search.run import SearchConfig, search
 
 STRATEGIES = ("best-of-n", "beam", "dvts")
@@ -58,7 +59,7 @@ def votes(rec: dict) -> tuple[bool, bool, bool, float, list[tuple[float, bool]]]
     """Over a record's finished final candidates, as search-and-learn scores its searches: is the majority answer
     correct, is the answer with the largest sum of sigmoid(score) correct (ties: the earliest answer); is any
     final candidate correct; the fraction of them correct; and each one's (score, correct)."""
-    from implicit_prm.eval.grading import grade, normalize_answer
+    from implicit_prm.data.grading import grade, normalize_answer
 
     by_id = {e["id"]: e for e in rec["explored"]}
     tally: dict[str, list] = {}  # answer -> [correct, count, weight]
@@ -142,8 +143,8 @@ def main() -> None:
                       "finished": float(np.mean([r["finished"] for r in rs])), "n_problems": len(rs)}
         print(f"{name:<18} acc {100 * correct.mean():5.1f}  tokens/problem {rows[name]['generated_tokens']:7.0f}",
               flush=True)
-    from implicit_prm.logprobs import resolve_precision
-    from implicit_prm.processes import default_device
+    from implicit_prm.core.distributed import default_device
+    from implicit_prm.core.precision import resolve_precision
 
     res = {"date": datetime.date.today().isoformat(), "machine": machine(), "prm": args.prm, "width": args.width,
            "precision": resolve_precision(default_device(), args.precision),

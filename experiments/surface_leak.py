@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from implicit_prm.core.io import write_json
 from implicit_prm.data.builtin import BuiltinDataConfig, generate_rollouts
 from implicit_prm.eval.metrics import auroc
-from implicit_prm.io import write_json
 
 OPS = re.compile(r"[-+*×/]|\b(?:add(?:ing)?|plus|increas(?:e|ing)|subtract(?:ing)?|minus|tak(?:e|ing)|away|from|"
                  r"decreas(?:e|ing)|multipl(?:y|ying)|times|groups|of|to|by)\b", re.IGNORECASE)

@@ -35,7 +35,7 @@ def smol_tokenizer_dir(tmp_path_factory) -> str:
     """
     from transformers import AutoTokenizer
 
-    from implicit_prm.models import _embedded_gguf, cache_root
+    from implicit_prm.models.loading import _embedded_gguf, cache_root
 
     converted = cache_root() / "models" / SMOL
     if (converted / "config.json").exists():  # written last by models.convert_gguf (an atomic rename)
@@ -88,7 +88,8 @@ def tiny_model_b(tmp_path_factory, smol_tokenizer_dir) -> str:
 
 @pytest.fixture
 def builtin_data(tmp_path) -> Path:
-    from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
+    from implicit_prm.collect.builtin import write_builtin
+    from implicit_prm.data.builtin import BuiltinDataConfig
 
     path = tmp_path / "train.jsonl"
     write_builtin(BuiltinDataConfig(output=str(path), n_problems=12, samples_per_problem=2, seed=3))

@@ -9,9 +9,9 @@ import pytest
 from conftest import SHARED
 
 from implicit_prm.cli import main
+from implicit_prm.core.errors import ConfigError, InputError, UserError
 from implicit_prm.data import read_samples
 from implicit_prm.data.sources import input_source
-from implicit_prm.errors import ConfigError, InputError, UserError
 from implicit_prm.eval.prmbench import PRMBenchConfig, best_threshold, prmbench_counts, run_prmbench
 from implicit_prm.eval.processbench import ProcessBenchConfig, run_processbench
 from implicit_prm.eval.steps import best_threshold as steps_best_threshold

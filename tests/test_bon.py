@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from implicit_prm.errors import ConfigError, InputError
+from implicit_prm.core.errors import ConfigError, InputError
 from implicit_prm.eval.bon import SCHEMA, BonConfig, read_responses, run_bon
 from implicit_prm.eval.scored import merge_scored, score_once
 

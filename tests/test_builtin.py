@@ -6,9 +6,11 @@ import re
 
 import pytest
 
-from implicit_prm.config import from_mapping
-from implicit_prm.data.builtin import BuiltinDataConfig, Problem, generate_rollouts, make_problem, solve, write_builtin
-from implicit_prm.errors import ConfigError
+from implicit_prm.collect.builtin import write_builtin
+from implicit_prm.core.config import from_mapping
+from implicit_prm.core.errors import ConfigError
+from implicit_prm.data.builtin import BuiltinDataConfig, generate_rollouts, solve
+from implicit_prm.data.chains import Problem, make_problem
 
 STEP = re.compile(r"^Step (\d+): (-?\d+) ([+*-]) (\d+) = (-?\d+)(\. The answer is (-?\d+)\.)?$")
 APPLY = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
@@ -154,8 +156,8 @@ def test_write_builtin(tmp_path):
     ledger = json.loads((out.parent / "builtin.jsonl.flops.json").read_text())
     gen = ledger["kinds"]["generation"]
     assert ledger["simulated"] and ledger["policy_model"] == "smollm2-135m" and gen["sequences"] == 14
-    from implicit_prm.flops_simulated import policy_tokenizer
-    from implicit_prm.rollout import chat_text
+    from implicit_prm.collect.simulated import policy_tokenizer
+    from implicit_prm.models.chat import chat_text
     tok = policy_tokenizer()
     n = lambda t: len(tok(t, add_special_tokens=False)["input_ids"])  # noqa: E731
     recs = generate_rollouts(c)

@@ -12,10 +12,11 @@ import yaml
 
 from implicit_prm.cli import VERBS as CLI_VERBS
 from implicit_prm.cli import _resolve, build_parser, main
-from implicit_prm.config import from_args
-from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
-from implicit_prm.score import ScoreConfig
-from implicit_prm.train import TrainConfig
+from implicit_prm.collect.builtin import write_builtin
+from implicit_prm.core.config import from_args
+from implicit_prm.data.builtin import BuiltinDataConfig
+from implicit_prm.scoring.score import ScoreConfig
+from implicit_prm.training.config import TrainConfig
 
 VERBS = ["train", "score", "data", "demo", "grade", "eval bon", "eval steps", "report"]
 

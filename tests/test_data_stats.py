@@ -3,9 +3,10 @@ import json
 
 import pytest
 
-from implicit_prm.data.builtin import BuiltinDataConfig, generate_rollouts, write_builtin
+from implicit_prm.collect.builtin import write_builtin
+from implicit_prm.core.errors import InputError
+from implicit_prm.data.builtin import BuiltinDataConfig, generate_rollouts
 from implicit_prm.data.stats import normalise_text, rollout_stats, stats_path
-from implicit_prm.errors import InputError
 
 # 3 problems x 4 completions. Vote keys (vote_key of the extracted answer) in the comments.
 HAND = [

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from implicit_prm.errors import InputError, UserError
-from implicit_prm.eval.datasets import Problem, load_gsm8k, load_math, load_math500, load_problems
+from implicit_prm.core.errors import InputError, UserError
+from implicit_prm.data.benchmarks import Problem, load_gsm8k, load_math, load_math500, load_problems
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(not (SHARED / "gsm8k").is_dir(), reason=f"shared data not at {SHARED}")

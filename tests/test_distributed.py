@@ -39,7 +39,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def one_process_run(tmp_path_factory, tiny_model):
     """Data and a 1-process run (batch 2 x accumulation 2) shared by the 2-process runs (batch 2 each)."""
-    from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
+    from implicit_prm.collect.builtin import write_builtin
+    from implicit_prm.data.builtin import BuiltinDataConfig
 
     tmp = tmp_path_factory.mktemp("one_process")
     data = tmp / "train.jsonl"

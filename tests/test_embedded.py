@@ -6,10 +6,12 @@ import math
 
 import pytest
 
-from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
-from implicit_prm.prm import ImplicitPRM
-from implicit_prm.score import ScoreConfig, score
-from implicit_prm.train import TrainConfig, train
+from implicit_prm.collect.builtin import write_builtin
+from implicit_prm.data.builtin import BuiltinDataConfig
+from implicit_prm.scoring.implicit import ImplicitPRM
+from implicit_prm.scoring.score import ScoreConfig, score
+from implicit_prm.training.config import TrainConfig
+from implicit_prm.training.loop import train
 
 pytestmark = pytest.mark.slow
 

@@ -7,17 +7,15 @@ import json
 import pytest
 
 from implicit_prm.cli import main
-from implicit_prm.flops import (
+from implicit_prm.flops.counting import (
     SMOLLM2_135M,
-    Ledger,
     ModelShape,
     attention_flops,
     causal_context_sum,
     compute_params,
-    ledger_path,
-    read_ledger,
 )
-from implicit_prm.flops_paper import LLAMA31_8B, paper_comparison
+from implicit_prm.flops.ledger import Ledger, ledger_path, read_ledger
+from implicit_prm.flops.paper import LLAMA31_8B, paper_comparison
 
 TINY = ModelShape("tiny", params=1000, n_layer=2, d_attn=4)
 
@@ -159,7 +157,7 @@ def test_write_read_round_trip_and_resume(tmp_path):
     resumed.add_forward(10, kind="score")
     assert resumed.total() == 61984 + 20880
     assert Ledger.load_or_new(tmp_path / "other.jsonl", TINY, command="train").total() == 0
-    from implicit_prm.errors import InputError
+    from implicit_prm.core.errors import InputError
 
     with pytest.raises(InputError, match="field 'params'"):
         Ledger.load_or_new(tmp_path / "scores.jsonl", ModelShape("tiny", 999, 2, 4), command="train", lora=True)

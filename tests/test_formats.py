@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from implicit_prm.core.errors import InputError
 from implicit_prm.data import group_by_prompt, read_samples
-from implicit_prm.errors import InputError
 
 PROCESSBENCH_GSM8K = Path("/work/shared/data/processbench/gsm8k.json")
 

@@ -6,15 +6,14 @@ import signal
 
 import pytest
 
-from implicit_prm.errors import InputError
-from implicit_prm.eval import grading
-from implicit_prm.eval.grading import (
+from implicit_prm.collect.grade import GradeConfig, grade_file
+from implicit_prm.core.errors import InputError
+from implicit_prm.data import grading
+from implicit_prm.data.grading import (
     Grade,
-    GradeConfig,
     GradingError,
     extract_answer,
     grade,
-    grade_file,
     is_equivalent,
     normalize_answer,
     reference_answer,

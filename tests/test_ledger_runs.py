@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 
 from implicit_prm.data import read_samples
-from implicit_prm.encoding import Encoder, encode_samples
-from implicit_prm.flops import compute_params
-from implicit_prm.models import load_model, load_tokenizer
-from implicit_prm.score import ScoreConfig, score
-from implicit_prm.train import TrainConfig, train
+from implicit_prm.flops.counting import compute_params
+from implicit_prm.models.loading import load_model, load_tokenizer
+from implicit_prm.scoring.score import ScoreConfig, score
+from implicit_prm.steps.encoding import Encoder, encode_samples
+from implicit_prm.training.config import TrainConfig
+from implicit_prm.training.loop import train
 
 
 def test_train_and_score_ledgers_count_every_token_exactly(tmp_path, builtin_data, tiny_model):

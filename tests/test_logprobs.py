@@ -3,10 +3,10 @@ import pytest
 import torch
 from torch import nn
 
-import implicit_prm.logprobs as L
-from implicit_prm.batching import length_batches, pad_batch, response_slices
-from implicit_prm.encoding import Encoded
-from implicit_prm.logprobs import TokenLogProbs, chunked_token_logprobs, full_token_logprobs
+import implicit_prm.models.logprobs as L
+from implicit_prm.models.logprobs import TokenLogProbs, chunked_token_logprobs, full_token_logprobs
+from implicit_prm.steps.batching import length_batches, pad_batch, response_slices
+from implicit_prm.steps.encoding import Encoded
 
 B, T, H, V = 2, 7, 8, 11
 
@@ -210,7 +210,7 @@ def test_response_slices():
 
 
 def test_batch_plan_shares_prompts_worked_example():
-    from implicit_prm.batching import batch_plan
+    from implicit_prm.steps.batching import batch_plan
 
     e = lambda p, r: Encoded(p, r, [0] * len(r), 1)  # noqa: E731
     encs = [e([1, 2, 3], [4, 5]), e([9, 9], [7]), e([1, 2, 3], [6, 6, 6, 6]), e([1, 2, 3], [8])]
@@ -224,7 +224,8 @@ def test_batch_plan_shares_prompts_worked_example():
 
 
 def test_shared_prefix_log_probs_equal_plain_batches(lm):
-    from implicit_prm.batching import batch_plan, response_logprobs
+    from implicit_prm.scoring.forward import response_logprobs
+    from implicit_prm.steps.batching import batch_plan
 
     class NoSharing(TokenLogProbs):
         can_share_prefix = False
@@ -244,7 +245,7 @@ def test_shared_prefix_log_probs_equal_plain_batches(lm):
 
 
 def test_batch_plan_does_not_share_a_short_prompt_before_long_responses():
-    from implicit_prm.batching import batch_plan
+    from implicit_prm.steps.batching import batch_plan
 
     e = lambda p, n: Encoded(p, [5] * n, [0] * n, 1)  # noqa: E731
     # prompt 40, two responses of 2048, batches of 8192: k = min(2, 8192 // 2088) = 2.

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from implicit_prm.cli import main
-from implicit_prm.data import mc_labels
-from implicit_prm.data.builtin import BuiltinDataConfig, generate_rollouts, make_problem, parse_prompt
-from implicit_prm.data.completers import BuiltinCompleter, HFCompleter, Prefix
-from implicit_prm.data.mc_labels import McLabelConfig, label_mc, label_stats
-from implicit_prm.errors import InputError
-from implicit_prm.eval.grading import extract_answer
+from implicit_prm.collect import mc_labels
+from implicit_prm.collect.completers import BuiltinCompleter, HFCompleter, Prefix
+from implicit_prm.collect.mc_labels import McLabelConfig, label_mc, label_stats
+from implicit_prm.core.errors import InputError
+from implicit_prm.data.builtin import BuiltinDataConfig, generate_rollouts
+from implicit_prm.data.chains import make_problem, parse_prompt
+from implicit_prm.data.grading import extract_answer
 
 
 def write(path: Path, records: list) -> Path:

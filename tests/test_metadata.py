@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from implicit_prm.errors import ConfigError, InputError
-from implicit_prm.metadata import METADATA_FILE, PRMMetadata, read_metadata, write_metadata
-from implicit_prm.prm import ImplicitPRM
+from implicit_prm.core.errors import ConfigError, InputError
+from implicit_prm.models.metadata import METADATA_FILE, PRMMetadata, read_metadata, write_metadata
+from implicit_prm.scoring.implicit import ImplicitPRM
 
 
 def _meta(**kw) -> PRMMetadata:
@@ -65,6 +65,6 @@ def test_scoring_reads_defaults_and_warns_on_another_reference(tmp_path, tiny_mo
 
 
 def _one():
-    from implicit_prm.processes import SingleProcess
+    from implicit_prm.core.distributed import SingleProcess
 
     return SingleProcess("cpu")

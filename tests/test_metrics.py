@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from implicit_prm.errors import ConfigError
+from implicit_prm.core.errors import ConfigError
 from implicit_prm.eval.bon import BonConfig, run_bon
 from implicit_prm.eval.metrics import (
     auroc,

@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from implicit_prm.errors import InputError
+from implicit_prm.core.errors import InputError
+from implicit_prm.core.io import write_jsonl
+from implicit_prm.core.results import write_result
 from implicit_prm.eval.metrics import OPTIMISTIC
 from implicit_prm.eval.outcome import SCHEMA, OutcomeConfig, best_accuracy, run_outcome
-from implicit_prm.io import write_jsonl
-from implicit_prm.results import write_result
 
 # (correct, min score); "last" = -min. 4 correct (A C E G), 3 incorrect (B D F); B and G tie at 0.5.
 ROWS = [(True, 2.0), (False, 0.5), (True, -0.5), (False, -1.0), (True, 1.0), (False, -2.0), (True, 0.5)]

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from implicit_prm.core.errors import ConfigError
 from implicit_prm.data import PairStats, Sample, build_pairs, read_samples, unpaired
-from implicit_prm.errors import ConfigError
 
 
 def make(rows: list[tuple[str, str, int | None]]) -> list[Sample]:

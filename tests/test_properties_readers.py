@@ -19,14 +19,14 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from implicit_prm.cli import main
-from implicit_prm.config import from_mapping, load_config_file
+from implicit_prm.core.config import from_mapping, load_config_file
+from implicit_prm.core.errors import ConfigError, InputError, UserError
+from implicit_prm.core.io import read_json_records, write_jsonl
 from implicit_prm.data import read_samples
-from implicit_prm.errors import ConfigError, InputError, UserError
 from implicit_prm.eval.bon import read_responses
 from implicit_prm.eval.outcome import read_outcomes
 from implicit_prm.eval.steps import read_step_data
-from implicit_prm.io import read_json_records, write_jsonl
-from implicit_prm.train import TrainConfig
+from implicit_prm.training.config import TrainConfig
 
 # ----------------------------------------------------------------------------- strategies
 

@@ -13,9 +13,9 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from implicit_prm.encoding import Encoder
 from implicit_prm.rewards import aggregate, q_values, step_rewards, token_rewards
-from implicit_prm.splitting import BLANK_LINE, STEP_MARKER, step_spans
+from implicit_prm.steps.encoding import Encoder
+from implicit_prm.steps.splitting import BLANK_LINE, STEP_MARKER, step_spans
 
 # characters that are more than one byte in UTF-8, or more than one code point per glyph
 MULTI_BYTE = ["é", "ß", "ñ", "中", "文", "の", "я", "€", "½", "😀", "🧮", "👍🏽", "👨‍👩‍👧", "🇫🇷", "e\u0301", "a\u0308\u0323",

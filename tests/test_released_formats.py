@@ -12,8 +12,8 @@ import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from implicit_prm.cli import main
-from implicit_prm.errors import ConfigError
-from implicit_prm.scorers import detect_format, load_scorer
+from implicit_prm.core.errors import ConfigError
+from implicit_prm.scoring.load import detect_format, load_scorer
 
 QUESTION = "Janet has 3 apples and buys 4 more. How many?"
 STEPS = ["She starts with 3 apples.", "3+4=7, so she has 7.", "The answer is 7."]
@@ -187,7 +187,7 @@ def test_best_of_n_runs_on_a_released_format(tmp_path, qwen_dir, builtin_data):
 def test_format_choices_match_the_scorers():
     import typing
 
-    from implicit_prm.score import ScoreConfig
-    from implicit_prm.scorers import FORMATS
+    from implicit_prm.scoring.load import FORMATS
+    from implicit_prm.scoring.score import ScoreConfig
 
     assert typing.get_args(typing.get_type_hints(ScoreConfig)["format"]) == ("auto", *FORMATS)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from implicit_prm.errors import ConfigError, InputError, UserError
+from implicit_prm.core.errors import ConfigError, InputError, UserError
 from implicit_prm.eval.bon import BonConfig, run_bon
 from implicit_prm.eval.outcome import OutcomeConfig, run_outcome
 from implicit_prm.eval.report import ReportConfig, make_report
@@ -191,7 +191,7 @@ def test_presplit_solution_uses_label_and_the_scoring_separator(tmp_path):
 
 def test_presplit_spans_as_score_writes_them(tmp_path):
     """`score` gives each pre-split step its span with the separator after it ([0, 11] is "Let x = 2.\n")."""
-    from implicit_prm.splitting import spans_from_steps
+    from implicit_prm.steps.splitting import spans_from_steps
 
     steps = ["Let x = 2.", "Then x + x = 5.", "So 5."]
     assert spans_from_steps(steps, "\n") == [(0, 11), (11, 27), (27, 32)]

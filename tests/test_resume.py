@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import implicit_prm.prm as prm_mod
+import implicit_prm.scoring.implicit as prm_mod
 from implicit_prm.cli import main
-from implicit_prm.data.builtin import BuiltinDataConfig, write_builtin
+from implicit_prm.collect.builtin import write_builtin
+from implicit_prm.data.builtin import BuiltinDataConfig
 
 REWARD_FIELDS = ("step_rewards", "q_values", "scores", "reward_schema")
 

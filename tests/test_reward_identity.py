@@ -1,7 +1,7 @@
 """The implicit-reward identity on tiny random models: scored step rewards sum to beta * sum(logp_prm - logp_ref).
 
 Every expected number is recomputed here with plain transformers (one full forward, log_softmax, gather) and this
-file's own step splitting, then compared with `implicit_prm.score.score` and the `ImplicitPRM` Python API.
+file's own step splitting, then compared with `implicit_prm.scoring.score.score` and the `ImplicitPRM` Python API.
 """
 import json
 import sqlite3
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-import implicit_prm.reference as reference
+import implicit_prm.scoring.reference as reference
 from implicit_prm import ImplicitPRM
 from implicit_prm.data.builtin import BuiltinDataConfig, generate_rollouts
 from implicit_prm.losses import DEFAULT_BETA
-from implicit_prm.score import ScoreConfig, score
+from implicit_prm.scoring.score import ScoreConfig, score
 
 BETA = 0.5
 TOL = 1e-4
@@ -221,7 +221,7 @@ def test_ref_equal_to_prm_gives_zero_rewards(data, tmp_path, tiny_model):
 
 def test_rescoring_a_prm_reference_free_needs_no_forward(data, tok, tmp_path, monkeypatch, tiny_model, tiny_model_b):
     """The PRM pass keeps the PRM's own log-probs: scoring it again reference-free (beta * log pi_theta) is free."""
-    import implicit_prm.prm as prm_mod
+    import implicit_prm.scoring.implicit as prm_mod
 
     score(cfg(data, tmp_path, tiny_model_b, tiny_model, "with_ref.jsonl"))
     calls = []

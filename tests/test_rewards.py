@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from implicit_prm.rewards import aggregate, q_values, step_rewards, token_rewards, token_steps
-from implicit_prm.splitting import step_spans
+from implicit_prm.steps.splitting import step_spans
 
 
 def t(*xs):

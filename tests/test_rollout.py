@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from implicit_prm.resume import PartialFile, run_signature
-from implicit_prm.rollout import FREE_ON_RESUME, RolloutConfig, rollout
+from implicit_prm.collect.rollout import FREE_ON_RESUME, RolloutConfig, rollout
+from implicit_prm.core.resume import PartialFile, run_signature
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import SHARED as SHARED_DATA
 
-from implicit_prm.encoding import Encoded
-from implicit_prm.prm import ImplicitPRM
+from implicit_prm.scoring.implicit import ImplicitPRM
 from implicit_prm.search.scoring import IncrementalImplicitScorer, WholeTextScorer
 from implicit_prm.search.strategies import Node, Proposal, Search, run_strategy
+from implicit_prm.steps.encoding import Encoded
 
 # A binary tree of depth 3: node "" has children "a", "b"; "a" has "aa", "ab"; ... Proposal j of a node is child j
 # (mod 2). Each node's step reward is fixed; scores aggregate by min.
@@ -141,8 +141,8 @@ def test_search_command_on_builtin_problems_resumes(tmp_path, tiny_model, builti
     search(cfg)
     recs = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert len(recs) == 3
-    from implicit_prm.models import load_tokenizer
-    from implicit_prm.rollout import chat_text
+    from implicit_prm.models.chat import chat_text
+    from implicit_prm.models.loading import load_tokenizer
 
     tok = load_tokenizer(tiny_model)
     for r in recs:
@@ -207,7 +207,7 @@ def _path(explored, node_id):
 
 
 def prm_shape(prm):
-    from implicit_prm.score import scorer_shape
+    from implicit_prm.scoring.score import scorer_shape
 
     return scorer_shape(prm, "tiny")
 
@@ -217,14 +217,15 @@ def test_hf_policy_steps_end_at_the_separator_and_share_ids(prm, tiny_model):
     its ids shared, the incremental rewards equal one pass over exactly the generated tokens."""
     from transformers import AutoModelForCausalLM
 
-    from implicit_prm.models import load_tokenizer
+    from implicit_prm.models.loading import load_tokenizer
     from implicit_prm.search.policies import HFPolicy
 
     tok = load_tokenizer(tiny_model)
     tok.padding_side = "left"
     policy = HFPolicy(AutoModelForCausalLM.from_pretrained(tiny_model).eval(), tok, temperature=1.0,
                       max_step_tokens=6, share_ids=True)
-    from implicit_prm.flops import Ledger, ModelShape
+    from implicit_prm.flops.counting import ModelShape
+    from implicit_prm.flops.ledger import Ledger
 
     scorer = IncrementalImplicitScorer(prm)
     policy.ledger, scorer.ledger = Ledger(ModelShape("tiny", 1000, 2, 4), "search"), Ledger(prm_shape(prm), "search")
@@ -281,7 +282,7 @@ def test_parents_of_different_lengths_batch_together(prm):
 def test_each_problem_draws_its_own_samples():
     """One random stream for every problem made the solver err at the same steps of all of them (a single-sample
     accuracy that moved as one draw); each problem's seed now comes from --seed and the problem."""
-    from implicit_prm.eval.datasets import Problem
+    from implicit_prm.data.benchmarks import Problem
     from implicit_prm.search.run import problem_seed
 
     a, b = Problem("p0", "Start with 3.", "3", "x"), Problem("p1", "Start with 4.", "4", "x")

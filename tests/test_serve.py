@@ -19,7 +19,7 @@ import pytest
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from implicit_prm.prm import ImplicitPRM  # noqa: E402
+from implicit_prm.scoring.implicit import ImplicitPRM  # noqa: E402
 from implicit_prm.serve.app import ServeConfig, create_app  # noqa: E402
 
 PROMPT = "Janet has 3 apples and buys 4 more. How many?"
@@ -111,8 +111,8 @@ def test_bad_reward_requests_and_the_api_key(client, monkeypatch):
 
 def _search_through_the_server(port: int, prm) -> None:
     """`search --prm http://...`: whole partial solutions scored by the server, as offline scoring scores them."""
+    from implicit_prm.data.benchmarks import Problem
     from implicit_prm.data.builtin import BuiltinDataConfig, generate_rollouts
-    from implicit_prm.eval.datasets import Problem
     from implicit_prm.search.run import SearchConfig, build, search_problem
 
     cfg = SearchConfig(problems="-", output="-", prm=f"http://127.0.0.1:{port}", strategy="beam", n=2,

@@ -6,10 +6,11 @@ from collections import Counter
 
 import pytest
 
-from implicit_prm.data.builtin import BuiltinDataConfig, Problem, generate_rollouts, make_problem
+from implicit_prm.data.builtin import BuiltinDataConfig, generate_rollouts
+from implicit_prm.data.chains import Problem, make_problem
+from implicit_prm.data.grading import extract_answer
 from implicit_prm.data.solver import KINDS, Profile, base_weights, continue_solution, make_profile, no_carry, solve_v2
 from implicit_prm.data.solver_text import FINALS, Style, write_final, write_step
-from implicit_prm.eval.grading import extract_answer
 
 # 47 + 15 = 62 (a carry), 62 - 28 = 34 (a borrow), 34 * 6 = 204 (a carry), 204 - 9 = 195
 HAND = Problem(start=47, ops=(("+", 15), ("-", 28), ("*", 6), ("-", 9)), prompt="p")

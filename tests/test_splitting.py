@@ -1,7 +1,7 @@
-"""Hand-checked step boundaries for implicit_prm.splitting: spans from starts, steps lists, markers, blank lines, regexes."""
+"""Hand-checked step boundaries for implicit_prm.steps.splitting: spans from starts, steps lists, markers, blank lines, regexes."""
 import pytest
 
-from implicit_prm.splitting import spans_from_starts, spans_from_steps, step_spans
+from implicit_prm.steps.splitting import spans_from_starts, spans_from_steps, step_spans
 
 
 def pieces(text, spans):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from implicit_prm.core.errors import InputError
 from implicit_prm.data import read_samples
-from implicit_prm.errors import InputError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SHEPHERD = SHARED / "math_shepherd_samples" / "samples_math-shepherd.jsonl"

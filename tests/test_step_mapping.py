@@ -6,8 +6,8 @@ alphabet maps one symbol to one byte) and a brute-force scan of hand-written spa
 """
 import pytest
 
-from implicit_prm.encoding import Encoder, Overlong
-from implicit_prm.splitting import step_spans
+from implicit_prm.steps.encoding import Encoder, Overlong
+from implicit_prm.steps.splitting import step_spans
 
 
 def _byte_decoder() -> dict[str, int]:

@@ -10,12 +10,15 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from implicit_prm.cli import main
-from implicit_prm.encoding import Encoder
-from implicit_prm.errors import ConfigError, InputError
-from implicit_prm.score import ScoreConfig, score
-from implicit_prm.scorers import load_scorer
-from implicit_prm.step_tags import StepLogits, aggregate_probabilities, batch_inputs, encode_tagged, resolve_tag
-from implicit_prm.train import TrainConfig, train
+from implicit_prm.core.errors import ConfigError, InputError
+from implicit_prm.models.heads import StepLogits
+from implicit_prm.rewards import aggregate_probabilities
+from implicit_prm.scoring.load import load_scorer
+from implicit_prm.scoring.score import ScoreConfig, score
+from implicit_prm.steps.encoding import Encoder
+from implicit_prm.steps.tags import batch_inputs, encode_tagged, resolve_tag
+from implicit_prm.training.config import TrainConfig
+from implicit_prm.training.loop import train
 
 
 def test_resolve_tag_picks_a_one_token_tag_and_refuses_split_ones(smol_tokenizer):
@@ -96,7 +99,7 @@ def test_orm_first_loss_is_the_bce_of_the_initial_logits(tmp_path, tiny_model):
                       max_steps=1, lr=1e-3, precision="fp32", template="plain", progress=False, checkpoint_every=0)
     lm = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
     tok_tag = None
-    from implicit_prm.models import load_tokenizer
+    from implicit_prm.models.loading import load_tokenizer
     tok = load_tokenizer(tiny_model)
     tok_tag = resolve_tag(tok)
     enc = Encoder(tok, "plain", 1024)
@@ -158,7 +161,7 @@ def test_step_labels_of_the_wrong_length_name_file_line_and_field(tmp_path, tiny
 
 def test_step_targets_refuses_missing_labels(tmp_path):
     from implicit_prm.data import read_samples
-    from implicit_prm.step_tags import step_targets
+    from implicit_prm.training.targets import step_targets
     rows = _rows(2)
     del rows[1]["step_labels"]
     samples = read_samples(_presplit(tmp_path / "d.jsonl", rows))
@@ -171,7 +174,7 @@ def test_step_targets_refuses_missing_labels(tmp_path):
 
 
 def test_autopsv_rule_on_a_hand_made_confidence_curve():
-    from implicit_prm.autopsv import autopsv_labels, first_wrong_step
+    from implicit_prm.collect.autopsv import autopsv_labels, first_wrong_step
     # v: 0.6 before step 0, then 0.7, 0.5, 0.2, 0.1 after steps 0..3
     # step 1: (0.5 - 0.7) / 0.7 = -0.29 (not below -0.5); step 2: (0.2 - 0.5) / 0.5 = -0.6 -> wrong
     curve = (0.6, [0.7, 0.5, 0.2, 0.1])
@@ -185,7 +188,7 @@ def test_autopsv_rule_on_a_hand_made_confidence_curve():
 
 
 def test_label_autopsv_command_writes_trainable_labels(tmp_path, capsys):
-    from implicit_prm.autopsv import AutoPSVConfig, label_autopsv
+    from implicit_prm.collect.autopsv import AutoPSVConfig, label_autopsv
     schema = {"name": "implicit-prm/scored", "version": 1, "scorer": "orm", "scale": "probability"}
     recs = [{"prompt": "p", "response": "a\n\nb", "correctness": False, "first_error": 1, "start_value": 0.5,
              "step_rewards": [0.6, 0.1], "scores": {"last": 0.1}, "reward_schema": schema},

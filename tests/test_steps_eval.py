@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from implicit_prm.errors import ConfigError, InputError
+from implicit_prm.core.errors import ConfigError, InputError
 from implicit_prm.eval.steps import (
     OPTIMISTIC,
     SCHEMA,

@@ -9,10 +9,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from implicit_prm import models
-from implicit_prm.examples import Example, batch_rows, make_plan, micro_batches
 from implicit_prm.losses import closed_form_init_loss
-from implicit_prm.train import TrainConfig, train
+from implicit_prm.models import loading as models
+from implicit_prm.training.config import TrainConfig
+from implicit_prm.training.loop import train
+from implicit_prm.training.plan import Example, batch_rows, make_plan, micro_batches
 
 
 def _log(out):
@@ -59,8 +60,8 @@ def test_lora_uses_base_as_reference_with_one_copy(tmp_path, builtin_data, tiny_
         calls.append(spec)
         return real(spec, *a, **kw)
 
-    monkeypatch.setattr("implicit_prm.train.load_model", counting)
-    monkeypatch.setattr("implicit_prm.reference.load_model", counting)
+    monkeypatch.setattr("implicit_prm.training.loop.load_model", counting)
+    monkeypatch.setattr("implicit_prm.scoring.reference.load_model", counting)
     out = train(_cfg(tmp_path, builtin_data, tiny_model, lora=True, lora_r=4, max_steps=2, objective="dpo",
                      batch_size=2))
     assert calls == [tiny_model]  # the reference pass ran on the same weights with the adapter disabled
@@ -90,9 +91,9 @@ def test_batch_rows_lay_pairs_out_as_chosen_then_rejected():
 def test_resume_refuses_other_data_or_process_count(tmp_path, builtin_data):
     """The run signature holds the data file's size and mtime and the number of processes (it sets the global batch,
     so the step plan); the output path and progress settings may change."""
-    from implicit_prm.errors import UserError
-    from implicit_prm.io import write_json
-    from implicit_prm.train import SIGNATURE_FILE, check_resumable, signature
+    from implicit_prm.core.errors import UserError
+    from implicit_prm.core.io import write_json
+    from implicit_prm.training.loop import SIGNATURE_FILE, check_resumable, signature
 
     cfg = TrainConfig(data=str(builtin_data), output=str(tmp_path / "run"), progress=False)
     write_json(tmp_path / "run" / SIGNATURE_FILE, signature(cfg, 1))

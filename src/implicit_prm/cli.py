@@ -5,25 +5,25 @@ import argparse
 import importlib
 import sys
 
-from .config import add_arguments, from_args
-from .errors import UserError
+from .core.config import add_arguments, from_args
+from .core.errors import UserError
 
 # verb -> (module, config class, function, help); a dict is a group of sub-verbs (`implicit-prm eval bon`).
 # Only the chosen verb's module is imported, so `--help` and light verbs start fast.
 VERBS: dict = {
-    "data": ("data.builtin", "BuiltinDataConfig", "write_builtin", "generate built-in verifiable arithmetic rollouts"),
-    "label-mc": ("data.mc_labels", "McLabelConfig", "label_mc", "Monte-Carlo step labels (Math-Shepherd): grade K completions from each step prefix"),
-    "label-autopsv": ("autopsv", "AutoPSVConfig", "label_autopsv",
+    "data": ("collect.builtin", "BuiltinDataConfig", "write_builtin", "generate built-in verifiable arithmetic rollouts"),
+    "label-mc": ("collect.mc_labels", "McLabelConfig", "label_mc", "Monte-Carlo step labels (Math-Shepherd): grade K completions from each step prefix"),
+    "label-autopsv": ("collect.autopsv", "AutoPSVConfig", "label_autopsv",
                       "AutoPSV step labels from an outcome verifier's confidence drops (Lu et al. 2024)"),
-    "train": ("train", "TrainConfig", "train", "train an implicit PRM on outcome labels, or a step-tag baseline "
+    "train": ("training.loop", "TrainConfig", "train", "train an implicit PRM on outcome labels, or a step-tag baseline "
                                                "(Math-Shepherd PRM, ORM)"),
-    "rollout": ("rollout", "RolloutConfig", "rollout", "sample and grade N responses per problem with HF generate"),
-    "score": ("score", "ScoreConfig", "score", "write step rewards, q-values and scores for responses"),
+    "rollout": ("collect.rollout", "RolloutConfig", "rollout", "sample and grade N responses per problem with HF generate"),
+    "score": ("scoring.score", "ScoreConfig", "score", "write step rewards, q-values and scores for responses"),
     "search": ("search.run", "SearchConfig", "search",
                "step-level search (best-of-n, beam, DVTS) guided by a PRM, incremental for implicit PRMs"),
     "serve": ("serve.app", "ServeConfig", "serve", "a reward server: POST /score, POST /get_reward (OpenRLHF), "
                                                   "GET /health, with dynamic batching"),
-    "grade": ("eval.grading", "GradeConfig", "grade_file", "extract final answers and grade them against references"),
+    "grade": ("collect.grade", "GradeConfig", "grade_file", "extract final answers and grade them against references"),
     "eval": {
         "bon": ("eval.bon", "BonConfig", "run_bon",
                 "best-of-N accuracy against majority, weighted majority, random and pass@N"),
@@ -38,7 +38,7 @@ VERBS: dict = {
     "report": ("eval.report", "ReportConfig", "make_report",
                "one Markdown/HTML page with tables (bootstrap intervals), plots, step-shaded solutions and an error analysis"),
     "demo": ("demo", "DemoConfig", "demo", "the whole idea on the embedded model: data -> train -> score -> evaluate"),
-    "flops": ("flops", "FlopsConfig", "flops", "sum FLOPs ledgers per method into a table, or --paper: the paper's ratios"),
+    "flops": ("eval.flops", "FlopsConfig", "flops", "sum FLOPs ledgers per method into a table, or --paper: the paper's ratios"),
 }
 
 

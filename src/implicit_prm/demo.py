@@ -6,19 +6,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .config import field, save_config
-from .data.builtin import BuiltinDataConfig, write_builtin
+from .collect.builtin import write_builtin
+from .core.config import field, save_config
+from .core.distributed import default_device
+from .core.io import write_json
+from .core.precision import resolve_precision
+from .core.results import machine
+from .data.builtin import BuiltinDataConfig
 from .eval.bon import BonConfig, run_bon
 from .eval.outcome import OutcomeConfig, run_outcome
 from .eval.report import ReportConfig, make_report
 from .eval.scored import merge_scored, score_once
 from .eval.steps import StepsConfig, run_steps
-from .io import write_json
-from .logprobs import resolve_precision
-from .models import DEFAULT_MODEL
-from .processes import default_device
-from .results import machine
-from .train import TrainConfig, train
+from .models.loading import DEFAULT_MODEL
+from .training.config import TrainConfig
+from .training.loop import train
 
 SOURCES = {"implicit_prm": "CE implicit PRM (trained on outcome labels)",
            "untrained": "untrained model, reference-free (beta * log pi)"}

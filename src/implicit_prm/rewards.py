@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 
+import numpy as np
 import torch
 
 
@@ -48,3 +49,16 @@ def aggregate(step_r: list[float]) -> dict[str, float]:
     last q-value and the outcome reward r(y); mean: mean step reward.
     """
     return {"min": min(step_r), "last": step_r[-1], "sum": sum(step_r), "mean": sum(step_r) / len(step_r)}
+
+
+def sigmoid(x) -> np.ndarray:
+    """1 / (1 + exp(-x)), without overflow for large |x|."""
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def aggregate_probabilities(p: list[float]) -> dict[str, float]:
+    """Response scores from per-step probabilities: min (the paper's choice for step scorers), last (an ORM's
+    score), prod (every step right, if independent) and mean. Every score stays a probability."""
+    return {"min": min(p), "last": p[-1], "prod": float(np.prod(p)), "mean": sum(p) / len(p)}

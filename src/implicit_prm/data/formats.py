@@ -6,7 +6,9 @@ import os
 from dataclasses import dataclass
 from typing import NoReturn
 
-from ..errors import InputError
+from ..core.errors import InputError
+from ..core.validation import _encodable, describe_json
+from . import step_formats
 from .sources import input_records
 
 SHAPES = (
@@ -38,12 +40,6 @@ class Sample:
     step_labels: list[float] | None = None
 
 
-def describe_json(value) -> str:
-    """A short description of a JSON value for error messages: its JSON type and a preview."""
-    kind = {bool: "boolean", int: "number", float: "number", str: "string", list: "list", dict: "object"}
-    name = "null" if value is None else kind.get(type(value), type(value).__name__)
-    preview = repr(value)
-    return f"{name} {preview[:40] + '...' if len(preview) > 40 else preview}"
 
 
 def _text(path, line, rec: dict, field: str) -> str:
@@ -59,13 +55,6 @@ def _text(path, line, rec: dict, field: str) -> str:
     return value
 
 
-def _encodable(path, line, field: str, value: str) -> None:
-    """JSON can escape a lone surrogate (\\ud800), which is no character: refuse it before a tokenizer sees it."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise InputError(path, line, field, f"contains an unpaired surrogate escape (\\u{ord(value[e.start]):04x}) "
-                                            "at character " + str(e.start)) from None
 
 
 def _text_list(path, line, rec: dict, field: str) -> list[str]:
@@ -210,7 +199,6 @@ def read_samples(path: str | os.PathLike, step_separator: str = "\n\n", require_
     rating 0). `require_step_labels`: every sample must carry step labels.
     Every problem raises InputError naming the file, the line and the field.
     """
-    from . import step_formats
 
     if not 0.0 <= prm800k_neutral <= 1.0:
         raise ValueError(f"prm800k_neutral must be in [0, 1], got {prm800k_neutral!r}")

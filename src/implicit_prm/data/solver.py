@@ -24,7 +24,7 @@ import random
 from dataclasses import dataclass, replace
 
 from . import solver_text
-from .builtin import _APPLY, MAX_BALANCE_ATTEMPTS, Problem, make_problem
+from .chains import _APPLY, MAX_BALANCE_ATTEMPTS, Problem, make_problem
 
 KINDS = ("misread_op", "reversed_sub", "carry_slip", "arithmetic_slip", "dropped_step", "repeated_step")
 MISREAD = {"+": "*", "-": "+", "*": "+"}

@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import InputError, UserError
-from ..io import read_json_records
+from ..core.errors import InputError, UserError
+from ..core.io import read_json_records
 
 DATA_ENV = "IMPLICIT_PRM_DATA"
 PROCESSBENCH_SPLITS = ("gsm8k", "math", "olympiadbench", "omnimath")

@@ -25,11 +25,11 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
-from ..errors import InputError
-from ..eval.grading import extract_answer
-from ..eval.metrics import text_table
-from ..eval.records import vote_key
-from .formats import describe_json
+from ..core.errors import InputError
+from ..core.io import write_json, write_jsonl
+from ..core.results import text_table, write_result
+from ..core.validation import describe_json
+from .grading import extract_answer, vote_key
 
 SCHEMA = "implicit-prm/data-stats/v1"
 
@@ -149,8 +149,6 @@ def format_stats(stats: dict) -> str:
 def write_with_stats(output: str | os.PathLike, records: list[dict], cfg, balanced: bool = False) -> int:
     """Rollout records to `output` (JSONL), their statistics to <output>.stats.json, then the config beside them
     (the config last: it marks a finished output), all atomically; prints the statistics; returns the count."""
-    from ..io import write_json, write_jsonl
-    from ..results import write_result
 
     stats = rollout_stats(records, balanced=balanced)
 

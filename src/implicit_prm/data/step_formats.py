@@ -26,8 +26,8 @@ PRM800K (Lightman et al. 2023, "Let's Verify Step by Step"; github.com/openai/pr
 """
 from __future__ import annotations
 
-from ..errors import InputError
-from .formats import _encodable, describe_json
+from ..core.errors import InputError
+from ..core.validation import _encodable, describe_json
 
 TAG = "ки"  # Math-Shepherd's step tag (Cyrillic "ki")
 FIRST_STEP = "Step 1:"

@@ -42,14 +42,15 @@ from typing import Literal, Optional
 
 import numpy as np
 
-from ..config import field
-from ..data.formats import describe_json
-from ..errors import ConfigError, InputError
-from ..io import atomic_open, read_json_records
-from ..results import write_result
-from ..schema import to_probability
-from .metrics import CI_LEVEL, bootstrap_mean_ci, check_bootstrap, ci_list, fmt_ci, text_table
-from .records import outcome_label, read_scores, record_answer, score_scales, scoring_separator, vote_key
+from ..core.config import field
+from ..core.errors import ConfigError, InputError
+from ..core.io import atomic_open, read_json_records
+from ..core.results import text_table, write_result
+from ..core.validation import describe_json
+from ..data.grading import vote_key
+from ..scoring.records import outcome_label, read_scores, record_answer, score_scales, scoring_separator
+from ..scoring.schema import to_probability
+from .metrics import CI_LEVEL, bootstrap_mean_ci, check_bootstrap, ci_list, fmt_ci
 
 SCHEMA = "implicit-prm/bon/v1"
 VOTE_RTOL, VOTE_ATOL = 1e-9, 1e-12  # weighted vote totals this close count as tied

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_open
-from .report import Code
+from ..core.io import atomic_open
+from .html import Code
 from .solutions import Solution, solution_html
 
 

@@ -5,16 +5,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 OPTIMISTIC = "optimistic (threshold tuned on the test data)"  # the label of a threshold chosen on the data it scores
 
 
-def sigmoid(x) -> np.ndarray:
-    """1 / (1 + exp(-x)), without overflow for large |x|."""
-    x = np.asarray(x, dtype=np.float64)
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def auroc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
@@ -50,10 +45,6 @@ def fmt_auroc(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
-def text_table(rows: list[list[str]]) -> list[str]:
-    """Plain-text table lines: the first column left-aligned, the others right-aligned, two spaces apart."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [row[0].ljust(widths[0]) + "".join("  " + c.rjust(w) for c, w in zip(row[1:], widths[1:])) for row in rows]
 
 
 # ---- bootstrap confidence intervals over units (problems or samples) ----------------------------------------------

@@ -35,10 +35,11 @@ from typing import Optional
 
 import numpy as np
 
-from ..config import field
-from ..errors import InputError
-from ..io import read_json_records
-from ..results import write_result
+from ..core.config import field
+from ..core.errors import InputError
+from ..core.io import read_json_records
+from ..core.results import text_table, write_result
+from ..scoring.records import is_presplit, outcome_label, read_scores, score_scales
 from .bon import KEY_FIELDS
 from .metrics import (
     CI_LEVEL,
@@ -50,10 +51,8 @@ from .metrics import (
     fmt_auroc,
     fmt_ci,
     pct,
-    text_table,
     weighted_auroc,
 )
-from .records import is_presplit, outcome_label, read_scores, score_scales
 
 SCHEMA = "implicit-prm/outcome/v1"
 

@@ -25,14 +25,15 @@ from typing import Literal, Optional
 
 import numpy as np
 
-from ..config import field
+from ..core.config import field
+from ..core.errors import ConfigError, InputError
+from ..core.io import read_json_file, read_json_records
+from ..core.results import config_path, write_result
 from ..data.sources import PROCESSBENCH_SPLITS, input_source
-from ..errors import ConfigError, InputError
-from ..io import read_json_file, read_json_records
-from ..results import config_path, write_result
 from .metrics import CI_LEVEL, check_bootstrap, pct
 from .steps import (
     StepData,
+    best_threshold,
     first_error_prediction,
     processbench_ci,
     processbench_metrics,
@@ -102,7 +103,6 @@ def _evaluate(data: StepData, threshold: float, cfg: ProcessBenchConfig) -> dict
 
 def run_processbench(cfg: ProcessBenchConfig) -> dict:
     """Tune (or take) one threshold, evaluate every given split at it, average the F1s; write JSON + config."""
-    from .steps import best_threshold
 
     splits: dict[str, tuple[Path, StepData]] = {}
     for spec in cfg.inputs:

@@ -40,12 +40,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..config import field
-from ..data.formats import describe_json
-from ..errors import ConfigError, InputError
-from ..io import write_text
-from ..results import config_path, write_result
-from . import bon, outcome, steps
+from ..core.config import field
+from ..core.errors import ConfigError, InputError
+from ..core.io import write_text
+from ..core.results import config_path, write_result
+from ..core.validation import describe_json
+from . import bon, error_analysis, outcome, steps
+from .html import Code
 from .metrics import CI_LEVEL, fmt_auroc, fmt_ci, pct
 from .solutions import Solution, pick_solutions, read_solutions, solution_html
 
@@ -77,8 +78,6 @@ class ReportConfig:
 
 # ---- page blocks, rendered to HTML or Markdown -------------------------------------------------------------------
 
-class Code(str):
-    """Inline code (file and method names) in a paragraph or table cell."""
 
 
 def _md(s: str) -> str:
@@ -270,7 +269,6 @@ def image_uri(png: Path, out: Path) -> str:
 
 def make_report(cfg: ReportConfig) -> Path:
     """Read and check every input, draw any missing plot, then write the page and its config atomically."""
-    from . import error_analysis  # it imports this module
 
     out = Path(cfg.output)
     fmt = out.suffix.lower().lstrip(".")

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InputError
-from ..io import read_json_records, write_jsonl
-from ..results import config_path
+from ..core.errors import InputError
+from ..core.io import read_json_records, write_jsonl
+from ..core.results import config_path
+from ..scoring.score import ScoreConfig, score  # the model stack, only when there is something to score
 
 ALIGN_FIELDS = ("prompt", "problem", "response", "steps")  # equal in records scored from the same input record
 
@@ -16,7 +17,6 @@ def score_once(prm: str, data: str | Path, out: str | Path, **kw) -> Path:
     out = Path(out)
     if out.exists() and config_path(out).exists():
         return out
-    from ..score import ScoreConfig, score  # the model stack, only when there is something to score
 
     return score(ScoreConfig(input=str(data), output=str(out), prm=str(prm), **kw))
 

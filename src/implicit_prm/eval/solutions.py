@@ -6,13 +6,13 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.formats import describe_json
-from ..errors import ConfigError, InputError
-from ..io import read_json_records
-from ..schema import record_scale
+from ..core.errors import ConfigError, InputError
+from ..core.io import read_json_records
+from ..core.validation import describe_json
+from ..rewards import sigmoid
+from ..scoring.records import is_presplit, number_list, outcome_label, score_leaves, scoring_separator
+from ..scoring.schema import record_scale
 from . import bon
-from .metrics import sigmoid
-from .records import is_presplit, number_list, outcome_label, score_leaves, scoring_separator
 
 RED, GREEN = (230, 124, 115), (87, 187, 138)  # the colours at -m and +m; 0 is white
 

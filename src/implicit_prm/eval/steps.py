@@ -37,14 +37,14 @@ from typing import Literal, Optional, Sequence
 
 import numpy as np
 
-from ..config import field
-from ..data.formats import describe_json
-from ..errors import ConfigError, InputError
-from ..io import read_json_records
-from ..results import write_result
-from ..schema import record_scale, to_probability
+from ..core.config import field
+from ..core.errors import ConfigError, InputError
+from ..core.io import read_json_records
+from ..core.results import write_result
+from ..core.validation import describe_json
+from ..scoring.records import number_list
+from ..scoring.schema import record_scale, to_probability
 from .metrics import CI_LEVEL, OPTIMISTIC, bootstrap_ci, check_bootstrap, ci_list, fmt_ci, pct
-from .records import number_list
 
 SCHEMA = "implicit-prm/steps/v1"
 

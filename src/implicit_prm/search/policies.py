@@ -9,6 +9,11 @@ from typing import Sequence
 
 import torch
 
+from ..core.errors import UserError
+from ..data import solver, solver_text
+from ..data.chains import parse_prompt
+from ..data.solver import initial_state, make_profile
+from ..models.chat import chat_text
 from .strategies import Proposal
 
 LEDGER_KIND = "search_generation"
@@ -35,13 +40,10 @@ class SolverPolicy:
 
     def _problem(self, prompt: str):
         if prompt not in self._problems:
-            from ..data.builtin import parse_prompt
-            from ..data.solver import make_profile
 
             try:
                 problem = parse_prompt(prompt)
             except ValueError:
-                from ..errors import UserError
 
                 raise UserError(f"--policy solver proposes steps for built-in problems only, and {prompt[:60]!r} is "
                                 "not one; use --policy MODEL (a causal LM)") from None
@@ -49,8 +51,6 @@ class SolverPolicy:
         return self._problems[prompt]
 
     def root(self, prompt: str) -> SolverState:
-        from ..data.solver import initial_state
-        from ..rollout import chat_text
 
         n = len(self.tok(chat_text(self.tok, prompt, None), add_special_tokens=False)["input_ids"])
         if self.ledger is not None:
@@ -58,7 +58,6 @@ class SolverPolicy:
         return SolverState(initial_state(self._problem(prompt)[0]), None, n)
 
     def propose(self, prompt: str, states: Sequence[SolverState], k: int, seed: int) -> list[list[Proposal]]:
-        from ..data import solver, solver_text
 
         problem, profile = self._problem(prompt)
         out = []
@@ -118,7 +117,6 @@ class HFPolicy:
         self.ledger = None
 
     def root(self, prompt: str) -> list[int]:
-        from ..rollout import chat_text
 
         return self.tok(chat_text(self.tok, prompt, self.system_prompt), add_special_tokens=False)["input_ids"]
 

@@ -7,11 +7,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Optional
 
-from ..config import field
-from ..errors import ConfigError
-from ..io import write_jsonl
-from ..results import write_result
-from ..resume import PartialFile, run_signature
+from ..core.config import field
+from ..core.errors import ConfigError
+from ..core.io import write_jsonl
+from ..core.results import write_result
+from ..core.resume import PartialFile, run_signature
+from ..data.benchmarks import load_problems
+from ..data.grading import grade
+from ..flops.counting import SMOLLM2_135M, ModelShape
+from ..flops.ledger import Ledger, ledger_from_dict
+from ..models import loading as models
+from ..models.loading import load_tokenizer
+from ..scoring.load import load_scorer
+from ..scoring.remote import RemoteScorer
+from ..scoring.score import scorer_shape
+from .policies import HFPolicy, SolverPolicy
+from .scoring import IncrementalImplicitScorer, WholeTextScorer
 from .strategies import Search, run_strategy
 
 FREE_ON_RESUME = ("output", "progress")
@@ -58,15 +69,8 @@ class SearchConfig:
 def build(cfg: SearchConfig):
     """(policy, scorer) for the config; scorer.shape and policy.shape are their models' FLOPs shapes
     (flops.ModelShape; None for a remote PRM: unknown), for the budget's FLOPs."""
-    from .. import models
-    from ..flops import SMOLLM2_135M, ModelShape
-    from ..score import scorer_shape
-    from ..scorers import load_scorer
-    from .policies import HFPolicy, SolverPolicy
-    from .scoring import IncrementalImplicitScorer, WholeTextScorer
 
     if cfg.prm.startswith(("http://", "https://")):
-        from ..serve.client import RemoteScorer
 
         scorer = WholeTextScorer(RemoteScorer(cfg.prm), cfg.separator)
         scorer.shape, scorer.lora = None, False
@@ -81,7 +85,6 @@ def build(cfg: SearchConfig):
         scorer.shape, scorer.lora = scorer_shape(prm, cfg.prm), hasattr(prm.model.lm, "peft_config")
     if cfg.policy == "solver":
         if tok is None:
-            from ..models import load_tokenizer
 
             tok = load_tokenizer(models.DEFAULT_MODEL)
         policy = SolverPolicy(tok, max(cfg.solver_seed, 0), separator=cfg.separator)
@@ -99,8 +102,6 @@ def build(cfg: SearchConfig):
 
 def new_ledgers(policy, scorer) -> dict:
     """Fresh FLOPs ledgers (flops.Ledger) for the policy and the scorer (None where the shape is unknown)."""
-    from ..flops import Ledger
-    from .policies import SolverPolicy
 
     simulated = isinstance(policy, SolverPolicy)
     pol = Ledger.simulated_policy("search", policy.shape) if simulated else Ledger(policy.shape, "search")
@@ -129,7 +130,6 @@ def problem_seed(seed: int, problem) -> int:
 def search_problem(cfg: SearchConfig, problem, policy, scorer, ledgers: dict | None = None) -> dict:
     """Search one problem; its output record. Its FLOPs are counted in `ledgers` (new_ledgers; fresh ones when not
     given)."""
-    from ..eval.grading import grade
 
     t0 = time.time()
     tokens0 = scorer.prm_tokens
@@ -158,8 +158,6 @@ def search(cfg: SearchConfig) -> Path:
     FLOPs ledgers of the PRM (<output>.flops.json) and the policy (<output>.policy.flops.json)."""
     from tqdm.auto import tqdm
 
-    from ..eval.datasets import load_problems
-    from ..flops import ledger_from_dict
 
     problems = load_problems(cfg.problems)
     if cfg.n_problems:

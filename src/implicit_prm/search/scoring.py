@@ -31,10 +31,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..encoding import Encoded
-from ..logprobs import autocast_context, chunked_token_logprobs
-from ..prm import rewards_record
-from ..reference import adapter_disabled
+from ..core.precision import autocast_context
+from ..data.formats import Sample
+from ..models.loading import load_model
+from ..models.logprobs import chunked_token_logprobs
+from ..scoring.implicit import rewards_record
+from ..scoring.reference import adapter_disabled
+from ..steps.encoding import Encoded
 from .strategies import Node, Proposal
 
 LEDGER_KINDS = ("search_prm", "search_reference")
@@ -64,7 +67,6 @@ class IncrementalImplicitScorer:
     """Extend nodes step by step with an ImplicitPRM's models (prm.model.lm and its reference)."""
 
     def __init__(self, prm, separator: str = "\n\n"):
-        from ..models import load_model
 
         self.prm, self.tok, self.sep, self.beta = prm, prm.tok, separator, prm.beta
         self.models = [prm.model.lm]
@@ -184,7 +186,6 @@ class WholeTextScorer:
         return None
 
     def extend(self, prompt: str, parents: Sequence[Node], proposals: Sequence[Proposal]) -> list[tuple[list, None]]:
-        from ..data.formats import Sample
 
         samples = []
         for p, q in zip(parents, proposals):  # an unfinished solution keeps its trailing separator, as incremental

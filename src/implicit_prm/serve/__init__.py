@@ -1,2 +1,2 @@
-"""The reward server: app.py (`implicit-prm serve`: FastAPI endpoints, limits, API key), batcher.py (dynamic
-batching), client.py (the HTTP scorer `search --prm http://...` uses)."""
+"""The reward server: app.py (`implicit-prm serve`: FastAPI endpoints, limits, API key) and batcher.py (dynamic
+batching). The HTTP client scorer is scoring/remote.py."""

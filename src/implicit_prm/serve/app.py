@@ -24,8 +24,12 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
-from ..config import field
-from ..errors import InputError, UserError
+from ..core.config import field
+from ..core.errors import InputError, UserError
+from ..data.formats import Sample
+from ..scoring.load import load_scorer
+from ..steps.encoding import Encoder, encode_samples
+from .batcher import Batcher
 
 
 @dataclass
@@ -71,7 +75,6 @@ def _text(value: Any, where: str) -> str:
 
 def parse_items(body: Any, max_items: int):
     """The /score body as data.Samples (and whether it was a list); RequestError naming the bad field."""
-    from ..data.formats import Sample
 
     many = isinstance(body, list)
     items = body if many else [body]
@@ -157,9 +160,6 @@ def create_app(cfg: ServeConfig, scorer=None):
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
 
-    from ..encoding import Encoder, encode_samples
-    from ..scorers import load_scorer
-    from .batcher import Batcher
 
     if scorer is None:
         scorer = load_scorer(cfg.prm, cfg.format, cfg.ref, cfg.reference_free, cfg.beta,
@@ -243,7 +243,6 @@ def create_app(cfg: ServeConfig, scorer=None):
 
     @app.post("/get_reward")
     async def get_reward(request: Request):
-        from ..data.formats import Sample
 
         try:
             if raw is None:

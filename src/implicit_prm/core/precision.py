@@ -1,0 +1,35 @@
+"""Numeric precision: whether bf16 is fast on a device, what `--precision auto` picks, and the autocast context."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """bf16 pays off on CUDA with bf16 support, and on CPUs with native bf16 (AVX512-BF16/AMX); not on AVX2 CPUs,
+    where it is several times slower than fp32 (docs/performance.md)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """'auto' -> 'bf16' where it is fast on this device, else 'fp32'."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if bf16_is_fast(device) else "fp32"
+    return precision
+
+
+def autocast_context(device: torch.device, precision: str):
+    """bf16 autocast for 'bf16' (or 'auto' where bf16 is fast); plain fp32 otherwise. Weights stay fp32."""
+    if resolve_precision(device, precision) == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

@@ -1,0 +1,152 @@
+"""Per-token log-probs of a causal LM, chunked over positions so the full (B, T, V) log-softmax never exists."""
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+def chunked_token_logprobs(hidden: torch.Tensor, head: nn.Module, targets: torch.Tensor, chunk: int = 256,
+                           softcap: float | None = None, scale: float | None = None) -> torch.Tensor:
+    """log p(targets) from final hidden states, `chunk` tokens at a time across the whole batch.
+
+    hidden: (..., H) states that predict targets (...), e.g. (B, T, H) and (B, T), or (N, H) and (N,) for selected
+    positions. Returns float32 log-probs shaped like targets. The positions are flattened and cut into chunks of
+    `chunk` tokens, so the float32 logits alive at once are (chunk, V) whatever the batch size: 48 MiB for a 49k
+    vocabulary at the default 256. Each chunk takes
+    logit[target] - logsumexp(logits) and drops the logits. Under autograd each chunk is checkpointed, so
+    backward recomputes its logits instead of storing them.
+    """
+    def one(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        logits = head(h).float()  # (c, V)
+        if scale is not None:
+            logits = logits * scale
+        if softcap is not None:
+            logits = torch.tanh(logits / softcap) * softcap
+        picked = logits.gather(-1, t.unsqueeze(-1)).squeeze(-1)  # (c,)
+        return picked - torch.logsumexp(logits, dim=-1)
+
+    n = targets.numel()
+    flat_h, flat_t = hidden.reshape(n, hidden.shape[-1]), targets.reshape(n)  # (N, H), (N,)
+    outs = []
+    for s in range(0, n, chunk):
+        h, tg = flat_h[s:s + chunk], flat_t[s:s + chunk]
+        if torch.is_grad_enabled() and h.requires_grad:
+            outs.append(checkpoint(one, h, tg, use_reentrant=False))
+        else:
+            outs.append(one(h, tg))
+    return (torch.cat(outs) if outs else flat_h.new_zeros(0, dtype=torch.float32)).reshape(targets.shape)
+
+
+def full_token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The naive way: a full-vocabulary log_softmax over (B, T, V). Kept for benchmarks and tests only."""
+    return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+
+
+
+
+
+
+class TokenLogProbs(nn.Module):
+    """Wraps a causal LM so that forward(ids, mask) returns (B, T-1) log p(ids[:, 1:]) (or from `start` on).
+
+    It is one nn.Module so that accelerate/DDP/FSDP wrap it and see the whole computation in forward().
+    """
+
+    def __init__(self, lm: nn.Module, chunk: int = 256):
+        super().__init__()
+        self.lm = lm
+        self.chunk = chunk
+        cfg = getattr(lm, "config", None)
+        self.softcap = getattr(cfg, "final_logit_softcapping", None)
+        self.scale = getattr(cfg, "logit_scale", None)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int = 0,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T-1-start) log-probs of input_ids[:, start+1:].
+
+        Positions before `start` (the prompt) skip the LM head, which is a fifth of a small model's forward FLOPs
+        per token and, with its recomputation, a quarter of a training step's. `positions`, a (B, T-1-start) bool
+        mask, narrows the head further to the positions that are read (each row's response; not its own prompt
+        or padding); elsewhere the result is 0.
+        """
+        decoder = self.lm.get_decoder()
+        # Right padding under a causal mask: a real token only attends to earlier, real tokens, so the padding
+        # mask changes nothing we read, and without it attention takes the fast causal kernel.
+        if attention_mask is not None and bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all()):
+            attention_mask = None
+        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        hidden, targets = hidden[:, start:-1], input_ids[:, start + 1:]  # (B, T', H), (B, T')
+        head = self.lm.get_output_embeddings()
+        if positions is None:
+            return chunked_token_logprobs(hidden, head, targets, self.chunk, self.softcap, self.scale)  # (B, T')
+        if not bool(positions.any()):  # nothing to read: zeros, still attached to the graph (DDP, backward)
+            return torch.zeros(targets.shape, dtype=torch.float32, device=hidden.device) + hidden.sum() * 0
+        picked = chunked_token_logprobs(hidden[positions], head, targets[positions], self.chunk, self.softcap,
+                                        self.scale)  # (N,)
+        return torch.zeros(targets.shape, dtype=picked.dtype, device=picked.device).masked_scatter(positions, picked)
+
+    @property
+    def attention_context(self) -> float:
+        """The context length at which attention's FLOPs per token equal the decoder weights': the matmul
+        parameters of one layer over the hidden size (about 6.1k for SmolLM2-135M). From the config, so a policy
+        and its reference of the same architecture always agree; inf where the config does not say."""
+        cfg = _text_config(self.lm)
+        try:
+            h, heads, inter = cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size
+            head_dim = getattr(cfg, "head_dim", None) or h // heads
+            kv = getattr(cfg, "num_key_value_heads", None) or heads
+        except (AttributeError, TypeError):
+            return float("inf")
+        per_layer = 2 * h * heads * head_dim + 2 * h * kv * head_dim + 3 * h * inter  # q, o; k, v; MLP
+        return per_layer / h
+
+    @property
+    def can_share_prefix(self) -> bool:
+        """Whether continuations() can run this model: its decoder takes a key/value cache (transformers 5's
+        `cache=`) and every layer is attention, whose cache repeats across a batch. Linear-attention and conv
+        layers (hybrid models) keep recurrent states that a repeated cache would not carry."""
+        types = getattr(_text_config(self.lm), "layer_types", None) or []
+        if any(t not in ("full_attention", "sliding_attention", "chunked_attention") for t in types):
+            return False
+        try:
+            return "cache" in inspect.signature(self.lm.get_decoder().forward).parameters
+        except (AttributeError, TypeError, ValueError):
+            return False
+
+    @torch.no_grad()
+    def continuations(self, prompt_ids: torch.Tensor, response_ids: torch.Tensor,
+                      positions: torch.Tensor) -> torch.Tensor:
+        """(k, L) log-probs of k right-padded responses (k, L) to one prompt (1, P), the prompt computed once.
+
+        The prompt's keys and values are computed once and repeated for the k responses, which then run with them
+        as past keys and values: k * P prompt tokens of compute become P. Best-of-N scores N responses per prompt,
+        so this saves (N - 1) / N of the prompt's share. `positions` (k, L) marks the real response tokens; the
+        result is 0 elsewhere. No gradient: for scoring and the reference pass.
+        """
+        decoder = self.lm.get_decoder()
+        k = response_ids.shape[0]
+        first = decoder(input_ids=prompt_ids, use_cache=True)
+        cache = first.cache
+        if cache is None:
+            raise RuntimeError("the decoder returned no key/value cache (gradient checkpointing in train mode turns "
+                               "it off): continuations() is for scoring, with the model in eval mode")
+        cache.batch_repeat_interleave(k)
+        hidden = decoder(input_ids=response_ids, cache=cache, use_cache=True).last_hidden_state  # (k, L, H)
+        # The prompt's last state predicts the first response token; response position j predicts token j + 1.
+        last = first.last_hidden_state[:, -1:].expand(k, 1, hidden.shape[-1])
+        hidden = torch.cat([last, hidden[:, :-1]], dim=1)  # (k, L, H)
+        picked = chunked_token_logprobs(hidden[positions], self.lm.get_output_embeddings(), response_ids[positions],
+                                        self.chunk, self.softcap, self.scale)  # (N,)
+        out = torch.zeros(response_ids.shape, dtype=picked.dtype, device=picked.device)
+        return out.masked_scatter(positions, picked)
+
+
+def _text_config(lm):
+    """The language model's config (multimodal configs nest it as text_config)."""
+    cfg = getattr(lm, "config", None)
+    return getattr(cfg, "text_config", None) or cfg

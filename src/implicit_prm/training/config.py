@@ -1,0 +1,74 @@
+"""`TrainConfig`: every setting of `implicit-prm train`, its flags, config file and Python API."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from .. import losses
+from ..core.config import field
+from ..core.errors import ConfigError
+from ..models.loading import DEFAULT_MODEL
+
+
+@dataclass
+class TrainConfig:
+    data: str = field(help="training data (JSONL/JSON in any input format, with outcome labels)")
+    output: str = field(help="output directory: model, train_log.jsonl, checkpoints/, train_config.json")
+    model: str = field(DEFAULT_MODEL, help="starting model: hub id, local dir, .gguf file or 'smollm2-135m'")
+    ref: Optional[str] = field(None, help="reference model (default: the starting model; with --lora, its base "
+                                          "weights with the adapter disabled)")
+    objective: Literal[losses.IMPLICIT + losses.STEP] = field(
+        "ce", help="training objective (losses.LOSSES): ce, dpo, nca, kto train an implicit PRM from outcome "
+                   "labels; step_bce trains a Math-Shepherd PRM from step labels (`label-mc`, `label-autopsv`, "
+                   "Math-Shepherd or PRM800K files); orm trains an outcome verifier at every step boundary")
+    beta: float = field(losses.DEFAULT_BETA, help="reward scale in r = beta * log(pi/pi_ref)")
+    lr: float = field(1e-5, help="peak learning rate")
+    epochs: int = field(1, help="passes over the training examples")
+    max_steps: Optional[int] = field(None, help="stop after this many optimizer steps (default: all epochs)")
+    batch_size: int = field(8, help="examples per process per micro-batch (a pair counts as one example)")
+    grad_accum: int = field(1, help="micro-batches per optimizer step")
+    schedule: Literal["constant", "linear", "cosine"] = field("linear", help="LR decay after warmup")
+    warmup_ratio: float = field(0.1, help="fraction of steps with linear warmup")
+    weight_decay: float = field(0.0, help="AdamW weight decay")
+    max_grad_norm: float = field(1.0, help="gradient clipping norm (0 disables)")
+    seed: int = field(0, help="seed for data order, pair sampling and init")
+    lora: bool = field(False, help="train a LoRA adapter instead of all weights")
+    lora_r: int = field(16, help="LoRA rank")
+    lora_alpha: int = field(32, help="LoRA alpha")
+    lora_dropout: float = field(0.0, help="LoRA dropout")
+    lora_target: str = field("all-linear", help="LoRA target modules (peft syntax)")
+    max_pairs_per_prompt: Optional[int] = field(None, help="dpo/nca: cap on (correct, incorrect) pairs per prompt")
+    kto_desirable_weight: float = field(1.0, help="kto: weight of correct responses")
+    kto_undesirable_weight: float = field(1.0, help="kto: weight of incorrect responses")
+    max_length: int = field(1024, help="max tokens of prompt + response")
+    overlong: Literal["error", "skip", "truncate"] = field("error", help="what to do with longer sequences")
+    template: Literal["auto", "chat", "plain"] = field("auto", help="prompt format: chat template or plain text")
+    system_prompt: Optional[str] = field(None, help="system message for the chat template (default: the "
+                                                    "template's own; '' for an empty one, which shortens sequences)")
+    step_separator: str = field("\n\n", help="joins the 'steps' of pre-split inputs")
+    step_tag: str = field("auto", help="step_bce/orm: the one-token tag after each step ('auto': ' ки' as in "
+                                       "Math-Shepherd where it is one token, else ' ###')")
+    plus_token: str = field("+", help="step_bce/orm: the token whose probability at a tag is the step's score")
+    minus_token: str = field("-", help="step_bce/orm: the token against it")
+    precision: Literal["auto", "bf16", "fp32"] = field("auto", help="bf16 autocast where fast (CUDA, AMX CPUs), "
+                                                              "else fp32", aliases=("dtype",))
+    gradient_checkpointing: bool = field(False, help="recompute activations in backward to save memory")
+    logprob_chunk: int = field(256, help="tokens per chunk of the log-softmax, across the micro-batch")
+    logprob_cache: str = field("", help="log-prob cache file ('' = default in the cache dir, 'none' = off)",
+                               aliases=("ref_cache",))
+    batch_tokens: int = field(8192, help="padded tokens per batch of the reference pass", aliases=("ref_batch_tokens",))
+    checkpoint_every: int = field(50, help="save a resumable checkpoint every K optimizer steps (0 = never)")
+    keep_checkpoints: int = field(1, help="how many recent checkpoints to keep")
+    progress: bool = field(True, help="show progress bars")
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "grad_accum", "max_length", "logprob_chunk", "lora_r"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"field '{name}' must be >= 1, got {getattr(self, name)}")
+        if self.beta <= 0:
+            raise ConfigError(f"field 'beta' must be > 0, got {self.beta}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"field 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
+        if losses.LOSSES[self.objective].kl_pairs and self.batch_size < 2:
+            raise ConfigError(f"objective '{self.objective}' pairs each prompt with another response of its "
+                              "micro-batch for its KL reference point: field 'batch_size' must be >= 2")

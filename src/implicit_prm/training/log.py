@@ -1,0 +1,57 @@
+"""The training log: one JSON line per optimizer step (loss, rewards, accuracy, lr, tokens/s) and the progress bar;
+resumes by keeping the steps before the restored checkpoint."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import losses
+from ..core.io import atomic_open
+from ..core.resume import read_jsonl_prefix
+
+
+class TrainLog:
+    """train_log.jsonl (main process) and the progress bar. On resume, lines past the restored step, and a torn
+    last line, are dropped first."""
+
+    def __init__(self, path: Path, start: int, acc, total: int, desc: str, progress: bool):
+        self.path, self.acc, self.main = path, acc, acc.is_main_process
+        if self.main:
+            kept = [r for r in (read_jsonl_prefix(path) if path.exists() else []) if r.get("step", math.inf) <= start]
+            with atomic_open(path) as f:
+                f.writelines(json.dumps(r) + "\n" for r in kept)
+        self.bar = tqdm(total=total, initial=start, desc=desc, unit="step", disable=not (progress and self.main))
+        self.t0, self.tokens = time.time(), 0
+
+    def step(self, step: int, outputs: list[losses.LossOutput], n_tokens: int, lr: float, grad_norm) -> None:
+        """Gather rewards and labels from every process; log the mean loss, rewards by label, and accuracy."""
+        acc = self.acc
+        # step objectives give one reward per labelled step, so processes hold different counts: pad to gather
+        r = torch.cat([o.rewards.float() for o in outputs])
+        lab = torch.cat([o.labels.to(r.device).float() for o in outputs])
+        r, lab = (acc.gather(acc.pad_across_processes(t, pad_index=-1)) for t in (r, lab))
+        r, lab = r[lab >= 0], lab[lab >= 0]  # labels are in [0, 1]; -1 is padding
+        loss = acc.reduce(sum(o.loss.detach() for o in outputs) / len(outputs), reduction="mean").item()
+        self.tokens += int(acc.reduce(torch.tensor(n_tokens, device=r.device), reduction="sum").item())
+        elapsed = time.time() - self.t0
+        rec = {"step": step, "loss": loss, "lr": lr, "reward_correct": _mean(r[lab == 1]),
+               "reward_incorrect": _mean(r[lab == 0]), "acc": ((r > 0) == (lab >= 0.5)).float().mean().item(),
+               "grad_norm": None if grad_norm is None else float(grad_norm), "tokens": self.tokens,
+               "elapsed_s": elapsed, "tokens_per_s": self.tokens / elapsed}
+        if self.main:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(rec) + "\n")
+            self.bar.set_postfix(loss=f"{loss:.4f}", acc=f"{rec['acc']:.2f}")
+            self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _mean(t: torch.Tensor) -> float | None:
+    return t.float().mean().item() if t.numel() else None
