@@ -12,9 +12,10 @@ from implicit_prm.cli import main
 from implicit_prm.core.errors import ConfigError, InputError, UserError
 from implicit_prm.data import read_samples
 from implicit_prm.data.sources import input_source
-from implicit_prm.eval.prmbench import PRMBenchConfig, best_threshold, prmbench_counts, run_prmbench
+from implicit_prm.eval.prmbench import PRMBenchConfig, prmbench_counts, run_prmbench
+from implicit_prm.eval.prmbench import best_prmscore_threshold as best_threshold
 from implicit_prm.eval.processbench import ProcessBenchConfig, run_processbench
-from implicit_prm.eval.steps import best_threshold as steps_best_threshold
+from implicit_prm.eval.steps import best_step_error_threshold as steps_best_threshold
 
 needs_shared = pytest.mark.skipif(not (SHARED / "processbench").is_dir(), reason=f"shared data not at {SHARED}")
 PROB = {"name": "implicit-prm/scored", "version": 1, "scorer": "step_prm", "format": "math-shepherd",

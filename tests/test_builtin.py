@@ -10,7 +10,7 @@ from implicit_prm.collect.builtin import write_builtin
 from implicit_prm.core.config import from_mapping
 from implicit_prm.core.errors import ConfigError
 from implicit_prm.data.builtin import BuiltinDataConfig, generate_rollouts, solve
-from implicit_prm.data.chains import Problem, make_problem
+from implicit_prm.data.chains import ChainProblem, make_problem
 
 STEP = re.compile(r"^Step (\d+): (-?\d+) ([+*-]) (\d+) = (-?\d+)(\. The answer is (-?\d+)\.)?$")
 APPLY = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
@@ -40,7 +40,7 @@ def records():
 
 def test_hand_example():
     """7 + 5 = 12, 12 * 3 = 36, 36 - 4 = 32 with no errors."""
-    p = Problem(start=7, ops=(("+", 5), ("*", 3), ("-", 4)), prompt="p")
+    p = ChainProblem(start=7, ops=(("+", 5), ("*", 3), ("-", 4)), prompt="p")
     assert p.values == [12, 36, 32] and p.answer == 32
     steps, fe = solve(p, 0.0, random.Random(0))
     assert steps == ["Step 1: 7 + 5 = 12", "Step 2: 12 * 3 = 36", "Step 3: 36 - 4 = 32. The answer is 32."]
@@ -48,7 +48,7 @@ def test_hand_example():
 
 
 def test_forced_error_propagates():
-    p = Problem(start=7, ops=(("+", 5), ("*", 3), ("-", 4)), prompt="p")
+    p = ChainProblem(start=7, ops=(("+", 5), ("*", 3), ("-", 4)), prompt="p")
     steps, fe = solve(p, 0.0, random.Random(1), force_error_at=1)
     (_, a0, _, _, c0), (_, a1, _, b1, c1), (_, a2, _, b2, c2) = parse("\n\n".join(steps))[0]
     assert fe == 1 and c0 == 12 and a1 == 12 and c1 != 36

@@ -56,7 +56,7 @@ def test_scoring_reads_defaults_and_warns_on_another_reference(tmp_path, tiny_mo
     # the right fingerprint: no warning; an explicit beta wins over the recorded one
     right = ImplicitPRM.from_pretrained(str(prm), precision="fp32", logprob_cache="none")
     write_metadata(prm, _meta(reference_model=tiny_model, base_model=tiny_model,
-                              reference_fingerprint=right.reference([right.encoder.encode("q", "a", [(0, 1)])],
+                              reference_fingerprint=right.reference_table([right.encoder.encode("q", "a", [(0, 1)])],
                                                                     _one(), False).model_key))
     again = ImplicitPRM.from_pretrained(str(prm), beta=0.7, precision="fp32", logprob_cache="none")
     capsys.readouterr()

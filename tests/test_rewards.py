@@ -61,6 +61,19 @@ def test_aggregate():
     assert aggregate([0.5]) == {"min": 0.5, "last": 0.5, "sum": 0.5, "mean": 0.5}
 
 
+def test_aggregate_by_scale_keeps_each_scales_scores_and_order():
+    # a reward model's logits at each step end: last is its card's score; keys in the order records write them
+    got = aggregate([1.0, -2.0, 4.0], "logit")
+    assert list(got) == ["last", "min", "mean"] and got == {"last": 4.0, "min": -2.0, "mean": 1.0}
+    # probabilities: prod 0.5 * 0.4 = 0.2, never a sum (a sum of probabilities is not a score)
+    got = aggregate([0.5, 0.4], "probability")
+    assert list(got) == ["min", "last", "prod", "mean"] and got == pytest.approx(
+        {"min": 0.4, "last": 0.4, "prod": 0.2, "mean": 0.45})
+    assert list(aggregate([1.0, 2.0])) == ["min", "last", "sum", "mean"]
+    with pytest.raises(ValueError, match="unknown scale"):
+        aggregate([1.0], "odds")
+
+
 def test_pipeline_by_hand():
     """Offsets -> steps -> rewards for "ab\\n\\ncd" split by blank line, beta 0.1.
 

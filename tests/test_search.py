@@ -10,7 +10,7 @@ from conftest import SHARED as SHARED_DATA
 
 from implicit_prm.scoring.implicit import ImplicitPRM
 from implicit_prm.search.scoring import IncrementalImplicitScorer, WholeTextScorer
-from implicit_prm.search.strategies import Node, Proposal, Search, run_strategy
+from implicit_prm.search.strategies import Node, Proposal, Search, SearchLedgers, run_strategy
 from implicit_prm.steps.encoding import Encoded
 
 # A binary tree of depth 3: node "" has children "a", "b"; "a" has "aa", "ab"; ... Proposal j of a node is child j
@@ -20,20 +20,20 @@ REWARD = {"a": 0.9, "b": 0.5, "aa": -0.2, "ab": 0.4, "ba": 0.8, "bb": 0.6,
 
 
 class TreePolicy:
-    def root(self, prompt):
+    def root(self, prompt, ledger=None):
         return ""
 
-    def propose(self, prompt, states, k, seed):
+    def propose(self, prompt, states, k, seed, ledger=None):
         return [[Proposal(s + "ab"[j % 2], len(s) + 1 == 3, s + "ab"[j % 2], 1) for j in range(k)] for s in states]
 
 
 class TreeScorer:
     prm_tokens = 0
 
-    def root(self, prompt):
+    def root(self, prompt, ledger=None):
         return None
 
-    def extend(self, prompt, parents, proposals):
+    def extend(self, prompt, parents, proposals, ledger=None):
         return [(p.rewards + [REWARD[q.text]], None) for p, q in zip(parents, proposals)]
 
 
@@ -207,9 +207,9 @@ def _path(explored, node_id):
 
 
 def prm_shape(prm):
-    from implicit_prm.scoring.score import scorer_shape
+    import dataclasses
 
-    return scorer_shape(prm, "tiny")
+    return dataclasses.replace(prm.flops_shape, name="tiny")
 
 
 def test_hf_policy_steps_end_at_the_separator_and_share_ids(prm, tiny_model):
@@ -228,18 +228,18 @@ def test_hf_policy_steps_end_at_the_separator_and_share_ids(prm, tiny_model):
     from implicit_prm.flops.ledger import Ledger
 
     scorer = IncrementalImplicitScorer(prm)
-    policy.ledger, scorer.ledger = Ledger(ModelShape("tiny", 1000, 2, 4), "search"), Ledger(prm_shape(prm), "search")
-    s = Search("Janet has 3 apples. How many?", policy, scorer, max_steps=3, seed=1)
+    ledgers = SearchLedgers(Ledger(ModelShape("tiny", 1000, 2, 4), "search"), Ledger(prm_shape(prm), "search"))
+    s = Search("Janet has 3 apples. How many?", policy, scorer, max_steps=3, seed=1, ledgers=ledgers)
     best, final = run_strategy(s, "best-of-n", 2, 1)
     assert len(final) == 2 and all(len(b.steps) <= 3 for b in final)
     for e in s.explored:
         assert 1 <= e["tokens"] <= 7  # at most max_step_tokens, plus an EOS
     # The ledgers count what ran: each sample's prefix prefilled again, then its tokens; the PRM and reference
     # ran every token the scorer counted.
-    g, root = policy.ledger.kinds["search_generation"], len(policy.root(s.prompt))
+    g, root = ledgers.policy.kinds["search_generation"], len(policy.root(s.prompt))
     assert g.generated_tokens == sum(e["tokens"] for e in s.explored)
     assert g.prompt_tokens == sum(root + sum(x["tokens"] for x in _path(s.explored, e["id"])[:-1]) for e in s.explored)
-    kinds = scorer.ledger.kinds
+    kinds = ledgers.prm.kinds
     assert kinds["search_prm"].tokens == kinds["search_reference"].tokens == scorer.prm_tokens // 2
     st = best.scorer_state
     enc = Encoded(prm.encoder.prompt_ids(s.prompt), st.response_ids, st.token_steps, len(best.steps))

@@ -72,7 +72,8 @@ def test_get_reward_follows_openrlhf_with_templated_queries(client, prm):
 
 
 def test_assistant_opening_from_the_chat_template(prm):
-    from implicit_prm.serve.app import assistant_opening, parse_reward_request
+    from implicit_prm.models.chat import assistant_opening
+    from implicit_prm.serve.app import parse_reward_request
 
     opening = assistant_opening(prm.tok)
     assert opening == "<|im_start|>assistant\n"  # the tiny models carry SmolLM2's ChatML template

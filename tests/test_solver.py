@@ -7,13 +7,13 @@ from collections import Counter
 import pytest
 
 from implicit_prm.data.builtin import BuiltinDataConfig, generate_rollouts
-from implicit_prm.data.chains import Problem, make_problem
+from implicit_prm.data.chains import ChainProblem, make_problem
 from implicit_prm.data.grading import extract_answer
 from implicit_prm.data.solver import KINDS, Profile, base_weights, continue_solution, make_profile, no_carry, solve_v2
 from implicit_prm.data.solver_text import FINALS, Style, write_final, write_step
 
 # 47 + 15 = 62 (a carry), 62 - 28 = 34 (a borrow), 34 * 6 = 204 (a carry), 204 - 9 = 195
-HAND = Problem(start=47, ops=(("+", 15), ("-", 28), ("*", 6), ("-", 9)), prompt="p")
+HAND = ChainProblem(start=47, ops=(("+", 15), ("-", 28), ("*", 6), ("-", 9)), prompt="p")
 CALM = Profile(difficulty=0.0, temptation=tuple({k: 1.0 for k in KINDS} for _ in range(4)), slip=(1, 1, 1, 1))
 
 
@@ -59,7 +59,7 @@ def test_impossible_or_harmless_forced_mistakes_are_refused():
         forced("reversed_sub", 0)  # "+" step
     with pytest.raises(ValueError, match="impossible"):
         forced("dropped_step", 3)  # no later operation to jump to
-    twice = Problem(start=3, ops=(("+", 5), ("+", 5), ("*", 2)), prompt="p")
+    twice = ChainProblem(start=3, ops=(("+", 5), ("+", 5), ("*", 2)), prompt="p")
     with pytest.raises(RuntimeError):  # repeating "+ 5" gives the true value: never a mistake
         forced("repeated_step", 1, problem=twice)
 

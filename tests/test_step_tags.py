@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 from implicit_prm.cli import main
 from implicit_prm.core.errors import ConfigError, InputError
 from implicit_prm.models.heads import StepLogits
-from implicit_prm.rewards import aggregate_probabilities
+from implicit_prm.rewards import aggregate
 from implicit_prm.scoring.load import load_scorer
 from implicit_prm.scoring.score import ScoreConfig, score
 from implicit_prm.steps.encoding import Encoder
@@ -72,7 +72,7 @@ def test_step_logits_equal_the_lm_heads_logit_difference(tiny_model, smol_tokeni
 
 
 def test_aggregate_probabilities_hand_values():
-    assert aggregate_probabilities([0.9, 0.5, 0.8]) == pytest.approx(
+    assert aggregate([0.9, 0.5, 0.8], "probability") == pytest.approx(
         {"min": 0.5, "last": 0.8, "prod": 0.36, "mean": 2.2 / 3})
 
 

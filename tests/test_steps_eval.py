@@ -13,11 +13,11 @@ from implicit_prm.eval.steps import (
     OPTIMISTIC,
     SCHEMA,
     StepsConfig,
-    best_threshold,
     first_error_prediction,
     processbench_metrics,
     run_steps,
 )
+from implicit_prm.eval.steps import best_step_error_threshold as best_threshold
 
 PROCESSBENCH_GSM8K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "processbench" / "gsm8k.json"
 

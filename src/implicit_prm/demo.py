@@ -39,6 +39,7 @@ class DemoConfig:
     batch_size: int = field(8, help="responses per step")
     lora: bool = field(True, help="train a LoRA adapter (r=16, all linear layers) instead of all weights")
     system_prompt: str = field("", help="system message (empty: shorter sequences than the template's default)")
+    # compatibility: accepts the former flag --dtype and config key `dtype`; warn on use in 0.2, remove in 0.3
     precision: Literal["auto", "bf16", "fp32"] = field("auto", help="bf16 autocast where fast, else fp32",
                                                       aliases=("dtype",))
     seed: int = field(0, help="seed for data and training")

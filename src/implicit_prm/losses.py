@@ -234,7 +234,7 @@ LOSSES: dict[str, Objective] = {
     "orm": Objective(step_bce_loss, step_labels="outcome"),
 }
 IMPLICIT = ("ce", "dpo", "nca", "kto")  # the objectives on the implicit reward
-STEP = ("step_bce", "orm")  # the objectives of the step-tag baselines (step_tags.py)
+STEP = ("step_bce", "orm")  # the objectives of the step-tag baselines (steps/tags.py, models/heads.py)
 
 
 def closed_form_init_loss(objective: str, desirable_weight: float = 1.0, undesirable_weight: float = 1.0,

@@ -1,6 +1,6 @@
 """Implicit process rewards: step spans -> token-to-step map -> token rewards -> step rewards, q-values, scores.
 
-Pure functions of lists and tensors; where the step spans come from is `splitting.py`.
+Pure functions of lists and tensors; where the step spans come from is `steps/splitting.py`.
 
 Following Yuan et al. 2024 (arXiv 2412.01981), with r(y) = beta * log(pi_theta(y) / pi_ref(y)):
   token reward   r_t = beta * (log pi_theta(y_t | x, y_<t) - log pi_ref(y_t | x, y_<t))
@@ -42,13 +42,26 @@ def q_values(step_r: torch.Tensor) -> torch.Tensor:
     return torch.cumsum(step_r, dim=0)
 
 
-def aggregate(step_r: list[float]) -> dict[str, float]:
-    """Response scores from its step rewards.
+def aggregate(values: list[float], scale: str = "log_ratio") -> dict[str, float]:
+    """A response's scores from its per-step values, by the scale of the values (the reward schema's `scale`).
 
-    min: lowest step reward (the paper's choice); last: reward of the last step; sum: total reward, which is the
-    last q-value and the outcome reward r(y); mean: mean step reward.
+    log_ratio (implicit step rewards): min, the lowest step reward (the paper's choice); last, the last step's;
+    sum, the total reward, which is the last q-value and the outcome reward r(y); mean.
+    probability (P(+) per step: Math-Shepherd-style PRMs, step-tag scorers): min (the paper's choice for step
+    scorers), last (an ORM's score), prod (every step right, if independent), mean; every score stays a
+    probability.
+    logit (a sequence-classification reward model's value at each step's end): last (its model card's score),
+    min, mean.
+    E.g. [0.5, -1.0, 2.0] as log-ratios: min -1.0, last 2.0, sum 1.5, mean 0.5.
     """
-    return {"min": min(step_r), "last": step_r[-1], "sum": sum(step_r), "mean": sum(step_r) / len(step_r)}
+    if scale == "log_ratio":
+        return {"min": min(values), "last": values[-1], "sum": sum(values), "mean": sum(values) / len(values)}
+    if scale == "probability":
+        return {"min": min(values), "last": values[-1], "prod": float(np.prod(values)),
+                "mean": sum(values) / len(values)}
+    if scale == "logit":
+        return {"last": values[-1], "min": min(values), "mean": sum(values) / len(values)}
+    raise ValueError(f"unknown scale {scale!r}; one of log_ratio, probability, logit")
 
 
 def sigmoid(x) -> np.ndarray:
@@ -56,9 +69,3 @@ def sigmoid(x) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-def aggregate_probabilities(p: list[float]) -> dict[str, float]:
-    """Response scores from per-step probabilities: min (the paper's choice for step scorers), last (an ORM's
-    score), prod (every step right, if independent) and mean. Every score stays a probability."""
-    return {"min": min(p), "last": p[-1], "prod": float(np.prod(p)), "mean": sum(p) / len(p)}

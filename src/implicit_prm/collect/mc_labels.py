@@ -184,7 +184,7 @@ def format_label_stats(stats: dict) -> str:
     return "\n".join(lines)
 
 
-def _ledger(cfg: McLabelConfig, completer: Completer):
+def mc_label_ledger(cfg: McLabelConfig, completer: Completer):
     """(an empty ledger, count(prefixes, full texts) -> [context tokens, generated tokens of each]) for the
     completer: the LM's own size and tokenizer, or the simulated solver counted as the embedded model."""
 
@@ -222,7 +222,7 @@ def label_mc(cfg: McLabelConfig) -> dict:
     items = {item["index"]: item for item in partial.read()}
     partial.restart(items.values())
     done = {g: item["record"] for g, item in items.items()}
-    ledger, count = _ledger(cfg, completer)
+    ledger, count = mc_label_ledger(cfg, completer)
     if done:
         print(f"[implicit-prm] resuming: {len(done)} of {len(groups)} records done", flush=True)
     bar = tqdm(total=len(groups), initial=len(done), desc="label-mc", unit="record", disable=not cfg.progress)

@@ -43,6 +43,7 @@ class RolloutConfig:
     prompt_template: str = field(DEFAULT_PROMPT, help="user message; {question} is replaced by the problem")
     system_prompt: Optional[str] = field(None, help="system message for the chat template (default: the template's)")
     batch_size: int = field(8, help="problems per generate call")
+    # compatibility: accepts the former flag --dtype and config key `dtype`; warn on use in 0.2, remove in 0.3
     precision: Literal["fp32", "bf16"] = field("fp32", help="dtype of the model weights for generation (train and "
                                                          "score keep fp32 weights and autocast)", aliases=("dtype",))
     seed: int = field(0, help="sampling seed (each batch is seeded from it, so a resumed run samples the same)")
@@ -60,7 +61,7 @@ class RolloutConfig:
 
 
 
-def ledger(cfg: RolloutConfig, model, tok, records: list[dict]):
+def rollout_ledger(cfg: RolloutConfig, model, tok, records: list[dict]):
     """The FLOPs ledger of the rollouts: each problem's prompt prefilled once for its samples (as parallel sampling
     does), then each sample's tokens, measured by tokenizing the kept text again (a resumed run counts the same)."""
 
@@ -113,7 +114,7 @@ def rollout(cfg: RolloutConfig) -> dict:
             bar.set_postfix(tok_s=f"{n_tokens / (time.time() - t0):.0f}")
     bar.close()
     records = [done[p.id] for p in problems]
-    ledger(cfg, model, tok, records).write(out)  # before the data: an output with its config beside is finished
+    rollout_ledger(cfg, model, tok, records).write(out)  # before the data: an output with its config beside is finished
     write_with_stats(out, records, cfg)  # pass@1, pass@N, majority@N, ... in <output>.stats.json
     partial.remove()
     summary = summarize([Grade(e, c, s) for r in records

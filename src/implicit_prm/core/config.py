@@ -30,6 +30,8 @@ def field(default: Any = dataclasses.MISSING, help: str = "", aliases: tuple[str
     return dataclasses.field(default=default, metadata=meta, **kw)
 
 
+# compatibility: former field names (`aliases`) for flags, config files and saved configs; each `aliases=` notes when
+# it can go (0.3 for all of them now); remove this and the aliases in field/add_arguments with the last one
 def resolve_aliases(cls, data: dict, source: str = "config") -> dict:
     """`data` with former field names (aliases) replaced by the current ones; both at once is an error."""
     out = dict(data)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ..core.config import field
 from ..core.errors import ConfigError
-from .chains import _APPLY, MAX_BALANCE_ATTEMPTS, Problem, make_problem
+from .chains import _APPLY, MAX_BALANCE_ATTEMPTS, ChainProblem, make_problem
 from .solver import generate_rollouts_v2
 
 
@@ -38,6 +38,8 @@ class BuiltinDataConfig:
     seed: int = field(0, help="random seed; the same seed gives the same file")
     ledger: bool = field(True, help="write <output>.flops.json: the responses counted as the embedded model "
                                     "generating them (measured with its tokenizer)")
+    # compatibility: version 1 (one equation per step, random slips) keeps the committed version-1 results
+    # reproducible; warn on use in 0.2, remove in 0.3 with the version-1 generator below
     version: int = field(2, help="generator version: 2 = varied phrasing and systematic problem-specific mistakes "
                                  "(data.solver); 1 = one equation per step, independent random slips (the "
                                  "results committed before 2026-11-29)")
@@ -59,16 +61,9 @@ class BuiltinDataConfig:
             bad("version", "1 or 2")
 
 
-
-
-
-
-
-
-
-
-
-
+# compatibility: the version-1 generator (_corrupt, solve, _balance_outcomes_v1 and generate_rollouts' version-1
+# branch), kept for the results committed with it (experiments/results/README.md, experiments/surface_leak.py);
+# warn on --version 1 in 0.2, remove in 0.3 (version 2 lives in data/solver.py)
 def _corrupt(c: int, rng: random.Random, avoid: set[int]) -> int:
     """A wrong result near c: c + delta (delta in +-1..10), or sometimes one digit changed; never a value in avoid."""
     while True:
@@ -83,7 +78,7 @@ def _corrupt(c: int, rng: random.Random, avoid: set[int]) -> int:
             return wrong
 
 
-def solve(problem: Problem, error_rate: float, rng: random.Random,
+def solve(problem: ChainProblem, error_rate: float, rng: random.Random,
           force_error_at: int | None = None) -> tuple[list[str], int]:
     """Simulate a solver: one "Step k: a op b = c" per operation; returns (steps, first_error), -1 if none.
 
@@ -107,8 +102,8 @@ def solve(problem: Problem, error_rate: float, rng: random.Random,
     return steps, first_error
 
 
-def _balance(problem: Problem, samples: list[tuple[list[str], int]], error_rate: float,
-             rng: random.Random) -> None:
+def _balance_outcomes_v1(problem: ChainProblem, samples: list[tuple[list[str], int]], error_rate: float,
+                         rng: random.Random) -> None:
     """Make sure samples hold a correct and an incorrect completion: re-sample the solver, then force one."""
     for want_correct in (True, False):
         if any((fe < 0) == want_correct for _, fe in samples):
@@ -129,13 +124,14 @@ def generate_rollouts(cfg: BuiltinDataConfig) -> list[dict]:
     """All records for cfg, deterministic given cfg.seed (version 1 uses only random.Random(cfg.seed))."""
     if cfg.version == 2:
         return generate_rollouts_v2(cfg)
+    # compatibility: version 1 from here on (see the note above _corrupt)
     rng = random.Random(cfg.seed)
     records = []
     for _ in range(cfg.n_problems):
         problem = make_problem(rng, cfg.min_steps, cfg.max_steps)
         samples = [solve(problem, cfg.step_error_rate, rng) for _ in range(cfg.samples_per_problem)]
         if cfg.balance and cfg.samples_per_problem >= 2 and cfg.step_error_rate > 0:
-            _balance(problem, samples, cfg.step_error_rate, rng)
+            _balance_outcomes_v1(problem, samples, cfg.step_error_rate, rng)
         records.append({
             "prompt": problem.prompt,
             "completions": ["\n\n".join(steps) for steps, _ in samples],

@@ -32,7 +32,7 @@ _TEMPLATES = [
 
 
 @dataclass(frozen=True)
-class Problem:
+class ChainProblem:
     """A start number and a chain of (op, operand) pairs; `values` are the true results after each step."""
 
     start: int
@@ -52,7 +52,7 @@ class Problem:
         return self.values[-1]
 
 
-def make_problem(rng: random.Random, min_steps: int = 3, max_steps: int = 5) -> Problem:
+def make_problem(rng: random.Random, min_steps: int = 3, max_steps: int = 5) -> ChainProblem:
     """Draw a chain of min_steps..max_steps operations whose true values all stay within |c| < 1000."""
     n = rng.randint(min_steps, max_steps)
     start = rng.randint(2, 20)
@@ -69,7 +69,7 @@ def make_problem(rng: random.Random, min_steps: int = 3, max_steps: int = 5) -> 
     phrases = [rng.choice(_PHRASES[op]).format(b=b) for op, b in ops]
     text = ", then ".join(phrases)
     prompt = rng.choice(_TEMPLATES).format(s=start, ops=text[0].upper() + text[1:])
-    return Problem(start=start, ops=tuple(ops), prompt=prompt)
+    return ChainProblem(start=start, ops=tuple(ops), prompt=prompt)
 
 
 def _pattern(template: str, **groups: str) -> re.Pattern:
@@ -84,9 +84,9 @@ _PROMPT_RES = [_pattern(t, s=r"(-?\d+)", ops=r"(.+)") for t in _TEMPLATES]
 _PHRASE_RES = [(op, _pattern(ph, b=r"(\d+)")) for op, phrases in _PHRASES.items() for ph in phrases]
 
 
-def parse_prompt(prompt: str) -> Problem:
-    """The Problem a built-in prompt was made from (make_problem's templates and phrases inverted); ValueError when
-    the text is not one of them."""
+def parse_prompt(prompt: str) -> ChainProblem:
+    """The ChainProblem a built-in prompt was made from (make_problem's templates and phrases inverted); ValueError
+    when the text is not one of them."""
     for pattern in _PROMPT_RES:
         m = pattern.fullmatch(prompt)
         if m:
@@ -100,4 +100,4 @@ def parse_prompt(prompt: str) -> Problem:
         if op is None:
             raise ValueError(f"not a built-in operation: {phrase!r}")
         ops.append(op)
-    return Problem(start=int(m[1]), ops=tuple(ops), prompt=prompt)
+    return ChainProblem(start=int(m[1]), ops=tuple(ops), prompt=prompt)

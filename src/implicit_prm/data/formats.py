@@ -39,6 +39,13 @@ class Sample:
     # splitting, so whoever splits checks the length.
     step_labels: list[float] | None = None
 
+    @classmethod
+    def api(cls, prompt: str, response: str, steps: list[str] | None = None, source: tuple[str, int] = ("<api>", 0),
+            group: int = 0) -> "Sample":
+        """A sample built in code, not read from a file (the Python API, search, the server): no label, no record;
+        `source` names it in errors (e.g. ("request", 3))."""
+        return cls(prompt, response, None, steps, {}, source, group, 0)
+
 
 
 
@@ -224,7 +231,8 @@ def read_samples(path: str | os.PathLike, step_separator: str = "\n\n", require_
             if steps_y is None and require_step_labels:
                 raise InputError(path, line, "step_labels", "missing step labels (required here); add 'step_labels' "
                                  "(rollouts: one list per completion; pre-split: one number in [0, 1] per step)")
-            samples.append(Sample(prompt, response, label, steps, record, (str(path), line), group, index, steps_y))
+            samples.append(Sample(prompt, response, label, steps, record, (str(path), line), group, index,
+                                  step_labels=steps_y))
     if group < 0:
         raise InputError(path, None, None, f"no records found; {SHAPES}")
     return samples

@@ -24,7 +24,7 @@ import random
 from dataclasses import dataclass, replace
 
 from . import solver_text
-from .chains import _APPLY, MAX_BALANCE_ATTEMPTS, Problem, make_problem
+from .chains import _APPLY, MAX_BALANCE_ATTEMPTS, ChainProblem, make_problem
 
 KINDS = ("misread_op", "reversed_sub", "carry_slip", "arithmetic_slip", "dropped_step", "repeated_step")
 MISREAD = {"+": "*", "-": "+", "*": "+"}
@@ -102,7 +102,7 @@ def base_weights(a: int, op: str, b: int, i: int, n: int) -> dict[str, float]:
     return w
 
 
-def make_profile(problem: Problem, seed: int = 0, rate_scale: float = 1.0) -> Profile:
+def make_profile(problem: ChainProblem, seed: int = 0, rate_scale: float = 1.0) -> Profile:
     """Draw the problem's error model from an RNG seeded by the problem (and the data seed) alone."""
     rng = random.Random(f"profile:{seed}:{problem.start}:{problem.ops}")
     n = len(problem.ops)
@@ -118,7 +118,7 @@ def make_profile(problem: Problem, seed: int = 0, rate_scale: float = 1.0) -> Pr
     return Profile(difficulty=difficulty, temptation=tuple(temptation), slip=slip)
 
 
-def _mistake(kind: str, problem: Problem, profile: Profile, state: State, rng: random.Random):
+def _mistake(kind: str, problem: ChainProblem, profile: Profile, state: State, rng: random.Random):
     """(written op, written operand, stated value, next operation index) for making `kind` at this state."""
     i, a = state.next_op, state.value
     op, b = problem.ops[i]
@@ -140,7 +140,7 @@ def _mistake(kind: str, problem: Problem, profile: Profile, state: State, rng: r
     raise ValueError(f"unknown error kind {kind!r}")
 
 
-def _draw_kind(problem: Problem, profile: Profile, state: State, rng: random.Random) -> str | None:
+def _draw_kind(problem: ChainProblem, profile: Profile, state: State, rng: random.Random) -> str | None:
     """Whether the solver errs at this step and how: an error kind, or None for a correct step."""
     i, n = state.next_op, len(problem.ops)
     op, b = problem.ops[i]
@@ -154,7 +154,7 @@ def _draw_kind(problem: Problem, profile: Profile, state: State, rng: random.Ran
     return rng.choices(kinds, weights=[w[k] for k in kinds])[0]
 
 
-def step(problem: Problem, profile: Profile, state: State, rng: random.Random,
+def step(problem: ChainProblem, profile: Profile, state: State, rng: random.Random,
          force: str | None = None) -> tuple[tuple[str, int, int], State]:
     """One written step from `state`: ((op, b, stated value), new state). `force` = an error kind or "correct"."""
     i, a, truth = state.next_op, state.value, problem.values
@@ -176,13 +176,13 @@ def step(problem: Problem, profile: Profile, state: State, rng: random.Random,
     raise RuntimeError(f"could not draw a wrong step at operation {i}")
 
 
-def initial_state(problem: Problem, n_steps: int = 0) -> State:
+def initial_state(problem: ChainProblem, n_steps: int = 0) -> State:
     """The state after n_steps correct steps of problem (for continuing a correct prefix)."""
     value = problem.start if n_steps == 0 else problem.values[n_steps - 1]
     return State(value=value, next_op=n_steps, pos=n_steps)
 
 
-def continue_solution(problem: Problem, profile: Profile, prefix: list[str], rng: random.Random,
+def continue_solution(problem: ChainProblem, profile: Profile, prefix: list[str], rng: random.Random,
                       surface_seed: str, state: State | None = None,
                       force: dict[int, str] | None = None) -> Completion:
     """Continue the written steps `prefix` (state = what they imply; default: a correct prefix) to the end.
@@ -210,13 +210,13 @@ def continue_solution(problem: Problem, profile: Profile, prefix: list[str], rng
     raise RuntimeError("could not draw a consistent completion")
 
 
-def solve_v2(problem: Problem, profile: Profile, rng: random.Random, surface_seed: str,
+def solve_v2(problem: ChainProblem, profile: Profile, rng: random.Random, surface_seed: str,
              force: dict[int, str] | None = None) -> Completion:
     """A fresh sample of the version-2 solver for problem (errors from rng, text from surface_seed)."""
     return continue_solution(problem, profile, [], rng, surface_seed, force=force)
 
 
-def _forced_error(problem: Problem, profile: Profile) -> dict[int, str]:
+def _forced_error(problem: ChainProblem, profile: Profile) -> dict[int, str]:
     """A `force` map that makes the problem's most tempting mistake (on a correct prefix)."""
     values, n = [problem.start] + problem.values, len(problem.ops)
     best = max(((w * profile.temptation[i][k], i, k)
@@ -225,7 +225,8 @@ def _forced_error(problem: Problem, profile: Profile) -> dict[int, str]:
     return {best[1]: best[2]}
 
 
-def _balance(problem: Problem, profile: Profile, samples: list[Completion], tag: str, tries: int) -> None:
+def _balance_outcomes_v2(problem: ChainProblem, profile: Profile, samples: list[Completion], tag: str,
+                         tries: int) -> None:
     """Make samples hold a correct and an incorrect completion: re-sample the solver, then force one."""
     for want_correct in (True, False):
         if any((c.first_error < 0) == want_correct for c in samples):
@@ -261,7 +262,7 @@ def generate_rollouts_v2(cfg) -> list[dict]:
         samples = [solve_v2(problem, profile, random.Random(f"errors:{tag}:{j}"), f"{tag}:{j}")
                    for j in range(cfg.samples_per_problem)]
         if cfg.balance and cfg.samples_per_problem >= 2 and cfg.step_error_rate > 0:
-            _balance(problem, profile, samples, tag, MAX_BALANCE_ATTEMPTS)
+            _balance_outcomes_v2(problem, profile, samples, tag, MAX_BALANCE_ATTEMPTS)
         records.append({
             "prompt": problem.prompt,
             "completions": ["\n\n".join(c.steps) for c in samples],

@@ -101,8 +101,9 @@ def _ratio(a: int, b: int) -> float | None:
     return a / b if b else None
 
 
-def _f1(hit: int, miss: int) -> float | None:
-    """2 hit / (2 hit + miss), miss = FP + FN of that class; None when there is nothing to count."""
+def _class_f1(hit: int, miss: int) -> float | None:
+    """PRMBench's F1 of one class (valid or erroneous steps): 2 hit / (2 hit + miss), miss = FP + FN; None when there
+    is nothing to count."""
     return 2 * hit / (2 * hit + miss) if 2 * hit + miss else None
 
 
@@ -115,13 +116,13 @@ def prmbench_counts(predicted_valid, valid) -> dict:
     tp, fp = int((pred & valid).sum()), int((pred & ~valid).sum())
     tn, fn = int((~pred & ~valid).sum()), int((~pred & valid).sum())
     p, r, np_, nr = _ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(tn, tn + fn), _ratio(tn, tn + fp)
-    f1, nf1 = _f1(tp, fp + fn), _f1(tn, fp + fn)
+    f1, nf1 = _class_f1(tp, fp + fn), _class_f1(tn, fp + fn)
     return {"TP": tp, "FP": fp, "TN": tn, "FN": fn, "n_steps": len(valid), "precision": p, "recall": r, "f1": f1,
             "negative_precision": np_, "negative_recall": nr, "negative_f1": nf1,
             "prmscore": None if f1 is None or nf1 is None else (f1 + nf1) / 2}
 
 
-def best_threshold(values: np.ndarray, valid: np.ndarray) -> float:
+def best_prmscore_threshold(values: np.ndarray, valid: np.ndarray) -> float:
     """The threshold with the highest PRMScore (steps with value >= t predicted valid); ties -> the smallest.
     Candidates: every distinct value and the next float above the largest (all steps erroneous)."""
     cands = np.concatenate([np.unique(values), [np.nextafter(values.max(), np.inf)]])  # (C,)
@@ -153,7 +154,7 @@ def run_prmbench(cfg: PRMBenchConfig) -> dict:
         if Path(cfg.tune_on).resolve() == path.resolve():
             raise ConfigError("field 'tune_on': the threshold is never tuned on the evaluated file; give another one")
         tune = read_prmbench(cfg.tune_on)
-        threshold, source = best_threshold(tune.values, tune.valid), "tune_on"
+        threshold, source = best_prmscore_threshold(tune.values, tune.valid), "tune_on"
         tuned = evaluate(tune, threshold)[0]
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     total, per = evaluate(data, threshold)

@@ -33,7 +33,7 @@ from ..data.sources import PROCESSBENCH_SPLITS, input_source
 from .metrics import CI_LEVEL, check_bootstrap, pct
 from .steps import (
     StepData,
-    best_threshold,
+    best_step_error_threshold,
     first_error_prediction,
     processbench_ci,
     processbench_metrics,
@@ -120,7 +120,7 @@ def run_processbench(cfg: ProcessBenchConfig) -> dict:
         tune_idx, eval_idx = seeded_halves(len(data.labels), cfg.seed)
         tune = data.subset(tune_idx)
         try:
-            threshold, tuned = best_threshold(tune.signals, tune.labels)
+            threshold, tuned = best_step_error_threshold(tune.signals, tune.labels)
         except ValueError as e:
             raise InputError(path, None, "label", f"tuning half: {e}") from None
         splits[cfg.tune_split] = (path, data.subset(eval_idx))

@@ -30,7 +30,7 @@ class Solution:
     scores: dict[str, float]  # the score methods matching score_key
     problem: str | int | None = None  # the problem key, as `eval bon` groups responses (bon.KEY_FIELDS)
     error_kind: str | None = None  # the built-in v2 data's kind of mistake (None: absent or a correct response)
-    probability: bool = False  # step rewards are P(+) of a step-tag scorer, not log-ratios (schema.py)
+    probability: bool = False  # step rewards are P(+) of a step-tag scorer, not log-ratios (scoring/schema.py)
 
 
 def read_solution(path, line, rec: dict, separator: str, score_key: str) -> Solution:

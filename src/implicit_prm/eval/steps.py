@@ -3,7 +3,7 @@
 ProcessBench (Zheng et al. 2024, arXiv 2412.06559) asks for the index of the first wrong step of a solution, or -1 if
 every step is right. An implicit PRM (Yuan et al. 2024, arXiv 2412.01981) answers with its q-values: the prediction is
 the first step k with sigmoid(q^k) < threshold (`signal="q_value"`; for a scorer whose q-values are already
-probabilities, a step-tag PRM's P(+), the value itself: schema.py), or with r^k < threshold on the raw step reward
+probabilities, a step-tag PRM's P(+), the value itself: scoring/schema.py), or with r^k < threshold on the raw step reward
 (`signal="step_reward"`); -1 if no step is below. The metric (ProcessBench's):
   acc_err = accuracy of the predicted index on samples with a wrong step (label != -1)
   acc_ok  = accuracy (prediction == -1) on samples whose steps are all right (label == -1)
@@ -81,7 +81,8 @@ def first_error_prediction(values: Sequence[float], threshold: float) -> int:
     return int(below[0]) if below.size else -1
 
 
-def _f1(acc_err: float | None, acc_ok: float | None) -> float | None:
+def _processbench_f1(acc_err: float | None, acc_ok: float | None) -> float | None:
+    """ProcessBench's F1: the harmonic mean of acc_err and acc_ok (0 when both are 0; None for an empty class)."""
     if acc_err is None or acc_ok is None:
         return None
     return 0.0 if acc_err + acc_ok == 0 else 2 * acc_err * acc_ok / (acc_err + acc_ok)
@@ -94,7 +95,8 @@ def processbench_metrics(preds: Sequence[int], labels: Sequence[int]) -> dict:
     n_err, n_ok = int(err.sum()), int((~err).sum())
     acc_err = float(np.mean(preds[err] == labels[err])) if n_err else None
     acc_ok = float(np.mean(preds[~err] == -1)) if n_ok else None
-    return {"acc_err": acc_err, "acc_ok": acc_ok, "f1": _f1(acc_err, acc_ok), "n_err": n_err, "n_ok": n_ok}
+    return {"acc_err": acc_err, "acc_ok": acc_ok, "f1": _processbench_f1(acc_err, acc_ok), "n_err": n_err,
+            "n_ok": n_ok}
 
 
 def processbench_ci(preds: Sequence[int], labels: Sequence[int], n_bootstrap: int = 1000, seed: int = 0,
@@ -104,7 +106,7 @@ def processbench_ci(preds: Sequence[int], labels: Sequence[int], n_bootstrap: in
 
     With c_b the multiplicities of resample b (metrics.bootstrap_counts) and right = (pred == label):
     acc_err_b = sum c_b right err / sum c_b err, acc_ok_b = sum c_b right ok / sum c_b ok (err = label != -1, ok =
-    label == -1), F1_b as in _f1; a metric is NaN (dropped) on a resample whose class is empty.
+    label == -1), F1_b as in _processbench_f1; a metric is NaN (dropped) on a resample whose class is empty.
     """
     preds, labels = np.asarray(preds), np.asarray(labels)
     err = (labels != -1).astype(np.float64)
@@ -124,8 +126,10 @@ def processbench_ci(preds: Sequence[int], labels: Sequence[int], n_bootstrap: in
     return ({k: ci_list(got[0][i]) for i, k in enumerate(names)}, {k: int(got[1][i]) for i, k in enumerate(names)})
 
 
-def best_threshold(signals: Sequence[Sequence[float]], labels: Sequence[int]) -> tuple[float, dict]:
-    """The threshold with the highest F1 over the candidates; ties -> the smallest threshold.
+def best_step_error_threshold(signals: Sequence[Sequence[float]],
+                              labels: Sequence[int]) -> tuple[float, dict]:
+    """The threshold with the highest ProcessBench F1 (first-error prediction, see the module docstring) over the
+    candidates; ties -> the smallest threshold.
 
     Candidates: the smallest signal value (flags nothing, since a step is flagged when value < threshold), the
     midpoints between consecutive sorted unique values, and the next float above the largest (flags every step 0).
@@ -161,7 +165,7 @@ class StepData:
     signals: list[np.ndarray]
     labels: np.ndarray
     lines: list[int]
-    scales: frozenset = frozenset()  # the records' reward_schema scales (schema.py)
+    scales: frozenset = frozenset()  # the records' reward_schema scales (scoring/schema.py)
 
     def subset(self, idx: Sequence[int]) -> "StepData":
         return StepData([self.signals[i] for i in idx], self.labels[list(idx)], [self.lines[i] for i in idx],
@@ -215,7 +219,7 @@ def seeded_halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _tune(data: StepData, path, what: str) -> tuple[float, dict]:
     try:
-        return best_threshold(data.signals, data.labels)
+        return best_step_error_threshold(data.signals, data.labels)
     except ValueError as e:
         raise InputError(path, None, "label", f"{what}: {e}") from None
 
@@ -251,7 +255,7 @@ def run_steps(cfg: StepsConfig) -> dict:
         ci = processbench_ci(preds, evaluated_data.labels, cfg.n_bootstrap, cfg.seed, cfg.ci_level)
         evaluated.update(ci=ci and ci[0], ci_dropped=ci and ci[1])
     try:
-        opt_t, opt = best_threshold(evaluated_data.signals, evaluated_data.labels)
+        opt_t, opt = best_step_error_threshold(evaluated_data.signals, evaluated_data.labels)
         optimistic = {"label": OPTIMISTIC, "threshold": opt_t, **opt}
     except ValueError:
         optimistic = None

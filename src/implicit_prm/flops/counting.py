@@ -74,7 +74,7 @@ class ModelShape:
         return cls(name or c.get("name") or c.get("_name_or_path") or "unknown", params, layers, heads * hd)
 
     def step_tag(self, vocab: int, hidden: int) -> "ModelShape":
-        """The shape of a step-tag scorer (step_tags.StepLogits): its head computes two logits, not the vocab's,
+        """The shape of a step-tag scorer (models.heads.StepLogits): its head computes two logits, not the vocab's,
         so P counts 2 x hidden for the head instead of vocab x hidden."""
         return dataclasses.replace(self, params=self.params - vocab * hidden + 2 * hidden)
 

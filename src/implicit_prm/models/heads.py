@@ -1,12 +1,12 @@
 """What each released format reads at its positions, as one nn.Module interface: forward(input_ids (B, T),
 attention_mask, positions (B, T) bool) -> (N,) values at the True positions, in row-major order.
 
-- step_tags.StepLogits: z = logit(+) - logit(-) of a causal LM (Math-Shepherd, RLHFlow, step-tag PRMs trained here);
+- StepLogits: z = logit(+) - logit(-) of a causal LM (Math-Shepherd, RLHFlow, step-tag PRMs trained here);
   P(+) = sigmoid(z) = the softmax over the two logits that the model cards take.
 - TokenClassLogits: z = logit[1] - logit[0] of a 2-label token-classification head (Qwen2.5-Math-PRM); sigmoid(z) =
   softmax(logits)[1], the card's positive probability.
 - SequenceValues: the 1-label reward head of a sequence-classification model (Skywork-Reward style), raw.
-Each keeps the wrapped model as `.lm` (fingerprints and FLOPs read it).
+Each keeps the wrapped model as `.lm` (fingerprints read it) and gives its FLOPs shape (`flops_shape`).
 """
 from __future__ import annotations
 
@@ -14,12 +14,16 @@ import torch
 from torch import nn
 
 from ..core.errors import ConfigError
+from ..flops.counting import ModelShape
 
 
 class TokenClassLogits(nn.Module):
     def __init__(self, model: nn.Module, name: str):
         super().__init__()
         self.lm, self.name = model, name
+
+    def flops_shape(self, name: str) -> ModelShape:
+        return ModelShape.from_model(self.lm, name)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         out = self.lm(input_ids=input_ids, attention_mask=attention_mask)
@@ -47,6 +51,9 @@ class SequenceValues(nn.Module):
         self.lm, self.name = model, name
         self.head = value_head(model)
 
+    def flops_shape(self, name: str) -> ModelShape:
+        return ModelShape.from_model(self.lm, name)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         hidden = self.lm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
         values = self.head(hidden[positions])  # (N, L)
@@ -62,6 +69,10 @@ class StepLogits(nn.Module):
     def __init__(self, lm: nn.Module, plus_id: int, minus_id: int):
         super().__init__()
         self.lm, self.plus_id, self.minus_id = lm, plus_id, minus_id
+
+    def flops_shape(self, name: str) -> ModelShape:
+        """The LM's shape with a head of two logits, not the vocab's (ModelShape.step_tag)."""
+        return ModelShape.from_model(self.lm, name).step_tag(*self.lm.get_output_embeddings().weight.shape)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """(N,) z at the True entries of `positions` (B, T), in row-major order."""

@@ -34,7 +34,7 @@ class PRMMetadata:
                                              "--step-separator)")
     max_length: int = field(0, help="informational: training's token limit (score has --max-length)")
     kind: str = field("implicit", help="what the model scores with: 'implicit' (beta * log-ratio step rewards) or "
-                                       "'step_tag' (P(+) at a tag after each step: step_tags.py)")
+                                       "'step_tag' (P(+) at a tag after each step: steps/tags.py)")
     step_tag: str = field("", help="step_tag: the tag token after each step")
     plus_token: str = field("+", help="step_tag: the token whose probability at a tag is the step's score")
     minus_token: str = field("-", help="step_tag: the token against it")

@@ -75,6 +75,8 @@ class LogProbCache:
 
 def default_cache_file() -> Path:
     """logprobs.sqlite in the cache dir; a cache from before its rename (refcache.sqlite) is kept in use."""
+    # compatibility: a refcache.sqlite from before the rename to logprobs.sqlite stays in use; warn (or move it) in
+    # 0.2, remove in 0.3
     new, old = cache_root() / "logprobs.sqlite", cache_root() / "refcache.sqlite"
     return old if old.exists() and not new.exists() else new
 

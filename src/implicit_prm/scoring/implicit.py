@@ -11,14 +11,15 @@ from .. import rewards as R
 from ..core.distributed import ProcessGroup, SingleProcess, default_device, is_main_rank
 from ..core.errors import UserError
 from ..core.precision import resolve_precision
+from ..flops.counting import ModelShape
 from ..losses import DEFAULT_BETA
 from ..models.loading import adapter_base, check_same_tokenizer, fingerprint, load_model, load_tokenizer, resolve
 from ..models.logprobs import TokenLogProbs
 from ..models.metadata import METADATA_FILE, PRMMetadata, read_metadata
 from ..steps.encoding import Encoded, Encoder, encode_samples
-from ..steps.splitting import spans_from_steps, step_spans
 from .cache import open_cache
 from .forward import response_logprobs
+from .protocol import LocalScorer
 from .reference import RefTable, reference_logprobs
 from .schema import implicit_schema
 
@@ -51,17 +52,21 @@ def reference_spec(prm: str, ref: str | None, reference_free: bool, meta: PRMMet
     return ref, base is not None and ref in (base, resolve(base))
 
 
+# compatibility: from_pretrained's former keywords dtype=, ref_cache=, max_tokens= (DeprecationWarning since
+# 0.1); remove in 0.3
 RENAMED = {"dtype": "precision", "ref_cache": "logprob_cache", "max_tokens": "batch_tokens"}  # former -> current
 
 
-class ImplicitPRM:
+class ImplicitPRM(LocalScorer):
     """Python API: `ImplicitPRM.from_pretrained(dir).score(prompt, steps)` -> step rewards, q-values, scores."""
+
+    format = "implicit"
 
     def __init__(self, model: TokenLogProbs, tokenizer, ref: str | None, ref_in_memory: bool, beta: float,
                  template: str = "auto", precision: str = "auto", max_length: int = 4096, logprob_cache: str = "",
                  device: str | torch.device = "cpu", system_prompt: str | None = None, batch_tokens: int = 8192,
-                 overlong: str = "error", expected_ref_fingerprint: str = ""):
-        self.model, self.tok, self.beta = model, tokenizer, beta
+                 overlong: str = "error", expected_ref_fingerprint: str = "", name: str = ""):
+        self.model, self.tok, self.beta, self.name = model, tokenizer, beta, name
         self.ref, self.ref_in_memory, self.logprob_cache = ref, ref_in_memory, logprob_cache
         self.device = torch.device(device)
         self.precision = resolve_precision(self.device, precision)
@@ -99,12 +104,31 @@ class ImplicitPRM:
             if ref_spec == meta.reference_model:
                 kw.setdefault("expected_ref_fingerprint", meta.reference_fingerprint)
         out = cls(model, tok, ref_spec, in_memory, DEFAULT_BETA if beta is None else beta, template=template,
-                  system_prompt=system_prompt, device=device, **kw)
+                  system_prompt=system_prompt, device=device, name=prm, **kw)
         if meta is not None and is_main_rank():
             print(f"[implicit-prm] PRM {prm}: {meta.describe()}; scoring in {out.precision}"
                   + (f" (note: not the precision it was trained in, {meta.precision})"
                      if meta.precision and meta.precision != out.precision else ""), flush=True)
         return out
+
+    @property
+    def schema(self) -> dict:
+        return implicit_schema(self.beta, self.ref is None)
+
+    @property
+    def reference(self) -> str | None:
+        return self.ref
+
+    @property
+    def lora(self) -> bool:
+        return hasattr(self.model.lm, "peft_config")
+
+    @property
+    def flops_shape(self) -> ModelShape:
+        return ModelShape.from_model(self.model.lm, self.name)
+
+    def resolved_settings(self) -> dict:
+        return {"beta": self.beta, "template": self.template, "ref": self.ref, "system_prompt": self.system_prompt}
 
     @property
     def own_key(self) -> str:
@@ -113,7 +137,7 @@ class ImplicitPRM:
             self._own_key = f"{fingerprint(self.model.lm, base_only=False)}:{self.precision}"
         return self._own_key
 
-    def reference(self, encs: Sequence[Encoded], acc: ProcessGroup, show: bool) -> RefTable | None:
+    def reference_table(self, encs: Sequence[Encoded], acc: ProcessGroup, show: bool) -> RefTable | None:
         """The reference's log-probs of `encs` (cached); warns when the reference is not the one of training."""
         if self.ref is None:
             return None
@@ -133,7 +157,7 @@ class ImplicitPRM:
         Under several processes (`acc`), the reference pass is shared and each process scores its share of the PRM
         pass's batches: the returned list holds None where another process scored the response."""
         acc = acc or SingleProcess(self.device)
-        table = self.reference(encs, acc, show)
+        table = self.reference_table(encs, acc, show)
         out: list[dict | None] = [None] * len(encs)
 
         def finished(idx: list[int], arrays: list[np.ndarray]) -> None:
@@ -181,12 +205,3 @@ class ImplicitPRM:
                separator: str = "\n\n") -> list[Encoded | None]:
         """Encode data.Samples for scoring (step spans of each response)."""
         return encode_samples(self.encoder, samples, split, step_regex, separator)
-
-    def score(self, prompt: str, steps: list[str] | str, separator: str = "\n\n", split: str = "auto") -> dict:
-        """Score one response given as a list of steps (or a string, split by `split`)."""
-        if isinstance(steps, str):
-            response, spans = steps, step_spans(steps, None, split, None, separator)
-        else:
-            response = separator.join(steps)
-            spans = spans_from_steps(steps, separator)
-        return self.score_encoded([self.encoder.encode(prompt, response, spans)])[0]

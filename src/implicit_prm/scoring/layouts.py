@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..models.chat import render_chat
 from ..steps.encoding import Encoded, Overlong
 
 
@@ -59,10 +60,6 @@ def math_shepherd(tok, question: str, steps: Sequence[str], tag: str, tag_id: in
     return ids, _find_tokens(enc["offset_mapping"], ids, ends, tag_id, f"step tag {tag!r}")
 
 
-def _render(tok, messages, generation_prompt: bool = False) -> str:
-    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-
-
 def rlhflow(tok, question: str, steps: Sequence[str], plus: str, plus_id: int) -> tuple[list[int], list[int]]:
     """RLHFlow's evaluation: one user turn per step (the first holds the question), each answered "+" by the
     assistant; P(+) of step k is read where the model predicts its assistant "+" (the card's logits[:, -3] of
@@ -72,10 +69,10 @@ def rlhflow(tok, question: str, steps: Sequence[str], plus: str, plus_id: int) -
     for k, step in enumerate(steps):
         conv += [{"role": "user", "content": f"{question} {step}" if k == 0 else step},
                  {"role": "assistant", "content": plus}]
-    full = _render(tok, conv)
+    full = render_chat(tok, conv)
     starts = []
     for k in range(len(steps)):
-        head = _render(tok, conv[:2 * k + 1], generation_prompt=True)
+        head = render_chat(tok, conv[:2 * k + 1], generation_prompt=True)
         if not full.startswith(head) or not full.startswith(plus, len(head)):
             raise ValueError(f"the chat template does not render step {k + 1}'s assistant turn as the generation "
                              "prompt followed by its content; it is not an RLHFlow-style template")
@@ -99,7 +96,7 @@ def token_classification(tok, question: str, steps: Sequence[str], sep: str, sep
     last ("<extra_0>"); `tokenizer.encode` of the rendered text; read at every separator id."""
     messages = ([] if system_prompt is None else [{"role": "system", "content": system_prompt}]) + [
         {"role": "user", "content": question}, {"role": "assistant", "content": sep.join(steps) + sep}]
-    ids = tok(_render(tok, messages))["input_ids"]
+    ids = tok(render_chat(tok, messages))["input_ids"]
     positions = [j for j, t in enumerate(ids) if t == sep_id]
     if len(positions) != len(steps):
         raise ValueError(f"{len(positions)} separator tokens {sep!r} in the input for {len(steps)} steps; the "
@@ -113,7 +110,7 @@ def orm(tok, question: str, steps: Sequence[str], separator: str) -> tuple[list[
     token. Each earlier step is also read at its last token (a prefix of the response, without the template's
     end of turn: a reading the model was not trained for)."""
     content = separator.join(steps)
-    text = _render(tok, [{"role": "user", "content": question}, {"role": "assistant", "content": content}])
+    text = render_chat(tok, [{"role": "user", "content": question}, {"role": "assistant", "content": content}])
     bos = getattr(tok, "bos_token", None)
     if bos and text.startswith(bos):
         text = text[len(bos):]

@@ -1,6 +1,6 @@
 """Scorers that read a value at one position per step (every format but `implicit`): `ReadoutPRM`, and
 `load_readout`, which builds one for a format: its model head (heads.py), its input layout (layouts.py, or the
-tag-after-each-step encoding of a step-tag model trained here: step_tags.py) and its token ids, all from the
+tag-after-each-step encoding of a step-tag model trained here: steps/tags.py) and its token ids, all from the
 checkpoint's tokenizer.
 """
 from __future__ import annotations
@@ -14,25 +14,21 @@ import torch
 from ..core.distributed import ProcessGroup, SingleProcess, default_device
 from ..core.errors import ConfigError, UserError
 from ..core.precision import resolve_precision
-from ..data.formats import Sample
+from ..flops.counting import ModelShape
 from ..models.heads import SequenceValues, StepLogits, TokenClassLogits
 from ..models.loading import fingerprint, load_model, load_tokenizer, resolve
 from ..models.metadata import PRMMetadata, read_metadata
-from ..rewards import aggregate_probabilities
+from ..rewards import aggregate
 from ..steps.encoding import Encoded, Encoder, encode_samples
 from ..steps.tags import encode_tagged, resolve_tag, single_token
 from . import layouts
 from .detect import raw_config
-from .forward import step_probabilities
+from .forward import step_values
+from .protocol import LocalScorer
 from .schema import readout_schema
 
 # the system message of Qwen2.5-Math-PRM's model card (the token-classification format's default)
 QWEN_PRM_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
-
-
-def aggregate_logits(v: list[float]) -> dict[str, float]:
-    """Response scores from per-step reward-model logits: last (the model card's score), min and mean."""
-    return {"last": v[-1], "min": min(v), "mean": sum(v) / len(v)}
 
 
 def readout_record(values: np.ndarray, boundary0: bool, schema: dict) -> dict:
@@ -42,7 +38,7 @@ def readout_record(values: np.ndarray, boundary0: bool, schema: dict) -> dict:
     rec = {}
     if boundary0:
         rec["start_value"], v = v[0], v[1:]
-    scores = aggregate_probabilities(v) if schema["scale"] == "probability" else aggregate_logits(v)
+    scores = aggregate(v, schema["scale"])
     rec.update({"step_rewards": v, "q_values": v, "scores": scores, "reward_schema": schema})
     return rec
 
@@ -51,21 +47,39 @@ def _steps(response: str, spans) -> list[str]:
     return [response[s:e].strip() for s, e in spans]
 
 
-class ReadoutPRM:
-    """`load_scorer(dir).score(prompt, steps)`: a value per step read at one position each (see the module doc)."""
-
-    ref = None
-    beta = None
+class ReadoutPRM(LocalScorer):
+    """`load_scorer(dir).score(prompt, steps)`: a value per step read at one position each (see the module doc).
+    `model` is a head of models/heads.py; `schema` (readout_schema) names the format and the scale."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, encode_one: Callable, schema: dict, boundary0: bool = False,
                  template: str = "auto", system_prompt: str | None = None, precision: str = "auto",
-                 device: str | torch.device = "cpu", batch_tokens: int = 8192, key: str = ""):
-        self.model, self.tok, self.encode_one, self.schema = model, tokenizer, encode_one, schema
+                 device: str | torch.device = "cpu", batch_tokens: int = 8192, key: str = "", name: str = ""):
+        self.model, self.tok, self.encode_one, self._schema = model, tokenizer, encode_one, schema
+        self.format, self.name = schema["format"], name
         self.boundary0, self.template, self.system_prompt = boundary0, template, system_prompt
         self.device = torch.device(device)
         self.precision = resolve_precision(self.device, precision)
         self.batch_tokens, self._key = batch_tokens, key
         self._own_key: str | None = None
+
+    @property
+    def schema(self) -> dict:
+        return self._schema
+
+    @property
+    def reference(self) -> None:
+        return None  # a readout scorer runs its own model only
+
+    @property
+    def lora(self) -> bool:
+        return hasattr(self.model.lm, "peft_config")
+
+    @property
+    def flops_shape(self) -> ModelShape:
+        return self.model.flops_shape(self.name)
+
+    def resolved_settings(self) -> dict:
+        return {"template": self.template, "system_prompt": self.system_prompt}
 
     @property
     def own_key(self) -> str:
@@ -85,31 +99,22 @@ class ReadoutPRM:
 
         def on_batch(idx: list[int], arrays: list[np.ndarray]) -> None:
             for i, a in zip(idx, arrays):
-                out[i] = readout_record(a, self.boundary0, self.schema)
+                out[i] = readout_record(a, self.boundary0, self._schema)
                 if encs[i].truncated:
                     out[i]["truncated"] = True
                 if on_record is not None:
                     on_record(i, out[i])
 
-        step_probabilities(self.model, encs, self.boundary0, self.tok.pad_token_id, self.device, self.precision,
-                           self.batch_tokens, show, (acc.process_index, acc.num_processes), on_batch,
-                           sigmoid=self.schema["scale"] == "probability")
+        step_values(self.model, encs, self.boundary0, self.tok.pad_token_id, self.device, self.precision,
+                    self.batch_tokens, show, (acc.process_index, acc.num_processes), on_batch,
+                    sigmoid=self._schema["scale"] == "probability")
         return out
-
-    def score(self, prompt: str, steps: list[str] | str, separator: str = "\n\n", split: str = "auto") -> dict:
-        """Score one response given as a list of steps (or a string, split by `split`), as ImplicitPRM.score."""
-
-        if isinstance(steps, str):
-            sample = Sample(prompt, steps, None, None, {}, ("<api>", 0), 0, 0)
-        else:
-            sample = Sample(prompt, separator.join(steps), None, list(steps), {}, ("<api>", 0), 0, 0)
-        return self.score_encoded(self.encode([sample], split, separator=separator))[0]
 
 
 def _trained_step_tag(prm: str, meta: PRMMetadata, template: str, system_prompt: str | None, max_length: int,
                       overlong: str, **kw) -> ReadoutPRM:
     """A step-tag PRM or outcome verifier trained here: its tag inserted as a token id after each step, in the
-    template it was trained with (step_tags.encode_tagged)."""
+    template it was trained with (steps.tags.encode_tagged)."""
     tok = load_tokenizer(prm)
     tag = resolve_tag(tok, meta.step_tag or "auto", meta.plus_token, meta.minus_token)
     model = StepLogits(load_model(prm), tag.plus_id, tag.minus_id)
@@ -119,7 +124,7 @@ def _trained_step_tag(prm: str, meta: PRMMetadata, template: str, system_prompt:
     scorer = "orm" if meta.objective == "orm" else "step_prm"
     out = ReadoutPRM(model, tok, lambda p, r, spans: encode_tagged(encoder, p, r, spans, tag.tag_id),
                      readout_schema(scorer, "math-shepherd", "probability"), meta.boundary0, template,
-                     system_prompt, key=str(tag.tag_id), **kw)
+                     system_prompt, key=str(tag.tag_id), name=prm, **kw)
     print(f"[implicit-prm] PRM {prm}: {meta.describe()}; scoring in {out.precision}", flush=True)
     return out
 
@@ -208,6 +213,6 @@ def load_readout(prm: str, fmt: str, step_tag: str | None = None, plus_token: st
     else:
         raise ConfigError(f"unknown format {fmt!r}")
     out = ReadoutPRM(model.to(device).eval(), tok, encode, schema, False, "auto", system_prompt, device=device,
-                     key=key, **kw)
+                     key=key, name=prm, **kw)
     print(f"[implicit-prm] PRM {prm}: {fmt} format; scoring in {out.precision}", flush=True)
     return out

@@ -1,18 +1,21 @@
-"""An HTTP client of `implicit-prm serve` with the scorer interface search needs (`score_samples`)."""
+"""An HTTP client of `implicit-prm serve`: a `Scorer` (protocol.py) whose model runs on the server."""
 from __future__ import annotations
 
 import json
 import os
 import urllib.error
 import urllib.request
+from typing import Sequence
 
 from ..core.errors import UserError
+from ..data.formats import Sample
 
 
 class RemoteScorer:
-    """POST /score for whole partial solutions: `score_samples(samples)` -> the server's records."""
+    """POST /score for whole responses: `score_samples(samples)` -> the server's records (each with the
+    reward_schema of the server's scorer)."""
 
-    ref = None
+    format = "remote"
 
     def __init__(self, url: str, api_key_env: str = "IMPLICIT_PRM_API_KEY", timeout: float = 600.0):
         self.url, self.timeout = url.rstrip("/"), timeout
@@ -32,6 +35,13 @@ class RemoteScorer:
             raise UserError(f"{self.url}: cannot reach the reward server ({e.reason}); is `implicit-prm serve` "
                             "running?") from None
 
-    def score_samples(self, samples) -> list[dict]:
+    def score_samples(self, samples: Sequence[Sample], split: str = "auto", step_regex: str | None = None,
+                      separator: str = "\n\n") -> list[dict]:
+        """The server splits a response given as text by its own --split; steps given as a list are sent as
+        such (`split`, `step_regex` and `separator` are the server's settings, not the caller's)."""
         return self._post("/score", [{"prompt": s.prompt, "steps": s.steps} if s.steps is not None
                                      else {"prompt": s.prompt, "response": s.response} for s in samples])
+
+    def score(self, prompt: str, steps: list[str] | str, separator: str = "\n\n", split: str = "auto") -> dict:
+        body = {"prompt": prompt, "response": steps} if isinstance(steps, str) else {"prompt": prompt, "steps": steps}
+        return self._post("/score", body)

@@ -26,7 +26,7 @@ def implicit_schema(beta: float, reference_free: bool = False) -> dict:
 
 
 def readout_schema(scorer: str, fmt: str, scale: str = "probability") -> dict:
-    """A value read at one position per step (scorers/readout.py). scorer 'step_prm' (P(+) at each step: formats
+    """A value read at one position per step (scoring/readout.py). scorer 'step_prm' (P(+) at each step: formats
     math-shepherd, rlhflow, token-classification) or 'orm' (an outcome model); `format` is the --format that
     read it. step_rewards: the value at each step; q_values: the same (a step's value already judges the prefix
     it ends); scores: min / last / prod / mean of probabilities, or last / min / mean of logits (scale 'logit':

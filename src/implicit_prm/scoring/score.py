@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Sequence
 
 from ..core.config import field
 from ..core.distributed import process_state
@@ -13,51 +13,30 @@ from ..core.results import write_result
 from ..core.resume import PartialFile, run_signature
 from ..data import read_samples
 from ..data.sources import input_source
-from ..flops.counting import ModelShape
 from ..flops.ledger import Ledger
-from ..models.heads import StepLogits
+from ..steps.encoding import Encoded
 from .load import load_scorer
+from .protocol import LocalScorer
+from .settings import ScorerSettings
 
 # Fields that may change between a killed run and its restart without changing the records.
 FREE_ON_RESUME = ("output", "progress", "batch_tokens", "logprob_cache")
 
 
 @dataclass
-class ScoreConfig:
+class ScoreConfig(ScorerSettings):
     input: str = field(help="responses to score (JSONL/JSON, any input format incl. PRMBench), or a benchmark name "
                             "processbench:<gsm8k|math|olympiadbench|omnimath>")
     output: str = field(help="output JSONL: one record per response with step_rewards, q_values, scores")
-    prm: str = field(help="the scorer: a PRM trained here (an implicit PRM, or a step-tag model from --objective "
-                          "step_bce|orm), a released PRM or ORM (see --format), any causal LM, or an adapter")
-    format: Literal["auto", "implicit", "math-shepherd", "rlhflow", "token-classification", "orm"] = field(
-        "auto", help="how the checkpoint scores: implicit (beta * log-ratio; EurusPRM), math-shepherd (P(+) at 'ки'),"
-                     " rlhflow (P(+) at each assistant turn), token-classification (Qwen2.5-Math-PRM, <extra_0>), "
-                     "orm (a sequence-classification reward model); auto reads it from the checkpoint and refuses "
-                     "when it cannot tell")
-    trust_remote_code: bool = field(False, help="run modeling code the checkpoint ships (Qwen2.5-Math-PRM)")
-    step_tag: Optional[str] = field(None, help="the token after each step (default: math-shepherd 'ки', "
-                                               "token-classification '<extra_0>')")
-    plus_token: str = field("+", help="math-shepherd, rlhflow: the token whose probability is a step's score")
-    minus_token: str = field("-", help="math-shepherd, rlhflow: the token against it")
-    ref: Optional[str] = field(None, help="reference model (default: from the PRM's implicit_prm.json; for a LoRA "
-                                          "PRM, its base with the adapter disabled)")
-    reference_free: bool = field(False, help="reward = beta * log pi_theta, no reference model")
-    beta: Optional[float] = field(None, help="reward scale (default: the PRM's training beta, else 0.05)")
     split: Literal["auto", "steps", "markers", "blank", "regex"] = field(
         "auto", help="step boundaries: the input's steps list, 'Step k:' markers, blank lines, or --step-regex")
     step_regex: Optional[str] = field(None, help="with --split regex: a regex matching the text that ends a step")
     step_separator: str = field("\n\n", help="joins the 'steps' of pre-split inputs")
-    template: Literal["auto", "chat", "plain"] = field("auto", help="prompt format (default: as the PRM was trained)")
-    system_prompt: Optional[str] = field(None, help="system message for the chat template (default: as the PRM "
-                                                    "was trained)")
     max_length: int = field(4096, help="max tokens of prompt + response")
     overlong: Literal["error", "skip", "truncate"] = field("error", help="longer sequences: fail, leave out, or "
                                                                          "score only the first max_length tokens")
     token_rewards: bool = field(False, help="also write per-token rewards")
     batch_tokens: int = field(8192, help="padded tokens per batch")
-    precision: Literal["auto", "bf16", "fp32"] = field("auto", help="bf16 autocast where fast, else fp32",
-                                                      aliases=("dtype",))
-    logprob_cache: str = field("", help="log-prob cache file ('' = default, 'none' = off)", aliases=("ref_cache",))
     progress: bool = field(True, help="show progress bars")
 
 
@@ -71,16 +50,14 @@ def score(cfg: ScoreConfig) -> Path:
     state = process_state()
     out = Path(cfg.output)
     samples = read_samples(cfg.input, cfg.step_separator)
-    prm = load_scorer(cfg.prm, cfg.format, cfg.ref, cfg.reference_free, cfg.beta, cfg.step_tag, cfg.plus_token,
-                      cfg.minus_token, cfg.trust_remote_code, device=str(state.device), template=cfg.template,
-                      system_prompt=cfg.system_prompt, precision=cfg.precision, max_length=cfg.max_length,
-                      logprob_cache=cfg.logprob_cache, batch_tokens=cfg.batch_tokens, overlong=cfg.overlong,
-                      separator=cfg.step_separator)
+    prm = load_scorer(cfg, device=str(state.device), max_length=cfg.max_length, batch_tokens=cfg.batch_tokens,
+                      overlong=cfg.overlong, separator=cfg.step_separator)
     encs = prm.encode(samples, cfg.split, cfg.step_regex, cfg.step_separator)
     source = Path(input_source(cfg.input))  # a file, or a benchmark name's local file ('hf://...': no stat)
     st = source.stat() if source.exists() else None
     signature = run_signature(cfg, FREE_ON_RESUME, input_size=st and st.st_size, input_mtime_ns=st and st.st_mtime_ns,
-                              prm_key=prm.own_key, ref=prm.ref, resolved_beta=prm.beta, resolved_precision=prm.precision)
+                              prm_key=prm.own_key, ref=prm.reference, resolved_beta=prm.resolved_settings().get("beta"),
+                              resolved_precision=prm.precision)
     partial = PartialFile(out.with_name(out.name + ".partial"), signature, state.process_index)
     done = {item["i"]: item["r"] for item in partial.read()}
     if done and state.is_main_process:
@@ -100,9 +77,8 @@ def score(cfg: ScoreConfig) -> Path:
     state.wait_for_everyone()
     if state.is_main_process:
         done = {item["i"]: item["r"] for item in partial.read()}
-        resolved = dataclasses.replace(cfg, beta=prm.beta, template=prm.template, ref=prm.ref,
-                                       system_prompt=prm.system_prompt)
-        ledger(cfg, prm, encs).write(out)  # before the output: one with its config beside it is finished
+        resolved = dataclasses.replace(cfg, **prm.resolved_settings())
+        score_ledger(prm, encs).write(out)  # before the output: one with its config beside it is finished
         n = write_result(out, scored_records(samples, encs, done), resolved, write=write_jsonl)
         partial.remove()
         n_skipped = sum(e is None for e in encs)
@@ -113,26 +89,15 @@ def score(cfg: ScoreConfig) -> Path:
     return out
 
 
-def ledger(cfg: ScoreConfig, prm, encs):
+def score_ledger(prm: LocalScorer, encs: Sequence[Encoded | None]) -> Ledger:
     """The forward tokens of scoring: the scorer's pass over every scored sequence and, for an implicit PRM, the
     reference's (counted in full even where the log-prob cache served them, or a shared prompt ran once)."""
-
-    led = Ledger(scorer_shape(prm, cfg.prm), "score", lora=hasattr(prm.model.lm, "peft_config"))
+    led = Ledger(prm.flops_shape, "score", lora=prm.lora)
     lengths = [len(e) for e in encs if e is not None]
     led.add_forward(lengths, kind="score")
-    if prm.ref is not None:
+    if prm.reference is not None:
         led.add_forward(lengths, kind="reference")
     return led
-
-
-def scorer_shape(prm, name: str):
-    """The FLOPs shape (flops.ModelShape) of a loaded scorer's model."""
-
-    lm = prm.model.lm
-    shape = ModelShape.from_model(lm, name)
-    if isinstance(prm.model, StepLogits):  # a step-tag scorer's head computes two logits, not the vocab's
-        shape = shape.step_tag(*lm.get_output_embeddings().weight.shape)
-    return shape
 
 
 def scored_records(samples, encs, done: dict[int, dict]):

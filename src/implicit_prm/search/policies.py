@@ -13,6 +13,8 @@ from ..core.errors import UserError
 from ..data import solver, solver_text
 from ..data.chains import parse_prompt
 from ..data.solver import initial_state, make_profile
+from ..flops.counting import SMOLLM2_135M, ModelShape
+from ..flops.ledger import Ledger
 from ..models.chat import chat_text
 from .strategies import Proposal
 
@@ -27,16 +29,18 @@ class SolverState:
 
 
 class SolverPolicy:
-    """Next steps of the built-in solver for built-in prompts (data.builtin.parse_prompt). Each proposal draws its
+    """Next steps of the built-in solver for built-in prompts (data.chains.parse_prompt). Each proposal draws its
     error from its own seeded stream; a solution's wording follows the surface seed of its first step.
-    `tok` counts the tokens of each step (the budget a real policy would spend). `ledger` (a flops.Ledger, when
-    set) counts them as an LM policy that keeps each beam's KV cache would run them: the chat-formatted prompt
-    prefilled once, each step generated after its prefix."""
+    `tok` counts the tokens of each step (the budget a real policy would spend). A ledger (flops.Ledger) given to
+    root and propose counts them as SmolLM2-135M keeping each beam's KV cache would run them: the chat-formatted
+    prompt prefilled once, each step generated after its prefix."""
+
+    simulated = True
+    flops_shape = ModelShape.from_config(SMOLLM2_135M)
 
     def __init__(self, tok, seed: int = 0, rate_scale: float = 1.0, separator: str = "\n\n"):
         self.tok, self.seed, self.rate_scale, self.sep = tok, seed, rate_scale, separator
         self._problems: dict[str, tuple] = {}
-        self.ledger = None
 
     def _problem(self, prompt: str):
         if prompt not in self._problems:
@@ -50,14 +54,15 @@ class SolverPolicy:
             self._problems[prompt] = (problem, make_profile(problem, self.seed, self.rate_scale))
         return self._problems[prompt]
 
-    def root(self, prompt: str) -> SolverState:
+    def root(self, prompt: str, ledger: Ledger | None = None) -> SolverState:
 
         n = len(self.tok(chat_text(self.tok, prompt, None), add_special_tokens=False)["input_ids"])
-        if self.ledger is not None:
-            self.ledger.add_generation(n, 0, True, LEDGER_KIND, "scoring")
+        if ledger is not None:
+            ledger.add_generation(n, 0, True, LEDGER_KIND, "scoring")
         return SolverState(initial_state(self._problem(prompt)[0]), None, n)
 
-    def propose(self, prompt: str, states: Sequence[SolverState], k: int, seed: int) -> list[list[Proposal]]:
+    def propose(self, prompt: str, states: Sequence[SolverState], k: int, seed: int,
+                ledger: Ledger | None = None) -> list[list[Proposal]]:
 
         problem, profile = self._problem(prompt)
         out = []
@@ -74,8 +79,8 @@ class SolverPolicy:
                 if done:
                     text += " " + solver_text.write_final(style, new.value)
                 n = len(self.tok.encode(text + ("" if done else self.sep), add_special_tokens=False))
-                if self.ledger is not None:
-                    self.ledger.add_generation(st.tokens, n, False, LEDGER_KIND, "scoring")
+                if ledger is not None:
+                    ledger.add_generation(st.tokens, n, False, LEDGER_KIND, "scoring")
                 props.append(Proposal(text, done, SolverState(new, surface, st.tokens + n), n))
             out.append(props)
         return out
@@ -102,26 +107,29 @@ class SeparatorStop:
 class HFPolicy:
     """Sample next steps from a causal LM: its chat template opens the answer, generation stops after the step
     separator (or EOS, which ends the solution). The step's token ids are passed on when the scorer shares the
-    policy's tokenizer, so incremental scoring reads exactly the generated tokens. `ledger` (a flops.Ledger,
-    when set) counts what runs: each sample's prefix prefilled again every round (no cache is kept between
+    policy's tokenizer, so incremental scoring reads exactly the generated tokens. A ledger (flops.Ledger) given
+    to propose counts what runs: each sample's prefix prefilled again every round (no cache is kept between
     rounds), then its own generated tokens."""
 
+    simulated = False
+
     def __init__(self, model, tok, temperature: float = 0.8, top_p: float = 1.0, max_step_tokens: int = 128,
-                 separator: str = "\n\n", system_prompt: str | None = None, share_ids: bool = False):
+                 separator: str = "\n\n", system_prompt: str | None = None, share_ids: bool = False, name: str = ""):
         self.model, self.tok = model, tok
+        self.flops_shape = ModelShape.from_model(model, name)
         self.temperature, self.top_p, self.max_step_tokens = temperature, top_p, max_step_tokens
         self.sep, self.system_prompt, self.share_ids = separator, system_prompt, share_ids
         eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None else tok.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos])
         self._stop: SeparatorStop | None = None
-        self.ledger = None
 
-    def root(self, prompt: str) -> list[int]:
+    def root(self, prompt: str, ledger: Ledger | None = None) -> list[int]:
 
         return self.tok(chat_text(self.tok, prompt, self.system_prompt), add_special_tokens=False)["input_ids"]
 
     @torch.no_grad()
-    def propose(self, prompt: str, states: Sequence[list[int]], k: int, seed: int) -> list[list[Proposal]]:
+    def propose(self, prompt: str, states: Sequence[list[int]], k: int, seed: int,
+                ledger: Ledger | None = None) -> list[list[Proposal]]:
         pad = self.tok.pad_token_id
         width = max(len(s) for s in states)
         ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in states], device=self.model.device)
@@ -156,7 +164,7 @@ class HFPolicy:
             elif not done and len(step) < self.max_step_tokens:
                 done = True  # stopped on padding: the model ended
             n = len(step) + int(done)
-            if self.ledger is not None:
-                self.ledger.add_generation(len(parent), n, True, LEDGER_KIND, "scoring")
+            if ledger is not None:
+                ledger.add_generation(len(parent), n, True, LEDGER_KIND, "scoring")
             out[row // k].append(Proposal(text, done, list(parent) + step, n, list(step) if self.share_ids else None))
         return out

@@ -5,36 +5,32 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from ..core.config import field
 from ..core.errors import ConfigError
 from ..core.io import write_jsonl
 from ..core.results import write_result
 from ..core.resume import PartialFile, run_signature
-from ..data.benchmarks import load_problems
+from ..data.benchmarks import Problem, load_problems
 from ..data.grading import grade
-from ..flops.counting import SMOLLM2_135M, ModelShape
 from ..flops.ledger import Ledger, ledger_from_dict
-from ..models import loading as models
-from ..models.loading import load_tokenizer
+from ..models.loading import DEFAULT_MODEL, load_model, load_tokenizer
 from ..scoring.load import load_scorer
 from ..scoring.remote import RemoteScorer
-from ..scoring.score import scorer_shape
+from ..scoring.settings import ScorerSettings
 from .policies import HFPolicy, SolverPolicy
-from .scoring import IncrementalImplicitScorer, WholeTextScorer
-from .strategies import Search, run_strategy
+from .scoring import IncrementalImplicitScorer, RemoteTextScorer, WholeTextScorer
+from .strategies import Proposer, Search, SearchLedgers, StepScorer, run_strategy
 
 FREE_ON_RESUME = ("output", "progress")
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(ScorerSettings):
     problems: str = field(help="problems: a JSONL/JSON file ({prompt|problem|question, answer}; built-in data "
                                "works) or a name (gsm8k:test, math500, ...)")
     output: str = field(help="output JSONL: one record per problem")
-    prm: str = field(help="the PRM: a directory (scored incrementally when it is an implicit PRM), or "
-                          "http://HOST:PORT of `implicit-prm serve`")
     policy: str = field("solver", help="'solver': the built-in simulated solver (built-in problems only), or a "
                                        "causal LM (embedded name, local dir, hub id)")
     strategy: Literal["best-of-n", "beam", "dvts"] = field("beam", help="search strategy")
@@ -48,15 +44,12 @@ class SearchConfig:
     separator: str = field("\n\n", help="the text that ends a step")
     incremental: bool = field(True, help="implicit PRMs: extend KV caches step by step (else re-score whole "
                                          "partial solutions)")
-    ref: Optional[str] = field(None, help="reference model (default: the PRM's)")
-    reference_free: bool = field(False, help="reward = beta * log pi_theta")
-    beta: Optional[float] = field(None, help="reward scale (default: the PRM's)")
-    precision: Literal["auto", "bf16", "fp32"] = field("auto", help="bf16 autocast where fast, else fp32")
     n_problems: int = field(0, help="the first N problems only (0: all)")
     seed: int = field(0, help="seed of the policy's samples (each problem draws its own from it)")
     solver_seed: int = field(-1, help="solver policy: the error model's seed (-1: the problem record's "
                                       "solver.seed, else 0)")
     progress: bool = field(True, help="show progress")
+
 
     def __post_init__(self):
         if self.n < 1 or self.beam_width < 1 or self.max_steps < 1:
@@ -66,51 +59,39 @@ class SearchConfig:
                               f"{self.strategy}")
 
 
-def build(cfg: SearchConfig):
-    """(policy, scorer) for the config; scorer.shape and policy.shape are their models' FLOPs shapes
-    (flops.ModelShape; None for a remote PRM: unknown), for the budget's FLOPs."""
-
+def build(cfg: SearchConfig) -> tuple[Proposer, StepScorer]:
+    """(policy, step scorer) for the config; each knows its own FLOPs shape."""
     if cfg.prm.startswith(("http://", "https://")):
-
-        scorer = WholeTextScorer(RemoteScorer(cfg.prm), cfg.separator)
-        scorer.shape, scorer.lora = None, False
+        scorer: StepScorer = RemoteTextScorer(RemoteScorer(cfg.prm), cfg.separator)
         tok = None
     else:
-        prm = load_scorer(cfg.prm, "auto", cfg.ref, cfg.reference_free, cfg.beta, precision=cfg.precision)
+        prm = load_scorer(cfg)
         tok = prm.tok
-        if cfg.incremental and prm.beta is not None:
+        if cfg.incremental and prm.format == "implicit":
             scorer = IncrementalImplicitScorer(prm, cfg.separator)
         else:
             scorer = WholeTextScorer(prm, cfg.separator)
-        scorer.shape, scorer.lora = scorer_shape(prm, cfg.prm), hasattr(prm.model.lm, "peft_config")
     if cfg.policy == "solver":
-        if tok is None:
-
-            tok = load_tokenizer(models.DEFAULT_MODEL)
-        policy = SolverPolicy(tok, max(cfg.solver_seed, 0), separator=cfg.separator)
-        policy.shape = ModelShape.from_config(SMOLLM2_135M)  # counted as SmolLM2-135M generating it
-        return policy, scorer
-    lm_tok = models.load_tokenizer(cfg.policy)
+        tok = tok or load_tokenizer(DEFAULT_MODEL)
+        return SolverPolicy(tok, max(cfg.solver_seed, 0), separator=cfg.separator), scorer
+    lm_tok = load_tokenizer(cfg.policy)
     lm_tok.padding_side = "left"
-    model = models.load_model(cfg.policy).eval()
+    model = load_model(cfg.policy).eval()
     share = tok is not None and lm_tok.get_vocab() == tok.get_vocab()
-    policy = HFPolicy(model, lm_tok, cfg.temperature, max_step_tokens=cfg.max_step_tokens, separator=cfg.separator,
-                      share_ids=share)
-    policy.shape = ModelShape.from_model(model, cfg.policy)
-    return policy, scorer
+    return HFPolicy(model, lm_tok, cfg.temperature, max_step_tokens=cfg.max_step_tokens, separator=cfg.separator,
+                    share_ids=share, name=cfg.policy), scorer
 
 
-def new_ledgers(policy, scorer) -> dict:
+def new_ledgers(policy: Proposer, scorer: StepScorer) -> SearchLedgers:
     """Fresh FLOPs ledgers (flops.Ledger) for the policy and the scorer (None where the shape is unknown)."""
+    pol = (Ledger.simulated_policy("search", policy.flops_shape) if policy.simulated
+           else Ledger(policy.flops_shape, "search"))
+    prm = None if scorer.flops_shape is None else Ledger(scorer.flops_shape, "search", lora=scorer.lora)
+    return SearchLedgers(pol, prm)
 
-    simulated = isinstance(policy, SolverPolicy)
-    pol = Ledger.simulated_policy("search", policy.shape) if simulated else Ledger(policy.shape, "search")
-    prm = None if scorer.shape is None else Ledger(scorer.shape, "search", lora=scorer.lora)
-    return {"policy": pol, "prm": prm}
 
-
-def budget(generated: int, prm_tokens: int, rounds: int, explored: int, ledgers: dict) -> dict:
-    """What a problem's search spent: tokens, and FLOPs by the ledgers' conventions (flops.py: weights 2P per
+def budget(generated: int, prm_tokens: int, rounds: int, explored: int, ledgers: SearchLedgers) -> dict:
+    """What a problem's search spent: tokens, and FLOPs by the ledgers' conventions (flops/ledger.py: weights 2P per
     token, attention over each token's causal context). The policy's FLOPs (the solver's counted as SmolLM2-135M
     generating its steps with per-beam KV caches; an LM policy's as it ran them, its prefix prefilled again each
     round), and the PRM's with its reference (what ran: incremental scoring runs only each new step; a remote
@@ -127,16 +108,16 @@ def problem_seed(seed: int, problem) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}\0{problem.id}\0{problem.question}".encode()).digest()[:4], "big")
 
 
-def search_problem(cfg: SearchConfig, problem, policy, scorer, ledgers: dict | None = None) -> dict:
+def search_problem(cfg: SearchConfig, problem: Problem, policy: Proposer, scorer: StepScorer,
+                   ledgers: SearchLedgers | None = None) -> dict:
     """Search one problem; its output record. Its FLOPs are counted in `ledgers` (new_ledgers; fresh ones when not
     given)."""
 
     t0 = time.time()
     tokens0 = scorer.prm_tokens
     ledgers = new_ledgers(policy, scorer) if ledgers is None else ledgers
-    policy.ledger, scorer.ledger = ledgers["policy"], ledgers["prm"]
     s = Search(problem.question, policy, scorer, cfg.agg, cfg.max_steps, cfg.token_budget,
-               problem_seed(cfg.seed, problem))
+               problem_seed(cfg.seed, problem), ledgers)
     best, final = run_strategy(s, cfg.strategy, cfg.n, cfg.beam_width)
     response = cfg.separator.join(best.steps)
     rec = {"problem_id": problem.id, "prompt": problem.question, "answer": problem.answer,
@@ -167,7 +148,8 @@ def search(cfg: SearchConfig) -> Path:
         cfg = replace(cfg, solver_seed=seeds.pop() if len(seeds) == 1 else 0)
     out = Path(cfg.output)
     partial = PartialFile(out.with_name(out.name + ".partial"), run_signature(cfg, FREE_ON_RESUME))
-    items = {item["i"]: item for item in partial.read() if "flops" in item}  # older partials lack ledgers: redo
+    items = {item["i"]: item for item in partial.read() if "flops" in item}  # compatibility: partials from before search counted FLOPs lack "flops"; searched again; remove in 0.3 (with a
+    # signature bump)
     done = {i: item["r"] for i, item in items.items()}
     if done:
         print(f"[implicit-prm] resuming: {len(done)} of {len(problems)} problems already searched", flush=True)
@@ -177,7 +159,7 @@ def search(cfg: SearchConfig) -> Path:
     for item in items.values():
         for k, d in item["flops"].items():
             if d is not None:
-                totals[k].absorb(ledger_from_dict(d, partial.path))
+                getattr(totals, k).absorb(ledger_from_dict(d, partial.path))
     bar = tqdm(total=len(problems), initial=len(done), desc=f"search ({cfg.strategy})", unit="problem",
                disable=not cfg.progress)
     with partial.appender() as f:
@@ -189,13 +171,13 @@ def search(cfg: SearchConfig) -> Path:
             f.add({"i": i, "r": done[i], "flops": {k: None if v is None else v.to_dict() for k, v in ledgers.items()}})
             for k, v in ledgers.items():
                 if v is not None:
-                    totals[k].absorb(v)
+                    getattr(totals, k).absorb(v)
             bar.update(1)
     bar.close()
     records = [done[i] for i in range(len(problems))]
-    if totals["prm"] is not None:  # before the output: one with its config beside it is finished
-        totals["prm"].write(out)
-    totals["policy"].write(out.with_name(out.name + ".policy"))
+    if totals.prm is not None:  # before the output: one with its config beside it is finished
+        totals.prm.write(out)
+    totals.policy.write(out.with_name(out.name + ".policy"))
     write_result(out, records, cfg, write=write_jsonl)
     partial.remove()
     graded = [r["correct"] for r in records if "correct" in r]

@@ -19,7 +19,7 @@ generated; then the rewards are those of one pass over the same ids, and may dif
 text (`benchmarks/search_incremental.py` reports by how much).
 
 Whole-text (`WholeTextScorer`): each child's full partial solution (with its trailing separator while it goes on)
-is scored from scratch by any scorer (load_scorer: every format, and the HTTP client of `serve`).
+is scored from scratch by any local scorer (load_scorer: every format), or by a reward server (`RemoteTextScorer`).
 """
 from __future__ import annotations
 
@@ -33,10 +33,13 @@ import torch
 
 from ..core.precision import autocast_context
 from ..data.formats import Sample
+from ..flops.ledger import Ledger
 from ..models.loading import load_model
 from ..models.logprobs import chunked_token_logprobs
-from ..scoring.implicit import rewards_record
+from ..scoring.implicit import ImplicitPRM, rewards_record
+from ..scoring.protocol import LocalScorer
 from ..scoring.reference import adapter_disabled
+from ..scoring.remote import RemoteScorer
 from ..steps.encoding import Encoded
 from .strategies import Node, Proposal
 
@@ -66,14 +69,13 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 class IncrementalImplicitScorer:
     """Extend nodes step by step with an ImplicitPRM's models (prm.model.lm and its reference)."""
 
-    def __init__(self, prm, separator: str = "\n\n"):
-
+    def __init__(self, prm: ImplicitPRM, separator: str = "\n\n"):
         self.prm, self.tok, self.sep, self.beta = prm, prm.tok, separator, prm.beta
+        self.flops_shape, self.lora = prm.flops_shape, prm.lora
         self.models = [prm.model.lm]
         if prm.ref is not None:
             self.models.append(prm.model.lm if prm.ref_in_memory else load_model(prm.ref).to(prm.device).eval())
         self.prm_tokens = 0  # tokens run through the PRM and the reference, each counted once per model
-        self.ledger = None  # a flops.Ledger to count what runs in (search sets one per problem)
 
     def _ctx(self, m: int):
         if m == 1 and self.models[1] is self.models[0]:
@@ -81,7 +83,8 @@ class IncrementalImplicitScorer:
         return contextlib.nullcontext()
 
     @torch.no_grad()
-    def _run(self, m: int, rows: list[list[int]], kvs: list | None) -> list[tuple[list, np.ndarray]]:
+    def _run(self, m: int, rows: list[list[int]], kvs: list | None,
+             ledger: Ledger | None) -> list[tuple[list, np.ndarray]]:
         """Run model m on token rows, each after its own cached prefix (`kvs[i]`: per layer (keys, values) of
         shape (1, heads, T_i, d)), or from scratch (kvs None). One batch: prefixes left-padded to the longest
         (masked, with each row's true positions), rows right-padded. Per row: its new cache (prefix + row) and the
@@ -120,14 +123,14 @@ class IncrementalImplicitScorer:
         new_cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values  # transformers 5.x
         layers = [(layer.keys, layer.values) for layer in new_cache.layers]
         self.prm_tokens += sum(lengths)
-        if self.ledger is not None:
-            self.ledger.add_continuation(zip(pasts, lengths), LEDGER_KINDS[m], "scoring")
+        if ledger is not None:
+            ledger.add_continuation(zip(pasts, lengths), LEDGER_KINDS[m], "scoring")
         return [([(k[i:i + 1, :, T - t:T + n].clone(), v[i:i + 1, :, T - t:T + n].clone()) for k, v in layers],
                  logps[i, :n - 1].double().cpu().numpy()) for i, (t, n) in enumerate(zip(pasts, lengths))]
 
-    def root(self, prompt: str) -> PrefixState:
+    def root(self, prompt: str, ledger: Ledger | None = None) -> PrefixState:
         ids = self.prm.encoder.prompt_ids(prompt)
-        kv = [self._run(m, [list(ids)], None)[0][0] for m in range(len(self.models))]
+        kv = [self._run(m, [list(ids)], None, ledger)[0][0] for m in range(len(self.models))]
         return PrefixState(kv, [], [], [np.zeros(0)] * len(self.models), "")
 
     def _encode(self, prompt: str, parent: Node, prop: Proposal) -> tuple[list[int], list[int], str]:
@@ -147,7 +150,8 @@ class IncrementalImplicitScorer:
         enc = self.prm.encoder.encode(prompt, text, spans)
         return enc.response_ids, enc.token_steps, text
 
-    def extend(self, prompt: str, parents: Sequence[Node], proposals: Sequence[Proposal]) -> list[tuple[list, object]]:
+    def extend(self, prompt: str, parents: Sequence[Node], proposals: Sequence[Proposal],
+               ledger: Ledger | None = None) -> list[tuple[list, object]]:
         """All proposals as one batch per model, each continuing its parent's cache from its own reused prefix."""
         p_ids = self.prm.encoder.prompt_ids(prompt)
         P = len(p_ids)
@@ -162,7 +166,7 @@ class IncrementalImplicitScorer:
                 kvs[m].append([(k[:, :, :feed], v[:, :, :feed]) for k, v in st.kv[m]])
             keeps.append(keep)
             encoded.append((resp, steps, text))
-        per_model = [self._run(m, rows, kvs[m]) for m in range(len(self.models))]
+        per_model = [self._run(m, rows, kvs[m], ledger) for m in range(len(self.models))]
         out = []
         for j, (parent, (resp, steps, text)) in enumerate(zip(parents, encoded)):
             st = parent.scorer_state
@@ -175,33 +179,53 @@ class IncrementalImplicitScorer:
 
 
 class WholeTextScorer:
-    """Re-score each child's whole partial solution (steps so far + the new one) with any scorer; no state."""
+    """Re-score each child's whole partial solution (steps so far + the new one) with any local scorer; no state."""
 
-    def __init__(self, scorer, separator: str = "\n\n"):
+    def __init__(self, scorer: LocalScorer, separator: str = "\n\n"):
         self.scorer, self.sep = scorer, separator
+        self.flops_shape, self.lora = scorer.flops_shape, scorer.lora
         self.prm_tokens = 0
-        self.ledger = None  # a flops.Ledger to count what runs in (not for a remote scorer)
 
-    def root(self, prompt: str) -> None:
+    def root(self, prompt: str, ledger: Ledger | None = None) -> None:
         return None
 
-    def extend(self, prompt: str, parents: Sequence[Node], proposals: Sequence[Proposal]) -> list[tuple[list, None]]:
+    def extend(self, prompt: str, parents: Sequence[Node], proposals: Sequence[Proposal],
+               ledger: Ledger | None = None) -> list[tuple[list, None]]:
+        encs = self.scorer.encode(partial_solutions(prompt, parents, proposals, self.sep), "steps", None, self.sep)
+        done = [e for e in encs if e is not None]  # responses to one prompt share its pass (prompt sharing)
+        P = len(done[0].prompt_ids) if done else 0
+        models = LEDGER_KINDS[:2 if self.scorer.reference is not None else 1]
+        self.prm_tokens += (P + sum(len(e.response_ids) for e in done)) * len(models)
+        if ledger is not None and done:
+            for kind in models:
+                ledger.add_forward(P, kind, "scoring")
+                ledger.add_continuation(((P, len(e.response_ids)) for e in done), kind, "scoring")
+        return [(list(r["step_rewards"]), None) for r in self.scorer.score_encoded(encs)]
 
-        samples = []
-        for p, q in zip(parents, proposals):  # an unfinished solution keeps its trailing separator, as incremental
-            steps = p.steps + [q.text + ("" if q.done else self.sep)]
-            samples.append(Sample(prompt, self.sep.join(steps), None, steps, {}, ("<search>", 0), 0, 0))
-        if hasattr(self.scorer, "score_samples"):  # the HTTP client of `serve`
-            recs = self.scorer.score_samples(samples)
-        else:
-            encs = self.scorer.encode(samples, "steps", None, self.sep)
-            done = [e for e in encs if e is not None]  # responses to one prompt share its pass (prompt sharing)
-            P = len(done[0].prompt_ids) if done else 0
-            models = LEDGER_KINDS[:2 if getattr(self.scorer, "ref", None) else 1]
-            self.prm_tokens += (P + sum(len(e.response_ids) for e in done)) * len(models)
-            if self.ledger is not None and done:
-                for kind in models:
-                    self.ledger.add_forward(P, kind, "scoring")
-                    self.ledger.add_continuation(((P, len(e.response_ids)) for e in done), kind, "scoring")
-            recs = self.scorer.score_encoded(encs)
+
+class RemoteTextScorer:
+    """Re-score each child's whole partial solution on a reward server (`implicit-prm serve`); its FLOPs and
+    tokens are the server's, unknown here."""
+
+    flops_shape, lora, prm_tokens = None, False, 0
+
+    def __init__(self, scorer: RemoteScorer, separator: str = "\n\n"):
+        self.scorer, self.sep = scorer, separator
+
+    def root(self, prompt: str, ledger: Ledger | None = None) -> None:
+        return None
+
+    def extend(self, prompt: str, parents: Sequence[Node], proposals: Sequence[Proposal],
+               ledger: Ledger | None = None) -> list[tuple[list, None]]:
+        recs = self.scorer.score_samples(partial_solutions(prompt, parents, proposals, self.sep))
         return [(list(r["step_rewards"]), None) for r in recs]
+
+
+def partial_solutions(prompt: str, parents: Sequence[Node], proposals: Sequence[Proposal], sep: str) -> list[Sample]:
+    """Each proposal appended to its parent as a Sample of steps; an unfinished solution keeps its trailing
+    separator, as incremental scoring does."""
+    samples = []
+    for p, q in zip(parents, proposals):
+        steps = p.steps + [q.text + ("" if q.done else sep)]
+        samples.append(Sample.api(prompt, sep.join(steps), steps, ("<search>", 0)))
+    return samples

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
+from ..flops.counting import ModelShape
+from ..flops.ledger import Ledger
 from ..rewards import aggregate
 
 STRATEGIES = ("best-of-n", "beam", "dvts")
@@ -50,31 +52,59 @@ class Node:
 
 
 class Proposer(Protocol):
-    def root(self, prompt: str) -> Any: ...
+    """The policy. `flops_shape`: the model its generation is counted as; `simulated`: its text is written without
+    a model (then the ledger counts it as `flops_shape` generating it)."""
 
-    def propose(self, prompt: str, states: Sequence[Any], k: int, seed: int) -> list[list[Proposal]]:
-        """k sampled next steps for each state (deterministic given seed)."""
+    flops_shape: ModelShape
+    simulated: bool
+
+    def root(self, prompt: str, ledger: Ledger | None = None) -> Any: ...
+
+    def propose(self, prompt: str, states: Sequence[Any], k: int, seed: int,
+                ledger: Ledger | None = None) -> list[list[Proposal]]:
+        """k sampled next steps for each state (deterministic given seed); what runs is counted in `ledger`."""
 
 
 class StepScorer(Protocol):
-    def root(self, prompt: str) -> Any: ...
+    """The PRM as search uses it. `flops_shape` is None where its FLOPs are unknown (a remote PRM); `prm_tokens`
+    counts the tokens it has run through its models (the PRM and its reference each)."""
 
-    def extend(self, prompt: str, parents: Sequence[Node], proposals: Sequence[Proposal]) -> list[tuple[list, Any]]:
+    flops_shape: ModelShape | None
+    lora: bool
+    prm_tokens: int
+
+    def root(self, prompt: str, ledger: Ledger | None = None) -> Any: ...
+
+    def extend(self, prompt: str, parents: Sequence[Node], proposals: Sequence[Proposal],
+               ledger: Ledger | None = None) -> list[tuple[list, Any]]:
         """(the step rewards of every step, scorer state after the step) of each proposal appended to its parent
-        (earlier steps' rewards may change where the new step re-tokenizes the join)."""
+        (earlier steps' rewards may change where the new step re-tokenizes the join); counted in `ledger`."""
+
+
+@dataclass
+class SearchLedgers:
+    """One problem's FLOPs ledgers: the policy's and the PRM's (None where the PRM's FLOPs are unknown)."""
+
+    policy: Ledger | None = None
+    prm: Ledger | None = None
+
+    def items(self):
+        return (("policy", self.policy), ("prm", self.prm))
 
 
 class Search:
     """One problem's search: expands nodes through the policy and the scorer, keeps the log and the budget."""
 
     def __init__(self, prompt: str, proposer: Proposer, scorer: StepScorer, agg: str = "min", max_steps: int = 10,
-                 token_budget: int = 0, seed: int = 0):
+                 token_budget: int = 0, seed: int = 0, ledgers: SearchLedgers | None = None):
         self.prompt, self.proposer, self.scorer = prompt, proposer, scorer
+        self.ledgers = ledgers or SearchLedgers()
         self.agg, self.max_steps, self.token_budget, self.seed = agg, max_steps, token_budget, seed
         self.explored: list[dict] = []
         self.generated_tokens = 0
         self.rounds = 0
-        self.root = Node(-1, None, [], [], False, proposer.root(prompt), scorer.root(prompt))
+        self.root = Node(-1, None, [], [], False, proposer.root(prompt, self.ledgers.policy),
+                         scorer.root(prompt, self.ledgers.prm))
 
     def score(self, node: Node) -> float:
         return aggregate(node.rewards)[self.agg] if node.rewards else float("-inf")
@@ -85,11 +115,11 @@ class Search:
     def expand(self, nodes: Sequence[Node], k: int) -> list[list[Node]]:
         """k children of each node: sampled steps, scored; every child is logged."""
         proposals = self.proposer.propose(self.prompt, [n.policy_state for n in nodes], k,
-                                          self.seed * 1_000_003 + self.rounds)
+                                          self.seed * 1_000_003 + self.rounds, self.ledgers.policy)
         self.rounds += 1
         parents = [n for n, ps in zip(nodes, proposals) for _ in ps]
         flat = [p for ps in proposals for p in ps]
-        scored = self.scorer.extend(self.prompt, parents, flat)
+        scored = self.scorer.extend(self.prompt, parents, flat, self.ledgers.prm)
         children: list[Node] = []
         for parent, prop, (rewards, state) in zip(parents, flat, scored):
             depth = len(parent.steps) + 1

@@ -22,25 +22,21 @@ import hmac
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from ..core.config import field
 from ..core.errors import InputError, UserError
 from ..data.formats import Sample
+from ..models.chat import assistant_opening
 from ..scoring.load import load_scorer
-from ..steps.encoding import Encoder, encode_samples
+from ..scoring.protocol import LocalScorer
+from ..scoring.settings import ScorerSettings
+from ..steps.encoding import Encoded, Encoder, encode_samples
 from .batcher import Batcher
 
 
 @dataclass
-class ServeConfig:
-    prm: str = field(help="the scorer, as `score --prm` (an implicit PRM dir, a released PRM, ...)")
-    format: Literal["auto", "implicit", "math-shepherd", "rlhflow", "token-classification", "orm"] = field(
-        "auto", help="scoring format, as `score --format`")
-    ref: Optional[str] = field(None, help="reference model (default: the PRM's)")
-    reference_free: bool = field(False, help="reward = beta * log pi_theta, no reference model")
-    beta: Optional[float] = field(None, help="reward scale (default: the PRM's)")
-    trust_remote_code: bool = field(False, help="run modeling code the checkpoint ships")
+class ServeConfig(ScorerSettings):
     host: str = field("127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
     port: int = field(8000, help="port")
     batch_window_ms: float = field(5.0, help="requests arriving within this window are scored together")
@@ -52,8 +48,6 @@ class ServeConfig:
                                     "probability formats)")
     split: Literal["auto", "markers", "blank"] = field("auto", help="step boundaries of a response given as text")
     step_separator: str = field("\n\n", help="joins the steps of {prompt, steps} items")
-    precision: Literal["auto", "bf16", "fp32"] = field("auto", help="bf16 autocast where fast, else fp32")
-    logprob_cache: str = field("", help="implicit PRMs: log-prob cache file ('' = default, 'none' = off)")
     api_key_env: str = field("IMPLICIT_PRM_API_KEY", help="environment variable holding the API key (unset: no key)")
     log_level: str = field("warning", help="uvicorn's log level")
 
@@ -73,8 +67,9 @@ def _text(value: Any, where: str) -> str:
     return value
 
 
-def parse_items(body: Any, max_items: int):
-    """The /score body as data.Samples (and whether it was a list); RequestError naming the bad field."""
+def parse_items(body: Any, max_items: int, separator: str = "\n\n"):
+    """The /score body as data.Samples (and whether it was a list); RequestError naming the bad field. Steps given
+    as a list are joined by `separator` into the response."""
 
     many = isinstance(body, list)
     items = body if many else [body]
@@ -94,27 +89,12 @@ def parse_items(body: Any, max_items: int):
                 raise RequestError(400, "expected a non-empty list of strings", at + "steps")
             for k, s in enumerate(steps):
                 _text(s, f"{at}steps[{k}]")
-            samples.append(Sample(prompt, None, None, list(steps), {}, ("request", i + 1), i, 0))
+            samples.append(Sample.api(prompt, separator.join(steps), list(steps), ("request", i + 1), i))
         elif "response" in item:
-            samples.append(Sample(prompt, _text(item["response"], at + "response"), None, None, {}, ("request", i + 1),
-                                  i, 0))
+            samples.append(Sample.api(prompt, _text(item["response"], at + "response"), None, ("request", i + 1), i))
         else:
             raise RequestError(400, "missing: give 'response' (a string) or 'steps' (a list of strings)", at + "response")
     return samples, many
-
-
-def assistant_opening(tok) -> str | None:
-    """The text a chat template puts before the assistant's answer (what add_generation_prompt adds, e.g.
-    "<|im_start|>assistant\n"); None without a template or where it adds nothing at the end."""
-    if not getattr(tok, "chat_template", None):
-        return None
-    turn = [{"role": "user", "content": "\u2063"}]
-    try:
-        closed = tok.apply_chat_template(turn, tokenize=False, add_generation_prompt=False)
-        opened = tok.apply_chat_template(turn, tokenize=False, add_generation_prompt=True)
-    except Exception:  # noqa: BLE001 - a template that needs other messages: no fallback
-        return None
-    return opened[len(closed):] if opened.startswith(closed) and len(opened) > len(closed) else None
 
 
 def parse_reward_request(body: Any, max_items: int, opening: str | None = None) -> tuple[list[str], list[str]]:
@@ -153,124 +133,144 @@ def parse_reward_request(body: Any, max_items: int, opening: str | None = None) 
     return prompts, responses
 
 
-def create_app(cfg: ServeConfig, scorer=None):
-    """The FastAPI app; `scorer` (from scorers.load_scorer) is loaded from cfg when not given."""
-    from contextlib import asynccontextmanager
+class RewardService:
+    """What the endpoints do, apart from FastAPI: check the key and the size, parse, encode, batch, answer. Each
+    handler returns a JSON body or raises RequestError."""
 
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+    def __init__(self, cfg: ServeConfig, scorer: LocalScorer):
+        self.cfg, self.scorer = cfg, scorer
+        self.batcher = Batcher(scorer, cfg.batch_window_ms / 1000, cfg.batch_tokens)
+        # /get_reward reads a query after its own formatted prompt: raw encoding, implicit PRMs only
+        self.raw = Encoder(scorer.tok, "raw", cfg.max_length, "error") if scorer.format == "implicit" else None
+        self.opening = assistant_opening(scorer.tok)
+        self.tail = [t for t in {scorer.tok.eos_token, scorer.tok.pad_token} if t]
 
-
-    if scorer is None:
-        scorer = load_scorer(cfg.prm, cfg.format, cfg.ref, cfg.reference_free, cfg.beta,
-                             trust_remote_code=cfg.trust_remote_code, precision=cfg.precision,
-                             max_length=cfg.max_length, batch_tokens=cfg.batch_tokens, overlong="error",
-                             separator=cfg.step_separator, logprob_cache=cfg.logprob_cache)
-    batcher = Batcher(scorer, cfg.batch_window_ms / 1000, cfg.batch_tokens)
-    implicit = getattr(scorer, "beta", None) is not None
-    raw = Encoder(scorer.tok, "raw", cfg.max_length, "error") if implicit else None
-    opening = assistant_opening(scorer.tok)
-    tail = [t for t in {scorer.tok.eos_token, scorer.tok.pad_token} if t]
-
-    @asynccontextmanager
-    async def lifespan(app):
-        batcher.start()
-        yield
-        await batcher.stop()
-
-    app = FastAPI(title="implicit-prm reward server", lifespan=lifespan)
-
-    def error(e: RequestError) -> JSONResponse:
-        return JSONResponse({"error": e.message, "field": e.field}, status_code=e.status)
-
-    async def read_json(request: Request) -> Any:
-        key = os.environ.get(cfg.api_key_env)
+    def authorize(self, headers) -> None:
+        key = os.environ.get(self.cfg.api_key_env)
         if key:
-            given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+            given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
             if not hmac.compare_digest(given.encode(), key.encode()):
                 raise RequestError(401, "missing or wrong API key (Authorization: Bearer <key>)", "authorization")
+
+    async def read_json(self, request) -> Any:
+        self.authorize(request.headers)
+        limit = self.cfg.max_request_bytes
         size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > cfg.max_request_bytes:
-            raise RequestError(413, f"request of {size} bytes; at most {cfg.max_request_bytes}", "body")
+        if size is not None and size.isdigit() and int(size) > limit:
+            raise RequestError(413, f"request of {size} bytes; at most {limit}", "body")
         body = await request.body()
-        if len(body) > cfg.max_request_bytes:
-            raise RequestError(413, f"request of {len(body)} bytes; at most {cfg.max_request_bytes}", "body")
+        if len(body) > limit:
+            raise RequestError(413, f"request of {len(body)} bytes; at most {limit}", "body")
         try:
             return json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RequestError(400, f"malformed JSON: {e}", "body") from None
 
-    def encode(samples, encoder=None, many: bool = True):
+    def encode(self, samples: list[Sample], encoder: Encoder | None = None, many: bool = True) -> list[Encoded]:
+        cfg = self.cfg
         try:
             if encoder is None:
-                encs = scorer.encode(samples, cfg.split, None, cfg.step_separator)
+                encs = self.scorer.encode(samples, cfg.split, None, cfg.step_separator)
             else:
                 encs = encode_samples(encoder, samples, cfg.split, None, cfg.step_separator)
-            for i, (s, e) in enumerate(zip(samples, encs)):
-                if e is None or len(e) > cfg.max_length:
-                    what = "steps" if s.steps is not None else "response"
-                    raise RequestError(400, f"prompt + response exceed max_length {cfg.max_length} tokens",
-                                       f"[{i}].{what}" if many else what)
-            return encs
         except InputError as e:
-            where = f"[{e.line - 1}].{e.field}" if many and e.line else e.field
-            raise RequestError(400, e.message, where) from None
+            raise RequestError(400, e.message, f"[{e.line - 1}].{e.field}" if many and e.line else e.field) from None
         except UserError as e:
             raise RequestError(400, str(e)) from None
+        for i, (s, e) in enumerate(zip(samples, encs)):
+            if e is None or len(e) > cfg.max_length:
+                what = "steps" if s.steps is not None else "response"
+                raise RequestError(400, f"prompt + response exceed max_length {cfg.max_length} tokens",
+                                   f"[{i}].{what}" if many else what)
+        return encs
 
-    @app.get("/health")
-    async def health():
-        return {"status": "ok", "prm": cfg.prm,
-                "format": "implicit" if implicit else getattr(scorer, "schema", {}).get("format"),
-                "batches": batcher.batches, "scored": batcher.scored, "dropped": batcher.dropped,
-                "queued": batcher.queue.qsize()}
+    def health(self) -> dict:
+        b = self.batcher
+        return {"status": "ok", "prm": self.cfg.prm, "format": self.scorer.format, "batches": b.batches,
+                "scored": b.scored, "dropped": b.dropped, "queued": b.queue.qsize()}
 
-    @app.post("/score")
-    async def score(request: Request):
-        try:
-            samples, many = parse_items(await read_json(request), cfg.max_items)
-            for s in samples:
-                if s.response is None:
-                    s.response = cfg.step_separator.join(s.steps)
-            encs = encode(samples, many=many)
-        except RequestError as e:
-            return error(e)
-        recs = await batcher.submit(encs, request.is_disconnected)
+    async def score(self, request) -> Any:
+        samples, many = parse_items(await self.read_json(request), self.cfg.max_items, self.cfg.step_separator)
+        encs = self.encode(samples, many=many)
+        recs = await self.batcher.submit(encs, request.is_disconnected)
         if recs is None:  # the client went away; nobody reads this
-            return error(GONE)
+            raise GONE
         out = [{"step_spans": [list(x) for x in e.spans[:e.n_steps]], **r} for e, r in zip(encs, recs)]
         return out if many else out[0]
 
-    @app.post("/get_reward")
-    async def get_reward(request: Request):
+    def reward_samples(self, body: Any) -> list[Sample]:
+        """The /get_reward queries as Samples: each response after its prompt, without the EOS / padding text an
+        RL trainer decodes after it."""
+        if self.raw is None:
+            raise RequestError(400, "/get_reward scores a query after its own formatted prompt, which needs an "
+                                    "implicit PRM; use /score for this format", "prm")
+        prompts, responses = parse_reward_request(body, self.cfg.max_items, self.opening)
+        samples = []
+        for i, (p, r) in enumerate(zip(prompts, responses)):
+            for t in self.tail:
+                while r.endswith(t):
+                    r = r[:-len(t)]
+            if not r.strip():
+                raise RequestError(400, "the query has no response after its prompt", f"query[{i}]")
+            samples.append(Sample.api(p, r, None, ("query", i + 1), i))
+        return samples
 
+    async def get_reward(self, request) -> dict:
         try:
-            if raw is None:
-                raise RequestError(400, "/get_reward scores a query after its own formatted prompt, which needs an "
-                                        "implicit PRM; use /score for this format", "prm")
-            prompts, responses = parse_reward_request(await read_json(request), cfg.max_items, opening)
-            samples = []
-            for i, (p, r) in enumerate(zip(prompts, responses)):
-                for t in tail:  # the EOS / padding an RL trainer decodes after the response
-                    while r.endswith(t):
-                        r = r[:-len(t)]
-                if not r.strip():
-                    raise RequestError(400, "the query has no response after its prompt", f"query[{i}]")
-                samples.append(Sample(p, r, None, None, {}, ("query", i + 1), i, 0))
-            encs = encode(samples, raw)
+            encs = self.encode(self.reward_samples(await self.read_json(request)), self.raw)
         except RequestError as e:
             if e.field and e.field.startswith("["):
                 e.field = "query" + e.field.split(".")[0]
-            return error(e)
-        recs = await batcher.submit(encs, request.is_disconnected)
+            raise
+        recs = await self.batcher.submit(encs, request.is_disconnected)
         if recs is None:
-            return error(GONE)
+            raise GONE
         try:
-            return {"rewards": [float(r["scores"][cfg.reward]) for r in recs]}
+            return {"rewards": [float(r["scores"][self.cfg.reward]) for r in recs]}
         except KeyError:
-            return error(RequestError(400, f"no score '{cfg.reward}'; this scorer has {sorted(recs[0]['scores'])}",
-                                      "reward"))
+            raise RequestError(400, f"no score '{self.cfg.reward}'; this scorer has {sorted(recs[0]['scores'])}",
+                               "reward") from None
 
+
+def create_app(cfg: ServeConfig, scorer: LocalScorer | None = None):
+    """The FastAPI app; `scorer` (scoring.load_scorer) is loaded from cfg when not given."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+    if scorer is None:
+        scorer = load_scorer(cfg, max_length=cfg.max_length, batch_tokens=cfg.batch_tokens, overlong="error",
+                             separator=cfg.step_separator)
+    service = RewardService(cfg, scorer)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        service.batcher.start()
+        yield
+        await service.batcher.stop()
+
+    app = FastAPI(title="implicit-prm reward server", lifespan=lifespan)
+
+    async def answer(handler, request: Request):
+        try:
+            return await handler(request)
+        except RequestError as e:
+            return JSONResponse({"error": e.message, "field": e.field}, status_code=e.status)
+
+    @app.get("/health")
+    async def health():
+        return service.health()
+
+    @app.post("/score")
+    async def score(request: Request):
+        return await answer(service.score, request)
+
+    @app.post("/get_reward")
+    async def get_reward(request: Request):
+        return await answer(service.get_reward, request)
+
+    app.state.service = service
     return app
 
 

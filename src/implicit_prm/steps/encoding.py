@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.errors import InputError
+from ..models.chat import chat_text
 from ..rewards import token_steps
 from .splitting import step_spans
 
@@ -47,7 +48,10 @@ class Encoder:
         if overlong not in OVERLONG:
             raise ValueError(f"overlong must be one of {OVERLONG}")
         self.tok = tokenizer
-        self.use_chat = template == "chat" or (template == "auto" and bool(getattr(tokenizer, "chat_template", None)))
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+        if template == "chat" and not has_template:
+            raise ValueError("template 'chat' needs a tokenizer with a chat template; this one has none (use 'plain')")
+        self.use_chat = template == "chat" or (template == "auto" and has_template)
         self.raw = template == "raw"
         self.max_length, self.overlong, self.system_prompt = max_length, overlong, system_prompt
         self._prompts: dict[str, list[int]] = {}
@@ -55,12 +59,8 @@ class Encoder:
     def prompt_ids(self, prompt: str) -> list[int]:
         ids = self._prompts.get(prompt)
         if ids is None:
-            if self.use_chat:  # the template writes the special tokens itself
-                messages = [{"role": "user", "content": prompt}]
-                if self.system_prompt is not None:  # else the template's own default, if it has one
-                    messages.insert(0, {"role": "system", "content": self.system_prompt})
-                text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-                ids = self.tok(text, add_special_tokens=False)["input_ids"]
+            if self.use_chat:  # the template writes the special tokens itself; no system prompt: its own default
+                ids = self.tok(chat_text(self.tok, prompt, self.system_prompt), add_special_tokens=False)["input_ids"]
             elif self.raw:  # already formatted (a chat-templated prompt as an RL trainer decodes it): as it is
                 ids = self.tok(prompt, add_special_tokens=False)["input_ids"]
             else:
@@ -92,7 +92,7 @@ class Encoder:
 def encode_samples(encoder: Encoder, samples, split: str = "auto", step_regex: str | None = None,
                    separator: str = "\n\n", encode=None) -> list[Encoded | None]:
     """Encode data.Sample objects; errors name the sample's file and line. None marks a skipped overlong sample.
-    `encode(prompt, response, spans)` replaces encoder.encode (step_tags puts a tag after each step)."""
+    `encode(prompt, response, spans)` replaces encoder.encode (steps/tags.py puts a tag after each step)."""
     encode = encode or encoder.encode
 
     out = []

@@ -1,4 +1,5 @@
-"""Step-tag scorers: a PRM that predicts `+`/`-` at a tag token after each step, and an outcome verifier (ORM).
+"""The step-tag encoding of the baselines: a tag token after each step, where a PRM predicts `+`/`-` (its head is
+models/heads.py StepLogits, its training targets training/targets.py, its scoring scoring/readout.py).
 
 The baselines the implicit PRM paper compares against (Yuan et al. 2024, arXiv 2412.01981, Sec. 4) learn from
 step labels:

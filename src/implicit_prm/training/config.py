@@ -50,12 +50,16 @@ class TrainConfig:
                                        "Math-Shepherd where it is one token, else ' ###')")
     plus_token: str = field("+", help="step_bce/orm: the token whose probability at a tag is the step's score")
     minus_token: str = field("-", help="step_bce/orm: the token against it")
+    # compatibility: accepts the former flag --dtype and config key `dtype`; warn on use in 0.2, remove in 0.3
     precision: Literal["auto", "bf16", "fp32"] = field("auto", help="bf16 autocast where fast (CUDA, AMX CPUs), "
                                                               "else fp32", aliases=("dtype",))
     gradient_checkpointing: bool = field(False, help="recompute activations in backward to save memory")
     logprob_chunk: int = field(256, help="tokens per chunk of the log-softmax, across the micro-batch")
+    # compatibility: accepts the former flag --ref-cache and config key `ref_cache`; warn on use in 0.2, remove in 0.3
     logprob_cache: str = field("", help="log-prob cache file ('' = default in the cache dir, 'none' = off)",
                                aliases=("ref_cache",))
+    # compatibility: accepts the former flag --ref-batch-tokens and config key `ref_batch_tokens`; warn on use in
+    # 0.2, remove in 0.3
     batch_tokens: int = field(8192, help="padded tokens per batch of the reference pass", aliases=("ref_batch_tokens",))
     checkpoint_every: int = field(50, help="save a resumable checkpoint every K optimizer steps (0 = never)")
     keep_checkpoints: int = field(1, help="how many recent checkpoints to keep")

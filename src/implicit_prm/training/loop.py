@@ -1,7 +1,7 @@
 """Train a PRM: one accelerate loop for every objective, cached reference, resumable.
 
 The implicit objectives (ce, dpo, nca, kto) learn from outcome labels; the step objectives train the baselines
-of step_tags.py in the same loop (step_bce: a Math-Shepherd PRM from step labels; orm: an outcome verifier).
+of steps/tags.py in the same loop (step_bce: a Math-Shepherd PRM from step labels; orm: an outcome verifier).
 train() reads top to bottom: prepare the examples, load the policy, the reference pass (cached; the step
 objectives have none), the optimizer, restore a checkpoint, then the loop; each step calls the objective's loss
 once, whatever the objective.
@@ -119,7 +119,7 @@ def train(cfg: TrainConfig) -> Path:
             save_checkpoint(acc, out, step + 1, cfg.keep_checkpoints)
     log.close()
     if acc.is_main_process:
-        ledger(cfg, data, lm, acc.num_processes, ref is not None).write(out)  # out/flops.json
+        train_ledger(cfg, data, lm, acc.num_processes, ref is not None).write(out)  # out/flops.json
     save_final(acc, model, data.tok, out, metadata(cfg, ref, precision, data.tag))
     return out
 
@@ -140,7 +140,8 @@ def check_resumable(cfg: TrainConfig, out: Path, n_proc: int) -> None:
     saved, legacy = out / SIGNATURE_FILE, out / "train_config.json"
     if saved.exists():
         check_same_run(read_json_file(saved), signature(cfg, n_proc), out)
-    elif legacy.exists():
+    elif legacy.exists():  # compatibility: a directory from before run signatures (only train_config.json)
+        # still resumes, its former field names resolved; warn on use in 0.2, remove in 0.3
         old = resolve_aliases(TrainConfig, read_json_file(legacy), str(legacy))
         check_same_run(old, run_signature(cfg, FREE_ON_RESUME), out)
 
@@ -203,7 +204,7 @@ def reference_pass(cfg: TrainConfig, acc, model: TokenLogProbs, data: Prepared, 
                               precision, cfg.logprob_cache, cfg.batch_tokens, cfg.progress and acc.is_main_process)
 
 
-def ledger(cfg: TrainConfig, data: Prepared, lm, n_proc: int, with_reference: bool):
+def train_ledger(cfg: TrainConfig, data: Prepared, lm, n_proc: int, with_reference: bool):
     """What the whole run processed (every step of the plan, whatever was resumed): the trained sequences of every
     micro-batch on every process, KTO's mismatched pairs included, and the reference's forward pass over each
     distinct sequence once, which the method needs even where this run read it from the cache."""
