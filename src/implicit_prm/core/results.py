@@ -1,4 +1,5 @@
-"""Writing a command's output together with its resolved config (<output>.config.json beside it), both atomically."""
+"""A command's outputs: written with the resolved config beside them (<output>.config.json), both atomically; the
+machine a result was measured on; plain-text tables for the terminal."""
 from __future__ import annotations
 
 import os

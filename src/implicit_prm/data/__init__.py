@@ -1,4 +1,5 @@
-"""Input data: reading and validating the three input formats, and building training examples from them."""
+"""Input data: the input formats and their validation, benchmark problem sets, answer grading, training pairs, and
+the built-in arithmetic problems with their simulated solvers (no model runs here)."""
 from .formats import Sample, group_by_prompt, read_samples
 from .pairs import PairStats, build_pairs, unpaired
 

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.io import atomic_open
-from .html import Code
-from .solutions import Solution, solution_html
+from .solutions import Code, Solution, solution_html
 
 
 @dataclass

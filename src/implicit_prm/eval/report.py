@@ -46,9 +46,8 @@ from ..core.io import write_text
 from ..core.results import config_path, write_result
 from ..core.validation import describe_json
 from . import bon, error_analysis, outcome, steps
-from .html import Code
 from .metrics import CI_LEVEL, fmt_auroc, fmt_ci, pct
-from .solutions import Solution, pick_solutions, read_solutions, solution_html
+from .solutions import Code, Solution, pick_solutions, read_solutions, solution_html
 
 
 @dataclass

@@ -14,6 +14,10 @@ from ..scoring.records import is_presplit, number_list, outcome_label, score_lea
 from ..scoring.schema import record_scale
 from . import bon
 
+
+class Code(str):
+    """Inline code (file and method names) that the report renders as code, in Markdown and HTML alike."""
+
 RED, GREEN = (230, 124, 115), (87, 187, 138)  # the colours at -m and +m; 0 is white
 
 
