@@ -1,1 +1,2 @@
-"""Evaluation of scored responses: best-of-N, outcome AUROC, step errors (ProcessBench), grading, the report."""
+"""Evaluation of scored responses: best-of-N, outcome AUROC, step errors (ProcessBench, PRMBench), the report, and the
+FLOPs table."""

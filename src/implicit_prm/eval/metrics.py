@@ -1,4 +1,4 @@
-"""Metric helpers shared by the evaluations: AUROC, a stable sigmoid, bootstrap intervals, table formatting."""
+"""Metric helpers shared by the evaluations: AUROC, bootstrap intervals, percentages and intervals as text."""
 from __future__ import annotations
 
 from typing import Callable, Sequence

@@ -1,4 +1,5 @@
-"""FLOPs ledger: what each command ran through a model, counted by kind, and `implicit-prm flops`, which sums ledgers.
+"""FLOPs ledger: what each command ran through a model, counted by kind and phase, written beside its output and read
+back (the `implicit-prm flops` verb that sums ledgers is eval/flops.py).
 
 Conventions (also written into every ledger's `notes`):
   P         the parameters a token's forward pass multiplies by: every parameter except the input-embedding lookup

@@ -1,4 +1,5 @@
-"""Length-bucketed batching and the one loop that runs a model over many encoded responses for their log-probs."""
+"""Length-bucketed batch plans: the length DP, prompts shared by best-of-N responses, padding and response masks (the
+loop that runs them is scoring/forward.py)."""
 from __future__ import annotations
 
 from typing import Sequence
