@@ -63,6 +63,8 @@ class TrainConfig:
     batch_tokens: int = field(8192, help="padded tokens per batch of the reference pass", aliases=("ref_batch_tokens",))
     checkpoint_every: int = field(50, help="save a resumable checkpoint every K optimizer steps (0 = never)")
     keep_checkpoints: int = field(1, help="how many recent checkpoints to keep")
+    save_precision: Literal["fp32", "bf16"] = field("fp32", help="dtype of the saved weights of a full fine-tune "
+                                                                "(a LoRA adapter is saved as trained)")
     progress: bool = field(True, help="show progress bars")
 
     def __post_init__(self):

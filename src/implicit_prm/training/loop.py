@@ -42,7 +42,8 @@ from .plan import Example, batch_rows, build_examples, make_plan, micro_batches,
 from .targets import step_targets
 
 # Fields that may change between a killed run and its restart without changing the result.
-FREE_ON_RESUME = ("output", "checkpoint_every", "keep_checkpoints", "progress", "batch_tokens", "logprob_cache")
+FREE_ON_RESUME = ("output", "checkpoint_every", "keep_checkpoints", "progress", "batch_tokens", "logprob_cache",
+                  "save_precision")
 SIGNATURE_FILE = "run_signature.json"
 
 
