@@ -137,11 +137,52 @@ def test_prmbench_on_its_own_records(tmp_path):
         run_prmbench(PRMBenchConfig(input=str(scored), tune_on=str(scored)))
 
 
-def test_prmbench_bad_records_name_the_line_and_field(tmp_path, capsys):
-    row = {"modified_question": "q", "modified_process": ["a", "b"], "error_steps": [3], "classification": "x",
+@pytest.mark.parametrize("errors", [[-1], [0], [1.5], ["2"], [True], 2, None])
+def test_prmbench_bad_records_name_the_line_and_field(tmp_path, capsys, errors):
+    row = {"modified_question": "q", "modified_process": ["a", "b"], "error_steps": errors, "classification": "x",
            "step_rewards": [.5, .5]}
     bad = _write(tmp_path / "bad.jsonl", [row])
-    with pytest.raises(InputError, match=r"bad.jsonl:1: field 'error_steps'.*1\.\.2"):
+    with pytest.raises(InputError, match=r"bad.jsonl:1: field 'error_steps'.*1-based step indices"):
         run_prmbench(PRMBenchConfig(input=str(bad)))
     assert main(["eval", "prmbench", "--input", str(bad)]) == 2
     assert not (tmp_path / "bad.prmbench.json").exists()
+
+
+def test_prmbench_error_steps_past_the_last_step_match_no_step(tmp_path, capsys):
+    """As PRMBench's evaluation (it loops over the steps): an error index past the last step labels no step.
+    Threshold 0.5 on the probabilities, errors 1-based:
+      line 1 deception, errors [3] of 4, [.9 .8 .3 .6]: valid T T F T, predicted T T F T -> TP 3, TN 1
+      line 2 deception, errors [2, 5] of 3 (5 is past step 3), [.7 .6 .2]: valid T F T, predicted T T F
+             -> TP 1, FP 1, FN 1
+      line 3 confidence, errors [2] of 2, [.4 .1]: valid T F, predicted F F -> FN 1, TN 1
+    total TP 4, FP 1, TN 2, FN 2: F1 = 2*4 / (8 + 1 + 2) = 8/11, negative F1 = 2*2 / (4 + 2 + 1) = 4/7,
+      PRMScore = (8/11 + 4/7) / 2 = 50/77
+    deception TP 4, FP 1, TN 1, FN 1: F1 = 8 / (8 + 2) = 4/5, negative F1 = 2 / (2 + 2) = 1/2, PRMScore 13/20
+    confidence TP 0, FP 0, TN 1, FN 1: F1 = 0 / (0 + 1) = 0 (precision 0/0), negative F1 = 2 / (2 + 1) = 2/3,
+      PRMScore 1/3
+    (Refusing line 2 would drop it; clamping 5 to step 3 would make step 3 erroneous: TN 1, FN 0 there.)"""
+    rows = [("deception", [3], [.9, .8, .3, .6]), ("deception", [2, 5], [.7, .6, .2]), ("confidence", [2], [.4, .1])]
+    path = _write(tmp_path / "pb.jsonl", [
+        {"idx": f"r{i}", "modified_question": "q", "modified_process": [f"s{k}" for k in range(len(v))],
+         "error_steps": e, "classification": kind, "step_rewards": v, "reward_schema": PROB}
+        for i, (kind, e, v) in enumerate(rows)])
+    res = run_prmbench(PRMBenchConfig(input=str(path)))
+    t, dec, conf = res["total"], res["per_classification"]["deception"], res["per_classification"]["confidence"]
+    assert (t["TP"], t["FP"], t["TN"], t["FN"], t["n_steps"]) == (4, 1, 2, 2, 9) and res["n_records"] == 3
+    assert (t["f1"], t["negative_f1"], t["prmscore"]) == pytest.approx((8 / 11, 4 / 7, 50 / 77))
+    assert (dec["TP"], dec["FP"], dec["TN"], dec["FN"]) == (4, 1, 1, 1)
+    assert (dec["f1"], dec["negative_f1"], dec["prmscore"]) == pytest.approx((4 / 5, 1 / 2, 13 / 20))
+    assert (conf["TP"], conf["FP"], conf["TN"], conf["FN"]) == (0, 0, 1, 1) and conf["precision"] is None
+    assert (conf["f1"], conf["negative_f1"], conf["prmscore"]) == pytest.approx((0, 2 / 3, 1 / 3))
+    assert res["n_records_out_of_range_error_steps"] == 1
+    past = [{"line": 2, "idx": "r1", "classification": "deception", "n_steps": 3, "error_steps": [5]}]
+    assert res["out_of_range_error_steps"] == past and res["tune_on_out_of_range_error_steps"] is None
+    on_disk = json.loads((tmp_path / "pb.prmbench.json").read_text())
+    assert on_disk["out_of_range_error_steps"] == past
+    out = capsys.readouterr().out
+    assert out.count("error_steps past their last step") == 1
+    assert "1 of 3 records have error_steps past their last step" in out and "line 2 (r1: [5] of 3 steps)" in out
+    assert main(["eval", "prmbench", "--input", str(path), "--output", str(tmp_path / "cli.json")]) == 0
+    tune = _write(tmp_path / "tune.jsonl", [json.loads(line) for line in path.read_text().splitlines()])
+    tuned = run_prmbench(PRMBenchConfig(input=str(path), tune_on=str(tune), output=str(tmp_path / "t.json")))
+    assert tuned["tune_on_out_of_range_error_steps"] == past

@@ -4,10 +4,11 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from implicit_prm.core.errors import ConfigError, InputError
-from implicit_prm.eval.bon import SCHEMA, BonConfig, read_responses, run_bon
+from implicit_prm.eval.bon import SCHEMA, BonConfig, Votes, read_responses, run_bon
 from implicit_prm.eval.scored import merge_scored, score_once
 
 # (problem, answer, correct, min score), 4 samples each, in file order.
@@ -30,16 +31,14 @@ ROWS = [("A", "5", False, 1.5), ("A", "7", True, 1.5), ("A", "7", True, -1.0), (
 # weighted_majority.prm.min (sum of sigmoid):
 #   N=2: A s(1.5) = s(1.5) = 0.8176 tie -> "5" F              -> 0
 #   N=4: A "7": s(1.5)+s(-1)+s(-2) = 0.8176+0.2689+0.1192 = 1.2057 > "5": 0.8176 -> T   -> 1/3
-# weighted_majority_raw.prm.min (raw sum):
-#   N=2: A 1.5 = 1.5 tie -> "5" F                             -> 0
-#   N=4: A "7": 1.5-1-2 = -1.5 < "5": 1.5 -> "5" F            -> 0
+# weighted_majority_raw.prm.min (raw sum) is not offered: these are log-ratios (no reward_schema). It would pick the
+#   minority answer: N=4: A "7" (3 votes): 1.5-1-2 = -1.5 < "5" (1 vote): 1.5 -> "5" F  (test_raw_vote_...)
 # pass@N: N=1: C -> 1/3; N=2: A, C -> 2/3; N=4: A, C -> 2/3
 # random (mean correctness): N=1: (0 + 0 + 1)/3 = 1/3; N=2: (0.5 + 0 + 0.5)/3 = 1/3; N=4: (0.75 + 0 + 0.75)/3 = 1/2
 EXPECTED_FIRST = {
     "prm.min": [1 / 3, 0, 1 / 3],
     "majority": [0, 0, 1 / 3],
     "weighted_majority.prm.min": [0, 0, 1 / 3],
-    "weighted_majority_raw.prm.min": [0, 0, 0],
     "pass@N": [1 / 3, 2 / 3, 2 / 3],
     "random": [1 / 3, 1 / 3, 1 / 2],
 }
@@ -88,7 +87,9 @@ def test_outputs_schema_plot_and_config(tmp_path, capsys):
     cfg = json.loads((tmp_path / "resp.bon.json.config.json").read_text())
     assert cfg["command"] == "BonConfig" and cfg["ns"] == [1, 2, 4]
     table = capsys.readouterr().out
-    assert "N=4" in table and "weighted_majority_raw.prm.min" in table
+    assert "N=4" in table and "weighted_majority_raw.prm.min" not in table  # log-ratios: no raw-sum row, a note
+    assert "weighted_majority_raw is left out for prm.min (log_ratio)" in table
+    assert on_disk["weighted_majority_raw_left_out"] == {"prm.min": "log_ratio"}
 
 
 def test_random_subsets_full_set_equals_first(tmp_path):
@@ -162,8 +163,9 @@ def test_nested_scores_methods(tmp_path):
     res = run(tmp_path, recs, subsets="first", ns=[4])
     assert res["score_methods"] == ["prm.min", "prm.last", "orm.sum"]
     for m in res["score_methods"]:
-        for prefix in ("", "weighted_majority.", "weighted_majority_raw."):
+        for prefix in ("", "weighted_majority."):
             assert prefix + m in res["methods"]
+        assert "weighted_majority_raw." + m not in res["methods"]  # log-ratios: no raw sum
     # orm.sum = 2 * min ranks like prm.min; prm.last = -min: N=4 picks A idx 3 (T), B idx 0 (F), C idx 2 (T)
     assert res["methods"]["orm.sum"]["acc"] == pytest.approx(EXPECTED_FIRST["prm.min"][-1:])
     assert res["methods"]["prm.last"]["acc"] == pytest.approx([2 / 3])
@@ -288,13 +290,13 @@ ROLLOUTS = [
 # weighted_majority.prm.min (sum of sigmoid):
 #   N=2: P1 "12" s(.2) = .550 < "13" s(.9) = .711 F; P2 "1000" s(-1) = .269 < "100" s(2) = .881 F   -> 0
 #   N=4: P1 "12" .550 + .525 = 1.075 > .711 T; P2 "1000" .269 + .378 + .731 = 1.378 > .881 T      -> 1
-# weighted_majority_raw.prm.min: N=4: P1 .2 + .1 = .3 < .9 F; P2 -1 - .5 + 1 = -.5 < 2 F           -> 0
+# weighted_majority_raw.prm.min is not offered (log-ratios); it would pick the minority answer in both problems:
+#   N=4: P1 .2 + .1 = .3 < .9 F; P2 -1 - .5 + 1 = -.5 < 2 F   -> 0
 # prm.min (top-1): N=1: P1 T, P2 F -> 1/2; N=2 and 4: P1 c1 (.9) F, P2 c0 (2.0) F -> 0
 # random: N=1: (1 + 0)/2; N=2: (1/2 + 1/2)/2; N=4: (2/4 + 3/4)/2 = 5/8
 EXPECTED_ROLLOUTS = {
     "majority": [1 / 2, 1 / 2, 1],
     "weighted_majority.prm.min": [1 / 2, 0, 1],
-    "weighted_majority_raw.prm.min": [1 / 2, 0, 0],
     "prm.min": [1 / 2, 0, 0],
     "pass@N": [1 / 2, 1, 1],
     "random": [1 / 2, 1 / 2, 5 / 8],
@@ -336,3 +338,62 @@ def test_no_answer_anywhere_refused(tmp_path):
     recs[3]["response"] = "The answer is 4."
     data = read_responses(write(tmp_path / "one.jsonl", recs))
     assert data.answers.tolist() == [[-1, -1], [-1, 0]]
+
+
+# ----------------------------------------------------------------------------- weighted_majority_raw and the scale
+
+def test_raw_vote_left_out_for_log_ratio_scores(tmp_path, capsys):
+    """Problem A of ROWS at N=4, log-ratio scores: "7" has 3 votes summing 1.5 - 1 - 2 = -1.5, "5" one vote of 1.5.
+    The raw sum picks "5", the minority answer (wrong), where majority and the sigmoid sum pick "7" (right); so no
+    raw vote is offered for log-ratio or logit scores, and the output says why."""
+    answers, correct = [[[0, 1, 1, 1]]], [[[False, True, True, True]]]  # (P, D, N) = (1, 1, 4); id 0 = "5", 1 = "7"
+    votes = Votes(np.array(answers), np.array(correct), 4)
+    assert votes.winner_correct(np.array([[[1.5, 1.5, -1.0, -2.0]]])).tolist() == [[False]]  # raw: "5"
+    assert votes.winner_correct(np.ones((1, 1, 4))).tolist() == [[True]]  # majority: "7"
+    for scale in ("log_ratio", "logit"):
+        recs = [{**r, "reward_schema": {**PROB_SCHEMA, "scale": scale}} for r in records()]
+        res = run(tmp_path, recs, subsets="first", ns=[4])
+        assert "weighted_majority_raw.prm.min" not in res["methods"]
+        assert res["weighted_majority_raw_left_out"] == {"prm.min": scale}
+        assert res["methods"]["weighted_majority.prm.min"]["acc"] == pytest.approx([1 / 3])  # A right, B, C wrong
+        out = capsys.readouterr().out
+        assert out.count(f"weighted_majority_raw is left out for prm.min ({scale}): ") == 1
+        assert "favours the answer with the fewest votes" in out
+
+
+# Probabilities (reward_schema scale 'probability'), 3 responses per problem:
+#   P1: "4" T .9 | "5" F .4 | "5" F .3        P2: "8" F .6 | "9" T .5 | "9" T .45
+# Worked by hand, subsets "first", accuracy = mean over P1, P2:
+# weighted_majority_raw.prm.min (sum of the probabilities; = weighted_majority, which leaves probabilities as they are):
+#   N=1: P1 "4" T; P2 "8" F                                               -> 1/2
+#   N=2: P1 "4" .9 > "5" .4 T; P2 "8" .6 > "9" .5 F                       -> 1/2
+#   N=3: P1 "4" .9 > "5" .4 + .3 = .7 T; P2 "9" .5 + .45 = .95 > "8" .6 T   -> 1
+# majority: N=1 1/2; N=2 ties -> first ("4" T, "8" F) 1/2; N=3 P1 "5" (2 votes) F, P2 "9" (2 votes) T -> 1/2
+# prm.min (top-1): P1 .9 T, P2 .6 F at every N                            -> 1/2
+PROB_SCHEMA = {"name": "implicit-prm/scored", "version": 1, "scorer": "step_prm", "format": "math-shepherd",
+               "scale": "probability"}
+PROB_ROWS = [("P1", "4", True, .9), ("P1", "5", False, .4), ("P1", "5", False, .3),
+             ("P2", "8", False, .6), ("P2", "9", True, .5), ("P2", "9", True, .45)]
+EXPECTED_PROB = {"weighted_majority_raw.prm.min": [1 / 2, 1 / 2, 1], "weighted_majority.prm.min": [1 / 2, 1 / 2, 1],
+                 "majority": [1 / 2, 1 / 2, 1 / 2], "prm.min": [1 / 2, 1 / 2, 1 / 2]}
+
+
+def test_raw_vote_offered_for_probabilities(tmp_path, capsys):
+    recs = [{**r, "reward_schema": PROB_SCHEMA} for r in records(PROB_ROWS)]
+    res = run(tmp_path, recs, subsets="first", ns=[1, 2, 3])
+    for method, acc in EXPECTED_PROB.items():
+        assert res["methods"][method]["acc"] == pytest.approx(acc), method
+    assert res["weighted_majority_raw_left_out"] == {}
+    out = capsys.readouterr().out
+    assert "weighted_majority_raw.prm.min" in out and "left out" not in out
+
+
+def test_raw_vote_per_source_scale(tmp_path):
+    """Merged sources: a probability source gets the raw vote, a log-ratio one beside it does not."""
+    recs = [{**r, "scores": {"step": {"min": p}, "ours": {"min": math.log(p / (1 - p))}},
+             "reward_schema": {"step": PROB_SCHEMA, "ours": {**PROB_SCHEMA, "scale": "log_ratio"}}}
+            for r, (*_, p) in zip(records(PROB_ROWS), PROB_ROWS)]
+    res = run(tmp_path, recs, subsets="first", ns=[1, 2, 3])
+    assert res["methods"]["weighted_majority_raw.step.min"]["acc"] == pytest.approx([1 / 2, 1 / 2, 1])
+    assert "weighted_majority_raw.ours.min" not in res["methods"]
+    assert res["weighted_majority_raw_left_out"] == {"ours.min": "log_ratio"}

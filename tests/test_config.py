@@ -50,7 +50,7 @@ def squash(text: str) -> str:
 @pytest.mark.parametrize("verb", VERBS)
 def test_every_field_has_a_flag_with_its_help(verb):
     cls = config_class(verb)
-    actions = {a.dest: a for a in subparser(verb)._actions}
+    actions = {a.dest: a for a in subparser(verb)._actions if a.help != argparse.SUPPRESS}  # shown in --help
     assert set(actions) - {"help", "config"} == {f.name for f in dataclasses.fields(cls)}
     for f in dataclasses.fields(cls):
         action = actions[f.name]
@@ -103,7 +103,7 @@ def test_yaml_exponent_without_dot_is_a_number(tmp_path):
 
 BASE = {"data": "d.jsonl", "output": "OUT"}
 BAD_CONFIGS = [
-    ("unknown_field", {**BASE, "learning_rate": 0.1}, ["unknown field(s) ['learning_rate']", "lr"]),
+    ("unknown_field", {**BASE, "warmup_steps": 10}, ["unknown field(s) ['warmup_steps']", "'warmup_ratio'"]),
     ("float_is_string", {**BASE, "lr": "fast"}, ["field 'lr' must be a number", "'fast'"]),
     ("int_is_float", {**BASE, "batch_size": 2.5}, ["field 'batch_size' must be an integer", "2.5"]),
     ("bool_is_string", {**BASE, "lora": "yes"}, ["field 'lora' must be true or false"]),
@@ -135,7 +135,7 @@ def test_bad_flags_exit_2_naming_the_flag(tmp_path, capsys):
     for argv, phrase in [(["--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
                          (["--objective", "ppo"], "argument --objective: invalid choice: 'ppo'"),
                          (["--batch-size", "0"], "field 'batch_size' must be >= 1"),
-                         (["--learning-rate", "1"], "unrecognized arguments: --learning-rate")]:
+                         (["--warmup-steps", "1"], "unrecognized arguments: --warmup-steps")]:
         try:
             code = main(["train", "--data", "d", "--output", str(tmp_path / "run"), *argv])
         except SystemExit as e:  # argparse's own errors

@@ -262,6 +262,20 @@ def test_results_without_intervals_render(results, tmp_path, suffix):
     check_solutions(text)
 
 
+@pytest.mark.parametrize("suffix", ["html", "md"])
+def test_bon_section_says_why_raw_votes_are_left_out(results, tmp_path, suffix):
+    """The fixture's scores are log-ratios (no reward_schema): no weighted_majority_raw rows, one note per bon table
+    naming the methods; a result from before the note (no such field) renders without it."""
+    text = report(results, tmp_path / f"raw.{suffix}").read_text().replace("\\", "")
+    assert not any(r and r[0].startswith("weighted_majority_raw") for r in cells(text))
+    assert text.count("weighted_majority_raw is left out for prm.min (log_ratio), prm.last (log_ratio): ") == 2
+    for p in results["bon"]:
+        r = json.loads(Path(p).read_text())
+        del r["weighted_majority_raw_left_out"]
+        Path(p).write_text(json.dumps(r))
+    assert "left out" not in report(results, tmp_path / f"old.{suffix}").read_text()
+
+
 def test_bon_plot_band_from_ci_or_std(results, tmp_path, monkeypatch):
     """plot_bon shades the bootstrap interval when the result has one, else ±1 std over the random subsets."""
     from matplotlib.axes import Axes

@@ -21,9 +21,10 @@ from typing import Literal
 
 from ..core.config import field
 from ..core.errors import ConfigError, InputError
-from ..core.io import read_json_records, write_json, write_jsonl
+from ..core.io import write_json, write_jsonl
 from ..core.results import write_result
 from ..core.validation import describe_json
+from ..data.sources import input_records
 from ..scoring.records import number_list
 
 
@@ -72,7 +73,7 @@ DROP = ("step_rewards", "q_values", "scores", "start_value", "reward_schema", "s
 def label_autopsv(cfg: AutoPSVConfig) -> dict:
     """Label every scored response; write the labelled records and `<output>.stats.json`; return the stats."""
     out, n_steps, n_wrong, hits, n_truth = [], 0, 0, 0, 0
-    for line, rec in read_json_records(cfg.input):
+    for line, rec in input_records(cfg.input):
         schema = rec.get("reward_schema") or {}
         if "start_value" not in rec or schema.get("scorer") != "orm":
             raise InputError(cfg.input, line, "start_value", "missing: AutoPSV reads an outcome verifier's "

@@ -22,11 +22,13 @@ from tqdm.auto import tqdm
 
 from ..core.config import field
 from ..core.errors import ConfigError, InputError
-from ..core.io import read_json_records, write_json, write_jsonl
+from ..core.io import write_json, write_jsonl
 from ..core.results import text_table, write_result
 from ..core.resume import PartialFile, run_signature
-from ..data.formats import Sample, read_samples
+from ..data.formats import Sample, map_columns, read_samples
 from ..data.grading import grade
+from ..data.settings import InputSettings
+from ..data.sources import input_records
 from ..flops.counting import SMOLLM2_135M, ModelShape
 from ..flops.ledger import Ledger
 from ..models.chat import chat_text
@@ -40,8 +42,9 @@ CONSUMED = ("prompt", "problem", "response", "steps", "label", "final_answer_cor
 
 
 @dataclass
-class McLabelConfig:
-    input: str = field(help="outcome-labelled responses (any input format) with the reference answer in 'answer'")
+class McLabelConfig(InputSettings):
+    input: str = field(help="outcome-labelled responses (any input format and form) with the reference answer in "
+                            "'answer' (or 'reference', as the paper's rollouts have it)")
     output: str = field(help="rollout-format JSONL with per-completion step_labels and mc_values added")
     completer: Literal["builtin", "hf"] = field("builtin", help="what completes the prefixes: builtin = the simulated "
                                                                 "solver (built-in data only), hf = --model")
@@ -59,7 +62,8 @@ class McLabelConfig:
     top_p: float = field(0.95, help="hf: nucleus sampling")
     max_new_tokens: int = field(256, help="hf: max tokens per continuation")
     system_prompt: Optional[str] = field(None, help="hf: system message for the chat template")
-    precision: Literal["fp32", "bf16"] = field("fp32", help="hf: dtype of the model weights")
+    # compatibility: accepts the former flag --dtype and config key `dtype`, as train and score do; remove in 0.3
+    precision: Literal["fp32", "bf16"] = field("fp32", help="hf: dtype of the model weights", aliases=("dtype",))
     batch_size: int = field(8, help="hf: prefixes per generate call (x k samples)")
     seed: int = field(0, help="sampling seed (per record, completion and step, so a resumed run samples the same)")
     progress: bool = field(True, help="show a progress bar")
@@ -90,10 +94,11 @@ class _Plan:
 
 def _plan(s: Sample, cfg: McLabelConfig) -> _Plan:
     path, line = s.source
-    answer = s.record.get("answer")
+    key = "answer" if s.record.get("answer") is not None else "reference"  # the paper's rollouts: `reference`
+    answer = s.record.get(key)
     if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or not str(answer).strip():
         raise InputError(path, line, "answer", "missing or empty; label-mc grades completions against the reference "
-                                               "answer (a string or number)")
+                                               "answer (a string or number in 'answer' or 'reference')")
     answer = str(answer)
     try:
         spans = step_spans(s.response, s.steps, cfg.split, cfg.step_regex, cfg.step_separator)
@@ -204,8 +209,8 @@ def mc_label_ledger(cfg: McLabelConfig, completer: Completer):
 def label_mc(cfg: McLabelConfig) -> dict:
     """Label every response of cfg.input; write the rollout records, <output>.stats.json and the config beside them
     (atomically, the config last); resumes from <output>.partial (one finished input record per line)."""
-    samples = read_samples(cfg.input, cfg.step_separator)
-    raws = [rec for _, rec in read_json_records(cfg.input)]
+    samples = read_samples(cfg.input, cfg.step_separator, input_format=cfg.input_format, columns=cfg.column_map)
+    raws = [map_columns(rec, cfg.column_map) for _, rec in input_records(cfg.input)]
     groups: dict[int, list[Sample]] = {}
     for s in samples:
         groups.setdefault(s.group, []).append(s)

@@ -1,6 +1,7 @@
 """One dataclass per command: it generates the CLI flags, reads --config YAML/JSON, and is the Python API's argument.
 
 Fields carry their help text in `metadata={"help": ...}`. Precedence: dataclass defaults < config file < flags.
+Every name has two flag spellings, `--batch-size` and `--batch_size`; a field may have other names (`Alias`).
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -18,30 +20,82 @@ from .io import write_json
 C = TypeVar("C")
 
 
-def field(default: Any = dataclasses.MISSING, help: str = "", aliases: tuple[str, ...] = (), **kw) -> Any:  # noqa: A002
+@dataclasses.dataclass(frozen=True)
+class Alias:
+    """Another name of a field, accepted as a flag (`--learning-rate`, `--learning_rate`) and a config-file key.
+
+    kind: "former" = the field's name before a rename (compatibility), "hf" = its TRL / HF Trainer name.
+    type: the value's type under this name where it differs from the field's (`bf16` is a bool, `precision` a
+    choice); values: the value under this name -> the field's value, any other refused; prefix: put before a string
+    value that lacks it (`dataset_name: org/set` -> `data: hf:org/set`).
+    """
+    name: str
+    kind: Literal["former", "hf"] = "hf"
+    type: Any = None
+    values: Mapping[Any, Any] | None = None
+    prefix: str = ""
+
+    def convert(self, field_name: str, field_type: Any, value: Any, source: str) -> Any:
+        """The field's value for `value` given under this name; errors name this name and the field."""
+        value = _coerce(self.name, self.type or field_type, value, source)
+        if self.values is not None:
+            if value not in self.values:
+                raise ConfigError(f"{source}: field '{self.name}' ({self.what(field_name)}) must be one of "
+                                  f"{list(self.values)}, got {value!r}")
+            return self.values[value]
+        if self.prefix and isinstance(value, str) and not value.startswith(self.prefix):
+            return self.prefix + value
+        return value
+
+    def what(self, field_name: str) -> str:
+        return f"the {'former' if self.kind == 'former' else 'TRL/HF'} name of '{field_name}'"
+
+    def describe(self) -> str:
+        """How --help shows a TRL/HF name: `--bf16: true -> bf16, false -> fp32`, `--dataset_name NAME -> hf:NAME`."""
+        if self.values is not None:
+            show = {True: "true", False: "false"}.get
+            pairs = [show(k, k) if k == v else f"{show(k, k)} -> {show(v, v)}" for k, v in self.values.items()]
+            return f"--{self.name}: {', '.join(map(str, pairs))}"
+        return f"--{self.name} NAME -> {self.prefix}NAME" if self.prefix else f"--{self.name}"
+
+
+def field(default: Any = dataclasses.MISSING, help: str = "", aliases: tuple[str, ...] = (),  # noqa: A002
+          hf: tuple[str | Alias, ...] = (), **kw) -> Any:
     """A dataclass field with help text (lists and dicts get a default_factory).
 
     `aliases`: former names of a renamed field, still accepted as flags (`--old-name`) and config-file keys.
+    `hf`: its TRL / HF Trainer names (`"learning_rate"`, or an `Alias` that converts the value), accepted the same way.
     """
-    meta = {"help": help, "aliases": tuple(aliases)}
+    names = (*(Alias(a, "former") for a in aliases), *(a if isinstance(a, Alias) else Alias(a) for a in hf))
+    meta = {"help": help, "aliases": names}
     if isinstance(default, (list, dict)):
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta, **kw)
     return dataclasses.field(default=default, metadata=meta, **kw)
 
 
-# compatibility: former field names (`aliases`) for flags, config files and saved configs; each `aliases=` notes when
-# it can go (0.3 for all of them now); remove this and the aliases in field/add_arguments with the last one
+def _aliases(f: dataclasses.Field) -> tuple[Alias, ...]:
+    return f.metadata.get("aliases", ())
+
+
+# compatibility: the former field names (`aliases=`, kind "former") in flags, config files and saved configs; each
+# `aliases=` notes when it can go (0.3 for all of them now); TRL/HF names (`hf=`) use the same path and stay
 def resolve_aliases(cls, data: dict, source: str = "config") -> dict:
-    """`data` with former field names (aliases) replaced by the current ones; both at once is an error."""
+    """`data` with each field's other names (former, TRL/HF) replaced by its own, the values converted; two names of
+    one setting at once is an error naming both."""
+    hints = _hints(cls)
     out = dict(data)
     for f in dataclasses.fields(cls):
-        for alias in f.metadata.get("aliases", ()):
-            if alias in out:
-                if f.name in out:
-                    raise ConfigError(f"{source}: fields '{alias}' and '{f.name}' are the same setting "
-                                      f"('{alias}' is its former name); give one")
-                out[f.name] = out.pop(alias)
+        given = [a for a in _aliases(f) if a.name in out]
+        if not given:
+            continue
+        if len(given) > 1 or f.name in out:
+            names = [a.name for a in given] + [f.name] * (f.name in out)
+            listed = ", ".join(f"'{n}'" for n in names[:-1]) + f" and '{names[-1]}'"
+            why = ", ".join(f"'{a.name}' is {a.what(f.name)}" for a in given)
+            raise ConfigError(f"{source}: fields {listed} are the same setting ({why}); give one")
+        (alias,) = given
+        out[f.name] = alias.convert(f.name, hints[f.name], out.pop(alias.name), source)
     return out
 
 
@@ -103,33 +157,60 @@ def _hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def _type_kwargs(tp) -> dict[str, Any]:
+    """argparse's `type`/`choices`/`nargs` for a (non-bool) field type."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        return dict(choices=list(get_args(tp)), type=type(get_args(tp)[0]))
+    if origin in (list, tuple):
+        (item,) = get_args(tp)[:1] or (str,)
+        return dict(nargs="*", type=item)
+    return dict(type=tp if tp in (int, float, str) else str)
+
+
+def _add_flag(parser: argparse.ArgumentParser, name: str, tp, help_text: str) -> None:
+    """The flags of one name, its dest: `--kebab-case` with `help_text` (may be SUPPRESS), `--snake_case` hidden; bools also
+    take `--no-kebab-case` and `--no_snake_case`."""
+    kebab, snake = "--" + name.replace("_", "-"), "--" + name
+    kw: dict[str, Any] = dict(dest=name, default=argparse.SUPPRESS)
+    if tp is bool:
+        parser.add_argument(kebab, action=argparse.BooleanOptionalAction, help=help_text, **kw)
+        if snake != kebab:
+            parser.add_argument(snake, action="store_true", help=argparse.SUPPRESS, **kw)
+        parser.add_argument("--no_" + name, action="store_false", help=argparse.SUPPRESS, **kw)
+        return
+    parser.add_argument(kebab, help=help_text, **_type_kwargs(tp), **kw)
+    if snake != kebab:
+        parser.add_argument(snake, help=argparse.SUPPRESS, **_type_kwargs(tp), **kw)
+
+
+def _help(f: dataclasses.Field) -> str:
+    """A field's --help line: its help, default, former names and TRL/HF names."""
+    required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    default = f.default if f.default is not dataclasses.MISSING else (
+        None if required else f.default_factory())
+    text = f.metadata.get("help", "") + (" (required)" if required else f" (default: {default})")
+    former = ["--" + a.name.replace("_", "-") for a in _aliases(f) if a.kind == "former"]
+    if former:
+        text += f" (formerly {', '.join(former)})"
+    hf = [a.describe() for a in _aliases(f) if a.kind == "hf"]
+    if hf:
+        text += f" (TRL/HF name {'; '.join(hf)})"
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
-    """Add one flag per dataclass field (defaults suppressed so we can tell which flags were given)."""
+    """Add the flags of every dataclass field and of its other names, each under its own dest (so that two names of
+    one setting can be refused); defaults are suppressed so we can tell which flags were given."""
     hints = _hints(cls)
-    parser.add_argument("--config", default=None, help="YAML or JSON file with any of these fields; flags override it")
+    parser.add_argument("--config", default=None, help="YAML or JSON file with any of these fields (keys as the "
+                        "flags, with '_': batch_size); flags override it. Every flag may also be spelled with '_' "
+                        "(--batch_size)")
     for f in dataclasses.fields(cls):
         tp, _ = _unwrap_optional(hints[f.name])
-        flags = ["--" + n.replace("_", "-") for n in (f.name, *f.metadata.get("aliases", ()))]
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        help_text = f.metadata.get("help", "")
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        help_text += " (required)" if required else f" (default: {default})"
-        if len(flags) > 1:
-            help_text += f" (formerly {', '.join(flags[1:])})"
-        kw: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
-        origin = get_origin(tp)
-        if tp is bool:
-            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kw)
-        elif origin is Literal:
-            parser.add_argument(*flags, choices=list(get_args(tp)), type=type(get_args(tp)[0]), **kw)
-        elif origin in (list, tuple):
-            (item,) = get_args(tp)[:1] or (str,)
-            parser.add_argument(*flags, nargs="*", type=item, **kw)
-        elif tp in (int, float, str):
-            parser.add_argument(*flags, type=tp, **kw)
-        else:
-            parser.add_argument(*flags, type=str, **kw)
+        _add_flag(parser, f.name, tp, _help(f))
+        for alias in _aliases(f):
+            _add_flag(parser, alias.name, _unwrap_optional(alias.type or hints[f.name])[0], argparse.SUPPRESS)
 
 
 def load_config_file(path: str | Path) -> dict:
@@ -187,9 +268,9 @@ def from_args(cls: type[C], ns: argparse.Namespace) -> C:
     for internal in ("command", "subcommand", "func", "verb"):  # argparse bookkeeping, not config fields
         given.pop(internal, None)
     source = str(cfg_path) if cfg_path else "command line"
-    merged = resolve_aliases(cls, load_config_file(cfg_path), source) if cfg_path else {}  # file's old names first,
-    merged.update(given)  # so that a flag overrides the file's setting whatever name either uses
-    return from_mapping(cls, merged, source=str(cfg_path) if cfg_path else "command line")
+    merged = resolve_aliases(cls, load_config_file(cfg_path), source) if cfg_path else {}  # each side's other names
+    merged.update(resolve_aliases(cls, given, "command line"))  # first, so a flag overrides the file whatever names
+    return from_mapping(cls, merged, source=source)
 
 
 def to_dict(cfg) -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import tempfile
@@ -46,14 +47,22 @@ def read_json_records(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
 
 
 def read_text(path: str | os.PathLike) -> str:
-    """A UTF-8 text file; a missing or undecodable file is an InputError naming it."""
+    """A UTF-8 text file (gzip-compressed when it ends in .gz); a missing or undecodable file is an InputError
+    naming it."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, None, None, "file not found")
+    if path.is_dir():
+        raise InputError(path, None, None, "is a folder, not a file")
     try:
+        if path.suffix == ".gz":  # data.jsonl.gz: the same reader, line numbers of the decompressed text
+            with gzip.open(path, "rb") as f:
+                return f.read().decode("utf-8")
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise InputError(path, None, None, f"not UTF-8 text (undecodable byte at offset {e.start})") from None
+    except (OSError, EOFError) as e:  # a truncated or non-gzip .gz
+        raise InputError(path, None, None, f"cannot read it: {e}") from None
 
 
 def read_json_file(path: str | os.PathLike) -> Any:

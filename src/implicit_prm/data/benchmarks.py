@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..core.errors import InputError, UserError
-from ..core.io import read_json_records
 from .grading import extract_answer
-from .sources import DATA_ENV, data_dir
+from .sources import DATA_ENV, data_dir, input_records
 from .sources import hub_rows as _hub_rows
 
 NAMES = ("gsm8k:train", "gsm8k:test", "math:train", "math:test", "math500")
@@ -113,7 +112,7 @@ def _detect(rec: dict) -> Callable[..., list[Problem]]:
 
 
 def _read(path: str | os.PathLike, reader: Callable[..., list[Problem]] | None, split: str) -> list[Problem]:
-    records = list(read_json_records(path))
+    records = list(input_records(path))
     if not records:
         raise InputError(path, None, None, "no records")
     return (reader or _detect(records[0][1]))(path, records, split)
@@ -177,8 +176,9 @@ def load_math500(path_or_name: str = "math500") -> list[Problem]:
 def load_problems(spec: str) -> list[Problem]:
     """Problems from a local file (format told by its fields) or a name (see the module docstring)."""
     path = Path(spec)
-    if path.is_file():
-        return _read(path, None, path.stem)
+    head, at, _ = spec.rpartition("@")
+    if path.is_file() or path.is_dir() or spec.startswith("hf:") or (at and Path(head).is_dir()):
+        return _read(spec, None, path.stem)  # any input form: JSONL(.gz), parquet, a datasets folder, hf:NAME
     name, _, split = spec.partition(":")
     if spec in ("math500", "math500:test"):
         return load_math500(spec)

@@ -2,14 +2,13 @@
 validated list of Samples, with optional per-step labels."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import NoReturn
 
 from ..core.errors import InputError
 from ..core.validation import _encodable, describe_json
-from . import step_formats
-from .sources import input_records
+from . import step_formats, trl_formats
+from .sources import input_records, source_name
 
 SHAPES = (
     "expected one of: "
@@ -18,7 +17,10 @@ SHAPES = (
     '(3) pre-split {"problem" or "prompt": str, "steps": [str], "final_answer_correct": bool}; '
     'Math-Shepherd {"input": str with a step tag "ки" after each step, "label": str}; '
     'PRM800K {"question": {"problem": str}, "label": {"steps": [...], "finish_reason": str}}; '
-    'PRMBench {"modified_question": str, "modified_process": [str], "error_steps": [int], "classification": str}'
+    'PRMBench {"modified_question": str, "modified_process": [str], "error_steps": [int], "classification": str}; '
+    'TRL stepwise {"prompt", "completions": [step], "labels": [bool]}; TRL preference {"prompt", "chosen", '
+    '"rejected"}; TRL unpaired {"prompt", "completion", "label": bool}; OpenRLHF PRM {"input": str with a step '
+    'tag after each step, "label": [+|-|number]}'
 )
 
 
@@ -38,6 +40,9 @@ class Sample:
     # Pre-split formats: len == len(steps), checked here. Rollouts and flat: the steps are known only after
     # splitting, so whoever splits checks the length.
     step_labels: list[float] | None = None
+    # a preference record's chosen and rejected share its index here and pair only with each other (None: pairs
+    # are every correct x incorrect response of the same prompt)
+    pair: int | None = None
 
     @classmethod
     def api(cls, prompt: str, response: str, steps: list[str] | None = None, source: tuple[str, int] = ("<api>", 0),
@@ -113,7 +118,7 @@ def _need_label(path, line, field: str, how: str) -> NoReturn:
 Row = tuple  # (prompt, response, label, steps | None, record, step_labels | None): one Sample's worth
 
 
-def _rollouts(path, line, rec: dict, require_label: bool) -> list[Row]:
+def _rollouts(path, line, rec: dict, require_label: bool, sep: str = "\n\n") -> list[Row]:
     """Format 1: one row per completion; equal-length list fields are sliced; `step_labels` holds one list (or null)
     per completion."""
     prompt = _text(path, line, rec, "prompt")
@@ -138,6 +143,7 @@ def _rollouts(path, line, rec: dict, require_label: bool) -> list[Row]:
                                                         f"{describe_json(rec['step_labels'])}")
         step_labels = [None if v is None else parse_step_labels(path, line, f"step_labels[{i}]", v)
                        for i, v in enumerate(rec["step_labels"])]
+    steps = _completion_steps(path, line, rec, n)
     others = {k: v for k, v in rec.items() if k not in ("prompt", "completions", "correctness")}
     out = []
     for i, (response, label, steps_y) in enumerate(zip(completions, labels, step_labels)):
@@ -148,17 +154,31 @@ def _rollouts(path, line, rec: dict, require_label: bool) -> list[Row]:
         for k, v in others.items():
             if k not in record:
                 record[k] = v[i] if isinstance(v, list) and len(v) == n else v
-        out.append((prompt, response, label, None, record, steps_y))
+        out.append((prompt, sep.join(steps[i]), label, list(steps[i]), record, steps_y) if steps
+                   else (prompt, response, label, None, record, steps_y))
     return out
+
+
+def _completion_steps(path, line, rec: dict, n: int) -> list[list[str]] | None:
+    """The paper's rollout schema (Windy0822/ultrainteract_math_rollout) gives each completion's pre-split steps
+    in `steps` (one list per completion); they are used as the completion's steps."""
+    if rec.get("steps") is None:
+        return None
+    value = rec["steps"]
+    if not isinstance(value, list) or len(value) != n:
+        raise InputError(path, line, "steps", f"expected one list of steps per completion ({n}), found "
+                                              f"{describe_json(value)}")
+    return [_text_list(path, line, {f"steps[{i}]": v}, f"steps[{i}]") for i, v in enumerate(value)]
 
 
 def _flat(path, line, rec: dict, require_label: bool) -> list[Row]:
     """Format 2: one sample; `label` is the outcome (null or absent = unknown); optional `step_labels`."""
     prompt = _text(path, line, rec, "prompt")
     response = _text(path, line, rec, "response")
-    label = None if rec.get("label") is None else parse_label(path, line, "label", rec["label"])
+    key = "label" if rec.get("label") is not None else "correct"  # `grade` writes `correct`; `label` wins
+    label = None if rec.get(key) is None else parse_label(path, line, key, rec[key])
     if label is None and require_label:
-        _need_label(path, line, "label", "'label' (0 or 1)")
+        _need_label(path, line, "label", "'label' (0 or 1) or 'correct' (true/false, as `grade` writes)")
     steps_y = None if rec.get("step_labels") is None else parse_step_labels(path, line, "step_labels",
                                                                              rec["step_labels"])
     return [(prompt, response, label, None, rec, steps_y)]
@@ -194,47 +214,119 @@ def _prmbench(path, line, rec: dict, require_label: bool, sep: str) -> list[Row]
     return [(prompt, sep.join(steps), None, list(steps), rec, None)]
 
 
-def read_samples(path: str | os.PathLike, step_separator: str = "\n\n", require_label: bool = False,
-                 require_step_labels: bool = False, prm800k_neutral: float = 1.0) -> list[Sample]:
-    """Read a JSONL (or JSON array) file of any of the input formats, detected per record, into Samples.
+INPUT_FORMATS = ("rollouts", "flat", "presplit", "prmbench", "math-shepherd-data", "prm800k", "trl-stepwise",
+                 "trl-preference", "trl-unpaired", "openrlhf-prm")
 
-    `path` is a file or a benchmark name (`processbench:<split>`: data.sources).
-    Detection, first match wins: a `completions` field -> rollouts; `response` -> flat; `steps` -> pre-split;
-    `modified_process` -> PRMBench (pre-split, no outcome label);
-    string `input` holding the step tag "ки" and string `label` -> Math-Shepherd; `label` an object with `steps` ->
-    PRM800K (both pre-split, with step labels; see step_formats; `prm800k_neutral` is the label of PRM800K's neutral
-    rating 0). `require_step_labels`: every sample must carry step labels.
-    Every problem raises InputError naming the file, the line and the field.
+
+def detect(rec: dict) -> list[str]:
+    """Every input format whose fields `rec` has (auto reads a record that fits exactly one)."""
+    fits = []
+    if "completions" in rec and ("correctness" in rec or "labels" not in rec):
+        fits.append("rollouts")
+    if "completions" in rec and "labels" in rec:
+        fits.append("trl-stepwise")
+    if "response" in rec:
+        fits.append("flat")
+    if "completion" in rec and "prompt" in rec:
+        fits.append("trl-unpaired")
+    if "chosen" in rec and "rejected" in rec:
+        fits.append("trl-preference")
+    if "steps" in rec and not {"completions", "response"} & set(rec):
+        fits.append("presplit")
+    if "modified_process" in rec:
+        fits.append("prmbench")
+    if step_formats.is_math_shepherd(rec):
+        fits.append("math-shepherd-data")
+    if isinstance(rec.get("input"), str) and isinstance(rec.get("label"), list):
+        fits.append("openrlhf-prm")
+    if step_formats.is_prm800k(rec):
+        fits.append("prm800k")
+    return fits
+
+
+def _rows(fmt: str, path, line, rec: dict, require_label: bool, sep: str, neutral: float,
+          step_tag: str | None) -> list[Row]:
+    if fmt == "rollouts":
+        return _rollouts(path, line, rec, require_label, sep)
+    if fmt == "flat":
+        return _flat(path, line, rec, require_label)
+    if fmt == "presplit":
+        return _presplit(path, line, rec, require_label, sep)
+    if fmt == "prmbench":
+        return _prmbench(path, line, rec, require_label, sep)
+    if fmt == "math-shepherd-data":
+        return [step_formats.math_shepherd_row(path, line, rec, sep)]
+    if fmt == "prm800k":
+        return [step_formats.prm800k_row(path, line, rec, sep, neutral)]
+    if fmt == "trl-stepwise":
+        return [trl_formats.stepwise_row(path, line, rec, sep)]
+    if fmt == "trl-preference":
+        return trl_formats.preference_rows(path, line, rec)
+    if fmt == "trl-unpaired":
+        rows = [trl_formats.unpaired_row(path, line, rec)]
+        if rows[0][2] is None and require_label:
+            _need_label(path, line, "label", "'label' (true/false)")
+        return rows
+    if fmt == "openrlhf-prm":
+        return [trl_formats.openrlhf_row(path, line, rec, sep, step_tag)]
+    raise ValueError(f"unknown input format {fmt!r}; one of {', '.join(INPUT_FORMATS)}")
+
+
+def map_columns(rec: dict, columns: dict[str, str]) -> dict:
+    """`rec` with each of its fields named THEIRS renamed to OURS (--columns OURS=THEIRS)."""
+    if not columns:
+        return rec
+    out = dict(rec)
+    for ours, theirs in columns.items():
+        if theirs in out:
+            out[ours] = out.pop(theirs)
+    return out
+
+
+def _record_format(name: str, line, rec: dict, input_format: str) -> str:
+    if input_format != "auto":
+        return input_format
+    fits = detect(rec)
+    if len(fits) == 1:
+        return fits[0]
+    if not fits:
+        found = ", ".join(sorted(rec)) or "none"
+        raise InputError(name, line, None, f"unrecognised record (fields found: {found}); {SHAPES}; or name the "
+                                           "format with --input-format and map fields with --columns OURS=THEIRS")
+    raise InputError(name, line, None, f"the record fits more than one input format ({' and '.join(fits)}, from "
+                                       f"its fields {', '.join(sorted(rec))}); name one with --input-format")
+
+
+def read_samples(path, step_separator: str = "\n\n", require_label: bool = False,
+                 require_step_labels: bool = False, prm800k_neutral: float = 1.0, input_format: str = "auto",
+                 columns: dict[str, str] | None = None, step_tag: str | None = None) -> list[Sample]:
+    """Read records of any input format (INPUT_FORMATS) from any input form (data.sources: JSON/JSONL(.gz),
+    parquet, a datasets folder, hf:OWNER/NAME, a benchmark name, or a Dataset / list of dicts) into Samples.
+
+    `input_format` 'auto' detects each record by its fields (`detect`) and refuses one that fits two formats;
+    `columns` renames fields first (ours -> theirs). `prm800k_neutral` is the label of PRM800K's neutral rating 0;
+    `step_tag` the tag of openrlhf-prm inputs. `require_step_labels`: every sample must carry step labels.
+    Every problem raises InputError naming the file, the line (or row) and the field.
     """
-
     if not 0.0 <= prm800k_neutral <= 1.0:
         raise ValueError(f"prm800k_neutral must be in [0, 1], got {prm800k_neutral!r}")
+    if input_format not in ("auto",) + INPUT_FORMATS:
+        raise ValueError(f"unknown input format {input_format!r}; one of auto, {', '.join(INPUT_FORMATS)}")
+    name = source_name(path)
     samples: list[Sample] = []
     group = -1
     for group, (line, rec) in enumerate(input_records(path)):
-        if "completions" in rec:
-            rows = _rollouts(path, line, rec, require_label)
-        elif "response" in rec:
-            rows = _flat(path, line, rec, require_label)
-        elif "steps" in rec:
-            rows = _presplit(path, line, rec, require_label, step_separator)
-        elif "modified_process" in rec:
-            rows = _prmbench(path, line, rec, require_label, step_separator)
-        elif step_formats.is_math_shepherd(rec):
-            rows = [step_formats.math_shepherd_row(path, line, rec, step_separator)]
-        elif step_formats.is_prm800k(rec):
-            rows = [step_formats.prm800k_row(path, line, rec, step_separator, prm800k_neutral)]
-        else:
-            found = ", ".join(sorted(rec)) or "none"
-            raise InputError(path, line, None, f"unrecognised record (fields found: {found}); {SHAPES}")
+        rec = map_columns(rec, columns or {})
+        fmt = _record_format(name, line, rec, input_format)
+        rows = _rows(fmt, name, line, rec, require_label, step_separator, prm800k_neutral, step_tag)
         for index, (prompt, response, label, steps, record, steps_y) in enumerate(rows):
             if steps_y is None and require_step_labels:
-                raise InputError(path, line, "step_labels", "missing step labels (required here); add 'step_labels' "
+                raise InputError(name, line, "step_labels", "missing step labels (required here); add 'step_labels' "
                                  "(rollouts: one list per completion; pre-split: one number in [0, 1] per step)")
-            samples.append(Sample(prompt, response, label, steps, record, (str(path), line), group, index,
-                                  step_labels=steps_y))
+            samples.append(Sample(prompt, response, label, steps, record, (name, line), group, index,
+                                  step_labels=steps_y, pair=group if fmt == "trl-preference" else None))
     if group < 0:
-        raise InputError(path, None, None, f"no records found; {SHAPES}")
+        raise InputError(name, None, None, f"no records found; {SHAPES}")
     return samples
 
 

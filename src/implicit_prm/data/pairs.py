@@ -5,7 +5,7 @@ import random
 from dataclasses import dataclass
 
 from ..core.errors import ConfigError
-from .formats import Sample, group_by_prompt
+from .formats import Sample
 
 
 @dataclass
@@ -27,6 +27,7 @@ def build_pairs(
     samples: list[Sample], max_pairs_per_prompt: int | None, seed: int
 ) -> tuple[list[tuple[Sample, Sample]], PairStats]:
     """Every (correct, incorrect) combination per prompt, as (chosen, rejected); unlabelled samples are ignored.
+    A preference record's chosen and rejected (Sample.pair) form its one pair.
 
     Order: prompts by first appearance; within a prompt, correct samples in file order x incorrect in file order.
     If a prompt has more than `max_pairs_per_prompt` pairs, a random subset of that size is kept (in the
@@ -34,7 +35,9 @@ def build_pairs(
     """
     if max_pairs_per_prompt is not None and max_pairs_per_prompt < 1:
         raise ConfigError(f"max_pairs_per_prompt must be at least 1 (or unset for no cap), got {max_pairs_per_prompt}")
-    groups = group_by_prompt(unpaired(samples))
+    groups: dict[tuple, list[Sample]] = {}  # a preference record's two responses pair only with each other
+    for s in unpaired(samples):
+        groups.setdefault((s.prompt, s.pair), []).append(s)
     pairs: list[tuple[Sample, Sample]] = []
     without, before_cap = 0, 0
     for position, group in enumerate(groups.values()):

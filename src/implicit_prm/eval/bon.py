@@ -19,7 +19,11 @@ Methods, for each N (accuracies over problems):
   majority                           the most frequent answer is correct
   weighted_majority.<source.agg>     the answer with the largest sum of sigmoid(score) (the reference choice);
                                      for a scorer whose scores are probabilities (reward_schema), of the scores
-  weighted_majority_raw.<source.agg> the answer with the largest sum of raw scores
+  weighted_majority_raw.<source.agg> the answer with the largest sum of raw scores: only for scores that cannot be
+                                     negative (scale 'probability', where it is the weighted majority above). A sum
+                                     of log-ratios or logits is no vote: each negative score counts against its
+                                     answer, so it favours the answer with the fewest votes; those methods are listed
+                                     in "weighted_majority_raw_left_out" and named under the table (raw_vote_note)
   pass@N                             some response is correct
   random                             the expected accuracy of a uniform pick (mean correctness, exact)
 Subsets: "first" = the first N responses of each problem (the paper's protocol); "random" = the mean over n_subsets
@@ -31,6 +35,7 @@ Output JSON (schema "implicit-prm/bon/v1"):
    "n_answers_extracted" (responses whose answer came from the text, not a field),
    "subsets", "n_subsets" (1 for "first"), "seed", "ns": [N...], "score_methods": [...],
    "methods": {method: {"acc": [one per N], "std": [one per N], "ci": [[lo, hi] per N] | null}}, "tie_rule": str,
+   "weighted_majority_raw_left_out": {score method: its scale} (no raw vote for them),
    "n_bootstrap", "ci_level" (ci: percentile bootstrap interval over problems, null when n_bootstrap = 0),
    "truncated": null | {"min_count", "max_count", "samples_per_problem"} (ragged input cut with ragged="truncate")}
 """
@@ -44,10 +49,11 @@ import numpy as np
 
 from ..core.config import field
 from ..core.errors import ConfigError, InputError
-from ..core.io import atomic_open, read_json_records
+from ..core.io import atomic_open
 from ..core.results import text_table, write_result
 from ..core.validation import describe_json
 from ..data.grading import vote_key
+from ..data.sources import input_records
 from ..scoring.records import outcome_label, read_scores, record_answer, score_scales, scoring_separator
 from ..scoring.schema import to_probability
 from .metrics import CI_LEVEL, bootstrap_mean_ci, check_bootstrap, ci_list, fmt_ci
@@ -58,6 +64,7 @@ TIE_RULE = ("top-1: equal top scores -> the earliest response in file order; vot
             f"equal totals (within {VOTE_RTOL:g} relative) -> the answer that appears first in the subset (file "
             "order), no answer at all -> wrong; a voted answer is as correct as its first response in the subset")
 KEY_FIELDS = ("problem_id", "prompt", "problem")
+RAW_VOTE_SCALES = ("probability",)  # scales that cannot be negative: only these get a weighted_majority_raw vote
 
 
 @dataclass
@@ -95,7 +102,7 @@ class Responses:
     methods: list[str]  # (M,) score method names
     truncated: dict | None
     n_extracted: int = 0  # of the P * K responses, those whose answer was extracted from the text
-    scales: list[str] | None = None  # (M,) 'log_ratio' (weighted by sigmoid) or 'probability' (as it is)
+    scales: list[str] | None = None  # (M,) 'log_ratio' / 'logit' (weighted by sigmoid) or 'probability' (as it is)
 
 
 def read_responses(path: str | Path, name: str = "prm", ragged: str = "error") -> Responses:
@@ -104,7 +111,7 @@ def read_responses(path: str | Path, name: str = "prm", ragged: str = "error") -
     separator = scoring_separator(path)  # joins pre-split steps for answer extraction
     key_fields: dict = {}  # problem key -> the field it came from
     first: tuple[int, list[str]] | None = None  # (line, methods) of the first record
-    for line, rec in read_json_records(path):
+    for line, rec in input_records(path):
         key_field = next((k for k in KEY_FIELDS if k in rec), None)
         if key_field is None:
             raise InputError(path, line, "problem_id", "missing; expected 'problem_id', 'prompt' or 'problem' to "
@@ -202,6 +209,23 @@ class Votes:
         return has & np.take_along_axis(self.correct, pos[..., None], axis=2)[..., 0]
 
 
+def raw_left_out(data: Responses) -> dict[str, str]:
+    """{score method: scale} of the methods with no weighted_majority_raw vote (scale not in RAW_VOTE_SCALES)."""
+    scales = data.scales or ["log_ratio"] * len(data.methods)
+    return {m: s for m, s in zip(data.methods, scales) if s not in RAW_VOTE_SCALES}
+
+
+def raw_vote_note(result: dict) -> str | None:
+    """Why the result has no weighted_majority_raw row for some methods; None when none was left out."""
+    left = result.get("weighted_majority_raw_left_out") or {}
+    if not left:
+        return None
+    names = ", ".join(f"{m} ({s})" for m, s in left.items())
+    return (f"weighted_majority_raw is left out for {names}: a raw sum of scores that can be negative counts each "
+            "negative vote against its answer, so it favours the answer with the fewest votes; weighted_majority "
+            "(the sum of sigmoid(score)) is the weighted vote for them")
+
+
 def evaluate(data: Responses, ns: list[int], subsets: str = "random", n_subsets: int = 100,
              seed: int = 0, n_bootstrap: int = 1000, level: float = CI_LEVEL) -> dict[str, dict[str, list]]:
     """{method: {"acc": [per N], "std": [per N], "ci": [[lo, hi] per N] | None}} over problems p and subset draws d.
@@ -213,6 +237,7 @@ def evaluate(data: Responses, ns: list[int], subsets: str = "random", n_subsets:
     """
     P, K, M = data.scores.shape
     scale = data.scales or ["log_ratio"] * M
+    left_out = raw_left_out(data)
     out: dict[str, dict[str, list]] = {}
     per_problem: dict[str, list[np.ndarray]] = {}  # method -> [a_p (P,) per N]
     for n in ns:
@@ -227,7 +252,8 @@ def evaluate(data: Responses, ns: list[int], subsets: str = "random", n_subsets:
         for j, m in enumerate(data.methods):
             hits[f"weighted_majority.{m}"] = votes.winner_correct(to_probability(scores[..., j], scale[j]))
         for j, m in enumerate(data.methods):
-            hits[f"weighted_majority_raw.{m}"] = votes.winner_correct(scores[..., j])
+            if m not in left_out:  # a raw sum only of scores that cannot be negative
+                hits[f"weighted_majority_raw.{m}"] = votes.winner_correct(scores[..., j])
         hits["pass@N"] = correct.any(axis=-1)
         hits["random"] = correct.mean(axis=-1)
         for m, h in hits.items():
@@ -306,6 +332,8 @@ def format_table(result: dict) -> str:
         if r.get("ci"):
             rows.append(["", *(fmt_ci(c) for c in r["ci"])])
     lines = text_table(rows)
+    if note := raw_vote_note(result):
+        lines.append(note)
     if result.get("n_bootstrap") and any(r.get("ci") for r in result["methods"].values()):
         lines.append(f"[lo, hi]: {100 * result['ci_level']:g}% percentile bootstrap interval over the "
                      f"{result['n_problems']} problems ({result['n_bootstrap']} resamples)")
@@ -330,7 +358,8 @@ def run_bon(cfg: BonConfig) -> dict:
               "n_subsets": cfg.n_subsets if cfg.subsets == "random" else 1, "seed": cfg.seed, "ns": ns,
               "score_methods": data.methods, "methods": evaluate(data, ns, cfg.subsets, cfg.n_subsets, cfg.seed,
                                                                    cfg.n_bootstrap, cfg.ci_level),
-              "tie_rule": TIE_RULE, "truncated": data.truncated, "n_bootstrap": cfg.n_bootstrap,
+              "tie_rule": TIE_RULE, "weighted_majority_raw_left_out": raw_left_out(data),
+              "truncated": data.truncated, "n_bootstrap": cfg.n_bootstrap,
               "ci_level": cfg.ci_level}
     print(format_table(result))
 

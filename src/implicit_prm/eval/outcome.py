@@ -37,8 +37,8 @@ import numpy as np
 
 from ..core.config import field
 from ..core.errors import InputError
-from ..core.io import read_json_records
 from ..core.results import text_table, write_result
+from ..data.sources import input_records
 from ..scoring.records import is_presplit, outcome_label, read_scores, score_scales
 from .bon import KEY_FIELDS
 from .metrics import (
@@ -82,7 +82,7 @@ def read_outcome_units(path: str | Path, name: str = "prm") -> tuple[np.ndarray,
     problem key (KEY_FIELDS, as `eval bon` groups them), else None (every response its own unit). Scores that are
     probabilities (reward_schema) are read as their logits, so that 0 is p = 1/2 (AUROC is unchanged)."""
     labels, rows, first, keys = [], [], None, []  # first: (line, methods) of the first record
-    for line, rec in read_json_records(path):
+    for line, rec in input_records(path):
         got = outcome_label(path, line, rec)
         if got is None:
             how = ("'correct', 'final_answer_correct' or 'correctness' (true/false)" if is_presplit(rec) else

@@ -17,10 +17,17 @@ original solutions of its redundancy records as a 'correct' class, reported only
 its files as records, so they are not here. The threshold is given (default 0.5) or tuned for the best PRMScore
 on another scored file (--tune-on), never on the evaluated one.
 
+An error step past the record's last step (PRMBench's own classified subset400 has such records, e.g. [17, 19, 21]
+with 20 steps) matches no step, as in PRMBench's evaluation, which loops over the steps and asks whether each is in
+error_steps: the record's labels come from its in-range indices only, it is still evaluated, and it is counted and
+listed in the output. Anything else (a non-integer, 0 or a negative index) is refused.
+
 Output JSON (schema "implicit-prm/prmbench/v1"): {"schema", "input", "threshold", "threshold_from": "given" |
 "tune_on", "tune_on", "tuned": totals on the tuning file | null, "n_records", "total": counts,
-"per_classification": {classification: counts}}, counts = {TP, FP, TN, FN, n_steps, precision, recall, f1,
-negative_precision, negative_recall, negative_f1, prmscore}.
+"per_classification": {classification: counts}, "n_records_out_of_range_error_steps", "out_of_range_error_steps":
+[past] (the evaluated file's), "tune_on_out_of_range_error_steps": [past] | null}, counts = {TP, FP, TN, FN,
+n_steps, precision, recall, f1, negative_precision, negative_recall, negative_f1, prmscore}, past = {line, idx,
+classification, n_steps, error_steps: the indices past the last step}.
 """
 from __future__ import annotations
 
@@ -32,9 +39,9 @@ import numpy as np
 
 from ..core.config import field
 from ..core.errors import ConfigError, InputError
-from ..core.io import read_json_records
 from ..core.results import write_result
 from ..core.validation import describe_json
+from ..data.sources import input_records
 from ..scoring.records import number_list
 from ..scoring.schema import record_scale, to_probability
 from .metrics import pct
@@ -65,12 +72,13 @@ class StepLabels:
     valid: np.ndarray  # (S,) bool
     kinds: list[str]  # (S,)
     n_records: int
+    out_of_range: list[dict]  # records with error steps past their last step: {line, idx, classification, ...}
 
 
 def read_prmbench(path: str | Path) -> StepLabels:
     """Scored PRMBench records; InputError naming file, line and field for anything missing or inconsistent."""
-    values, valid, kinds, n = [], [], [], 0
-    for line, rec in read_json_records(path):
+    values, valid, kinds, n, past = [], [], [], 0, []
+    for line, rec in input_records(path):
         if "step_rewards" not in rec:
             raise InputError(path, line, "step_rewards", "missing; score the file first (`implicit-prm score`)")
         v = number_list(path, line, "step_rewards", rec["step_rewards"])
@@ -80,21 +88,36 @@ def read_prmbench(path: str | Path) -> StepLabels:
                                                              f"{describe_json(steps)} (a cut response cannot be "
                                                              "evaluated step by step: rescore with a larger --max-length)")
         errors = rec.get("error_steps")
-        if not isinstance(errors, list) or any(isinstance(e, bool) or not isinstance(e, int) or not 1 <= e <= len(v)
-                                               for e in errors):
-            raise InputError(path, line, "error_steps", f"expected a list of 1-based step indices in 1..{len(v)}, "
-                                                        f"found {describe_json(errors)}")
+        if not isinstance(errors, list) or any(isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in errors):
+            raise InputError(path, line, "error_steps", f"expected a list of 1-based step indices (integers >= 1; "
+                                                        f"this record has {len(v)} steps), found "
+                                                        f"{describe_json(errors)}")
         kind = rec.get("classification")
         if not isinstance(kind, str) or not kind:
             raise InputError(path, line, "classification", f"expected the error kind, found {describe_json(kind)}")
+        if any(e > len(v) for e in errors):  # matches no step, as in PRMBench's evaluation
+            past.append({"line": line, "idx": rec.get("idx"), "classification": kind, "n_steps": len(v),
+                         "error_steps": [e for e in errors if e > len(v)]})
         values += list(to_probability(v, record_scale(rec)))
-        bad = {e - 1 for e in errors}
+        bad = {e - 1 for e in errors}  # 0-based; those past the last step never match a k below
         valid += [k not in bad for k in range(len(v))]
         kinds += [kind] * len(v)
         n += 1
     if not n:
         raise InputError(path, None, None, "no records")
-    return StepLabels(np.asarray(values, dtype=float), np.asarray(valid, dtype=bool), kinds, n)
+    return StepLabels(np.asarray(values, dtype=float), np.asarray(valid, dtype=bool), kinds, n, past)
+
+
+def print_out_of_range(path: str | Path, data: StepLabels, shown: int = 10) -> None:
+    """One notice for the records whose error steps lie past their last step (none: nothing printed)."""
+    past = data.out_of_range
+    if not past:
+        return
+    where = ", ".join(f"line {p['line']} ({p['idx']}: {p['error_steps']} of {p['n_steps']} steps)"
+                      for p in past[:shown])
+    more = f" and {len(past) - shown} more (all in the JSON)" if len(past) > shown else ""
+    print(f"[implicit-prm] PRMBench: {path}: {len(past)} of {data.n_records} records have error_steps past their last "
+          f"step, which match no step (as in PRMBench's evaluation); evaluated on their other steps: {where}{more}")
 
 
 def _ratio(a: int, b: int) -> float | None:
@@ -149,20 +172,24 @@ def run_prmbench(cfg: PRMBenchConfig) -> dict:
     """Take or tune the threshold, count and score every step, write JSON + config."""
     path = Path(cfg.input)
     data = read_prmbench(path)
-    tuned, threshold, source = None, cfg.threshold, "given"
+    tuned, threshold, source, tune = None, cfg.threshold, "given", None
     if cfg.tune_on is not None:
         if Path(cfg.tune_on).resolve() == path.resolve():
             raise ConfigError("field 'tune_on': the threshold is never tuned on the evaluated file; give another one")
         tune = read_prmbench(cfg.tune_on)
+        print_out_of_range(cfg.tune_on, tune)
         threshold, source = best_prmscore_threshold(tune.values, tune.valid), "tune_on"
         tuned = evaluate(tune, threshold)[0]
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     total, per = evaluate(data, threshold)
     result = {"schema": SCHEMA, "input": str(path), "threshold": threshold, "threshold_from": source,
               "tune_on": cfg.tune_on, "tuned": tuned, "n_records": data.n_records, "total": total,
-              "per_classification": per}
+              "per_classification": per, "n_records_out_of_range_error_steps": len(data.out_of_range),
+              "out_of_range_error_steps": data.out_of_range,
+              "tune_on_out_of_range_error_steps": None if tune is None else tune.out_of_range}
     print(f"[implicit-prm] PRMBench: {path}: {data.n_records} records, {total['n_steps']} steps, threshold "
           f"{threshold:.6g} ({source})")
+    print_out_of_range(path, data)
     print(f"  {'classification':<22} {'steps':>6} {'F1':>6} {'neg F1':>7} {'PRMScore':>9}")
     for name, c in [*per.items(), ("all", total)]:
         print(f"  {name:<22} {c['n_steps']:>6} {pct(c['f1']):>6} {pct(c['negative_f1']):>7} {pct(c['prmscore']):>9}")

@@ -27,9 +27,9 @@ import numpy as np
 
 from ..core.config import field
 from ..core.errors import ConfigError, InputError
-from ..core.io import read_json_file, read_json_records
+from ..core.io import read_json_file
 from ..core.results import config_path, write_result
-from ..data.sources import PROCESSBENCH_SPLITS, input_source
+from ..data.sources import PROCESSBENCH_SPLITS, input_records, input_source
 from .metrics import CI_LEVEL, check_bootstrap, pct
 from .steps import (
     StepData,
@@ -69,7 +69,7 @@ def split_of(spec: str) -> tuple[str, Path]:
     if sep and name in PROCESSBENCH_SPLITS:
         return name, Path(rest)
     path = Path(spec)
-    for line, rec in read_json_records(path):
+    for line, rec in input_records(path):
         split = str(rec.get("id", "")).rsplit("-", 1)[0]
         if split in PROCESSBENCH_SPLITS:
             return split, path
@@ -82,12 +82,12 @@ def overlong_counts(path: Path) -> tuple[int, int | None]:
     """(responses scored only in part, responses left out): the second from the scored file's config (its input
     counted again), None when that cannot be read."""
     n_scored, n_truncated = 0, 0
-    for _, rec in read_json_records(path):
+    for _, rec in input_records(path):
         n_scored += 1
         n_truncated += "n_steps_total" in rec
     try:
         source = input_source(read_json_file(config_path(path))["input"])
-        n_source = sum(1 for _ in read_json_records(source)) if Path(source).is_file() else None
+        n_source = sum(1 for _ in input_records(source)) if Path(source).is_file() else None
     except (OSError, KeyError, TypeError, InputError):
         n_source = None
     return n_truncated, None if n_source is None else n_source - n_scored

@@ -3,7 +3,8 @@ and single solutions with each step shaded by its reward.
 
 Sections, in this order, one per input file (a bootstrap interval "[lo, hi]" follows each figure that has one,
 with a note naming its level and resample count; results written without intervals show none):
-  best-of-N   methods x N accuracy (%), ± the std over random subsets; the PNG plot that `eval bon` wrote (the path
+  best-of-N   methods x N accuracy (%), ± the std over random subsets, and which score methods have no raw-sum
+              vote and why (bon.raw_vote_note); the PNG plot that `eval bon` wrote (the path
               in its `<json>.config.json`, else `<stem>.bon.png` beside `<stem>.bon.json`), made with bon.plot_bon
               if missing
   step errors ProcessBench acc_err / acc_ok / F1 (%): the tuned, evaluated and optimistic rows, each labelled
@@ -181,11 +182,13 @@ def bon_blocks(path: Path, r: dict, image: str) -> list[tuple]:
             for m, v in r["methods"].items()]
     cut = (f" Ragged input: every problem cut to its first {r['truncated']['samples_per_problem']} responses."
            if r.get("truncated") else "")
+    raw = bon.raw_vote_note(r)  # which methods have no raw-sum vote, and why
     return [("h", f"Best-of-N: {path.name}"),
             ("p", ["Input ", Code(r["input"]), f": {r['n_problems']} problems × {r['samples_per_problem']} "
                    f"responses. Accuracy (%) over problems; {how}.{cut}"]),
             ("table", ["method", *(f"N={n}" for n in r["ns"])], rows),
             *([ci_note(r, f"the {r['n_problems']} problems")] if has_ci else []),
+            *([("p", [f"{raw}."])] if raw else []),
             ("img", image, f"best-of-N plot {path.name}")]
 
 

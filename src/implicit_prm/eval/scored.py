@@ -4,8 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.errors import InputError
-from ..core.io import read_json_records, write_jsonl
+from ..core.io import write_jsonl
 from ..core.results import config_path
+from ..data.sources import input_records
 from ..scoring.score import ScoreConfig, score  # the model stack, only when there is something to score
 
 ALIGN_FIELDS = ("prompt", "problem", "response", "steps")  # equal in records scored from the same input record
@@ -28,7 +29,7 @@ def merge_scored(files: dict[str, Path], out: Path) -> Path:
     The files must hold the same responses in the same order (scored from one input): InputError naming the file
     and line of the first record that differs from the first file's, or a file with another number of records.
     """
-    rows = {name: list(read_json_records(path)) for name, path in files.items()}
+    rows = {name: list(input_records(path)) for name, path in files.items()}
     path0, first = next(iter(files.values())), next(iter(rows.values()))
     for name, path in files.items():
         if len(rows[name]) != len(first):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import ConfigError, InputError
-from ..core.io import read_json_records
 from ..core.validation import describe_json
+from ..data.sources import input_records
 from ..rewards import sigmoid
 from ..scoring.records import is_presplit, number_list, outcome_label, score_leaves, scoring_separator
 from ..scoring.schema import record_scale
@@ -94,7 +94,7 @@ def read_solution(path, line, rec: dict, separator: str, score_key: str) -> Solu
 def read_solutions(path: str | Path, score_key: str) -> list[Solution]:
     path = Path(path)
     sep = scoring_separator(path)  # score's saved config names the separator of pre-split steps
-    sols = [read_solution(path, line, rec, sep, score_key) for line, rec in read_json_records(path)]
+    sols = [read_solution(path, line, rec, sep, score_key) for line, rec in input_records(path)]
     if not sols:
         raise InputError(path, None, None, "no records")
     return sols

@@ -39,9 +39,9 @@ import numpy as np
 
 from ..core.config import field
 from ..core.errors import ConfigError, InputError
-from ..core.io import read_json_records
 from ..core.results import write_result
 from ..core.validation import describe_json
+from ..data.sources import input_records
 from ..scoring.records import number_list
 from ..scoring.schema import record_scale, to_probability
 from .metrics import CI_LEVEL, OPTIMISTIC, bootstrap_ci, check_bootstrap, ci_list, fmt_ci, pct
@@ -178,7 +178,7 @@ def read_step_data(path: str | Path, signal: str = "q_value", truncated_ok: bool
     over all its steps, and its unscored steps are never flagged."""
     key = "q_values" if signal == "q_value" else "step_rewards"
     signals, labels, lines, scales = [], [], [], set()
-    for line, rec in read_json_records(path):
+    for line, rec in input_records(path):
         if key not in rec:
             raise InputError(path, line, key, "missing; score the file first (`implicit-prm score`)")
         values = np.array(number_list(path, line, key, rec[key]))

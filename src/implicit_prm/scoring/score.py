@@ -12,6 +12,7 @@ from ..core.io import write_jsonl
 from ..core.results import write_result
 from ..core.resume import PartialFile, run_signature
 from ..data import read_samples
+from ..data.settings import InputSettings
 from ..data.sources import input_source
 from ..flops.ledger import Ledger
 from ..steps.encoding import Encoded
@@ -24,7 +25,7 @@ FREE_ON_RESUME = ("output", "progress", "batch_tokens", "logprob_cache")
 
 
 @dataclass
-class ScoreConfig(ScorerSettings):
+class ScoreConfig(ScorerSettings, InputSettings):
     input: str = field(help="responses to score (JSONL/JSON, any input format incl. PRMBench), or a benchmark name "
                             "processbench:<gsm8k|math|olympiadbench|omnimath>")
     output: str = field(help="output JSONL: one record per response with step_rewards, q_values, scores")
@@ -49,7 +50,8 @@ def score(cfg: ScoreConfig) -> Path:
     """
     state = process_state()
     out = Path(cfg.output)
-    samples = read_samples(cfg.input, cfg.step_separator)
+    samples = read_samples(cfg.input, cfg.step_separator, input_format=cfg.input_format,
+                           columns=cfg.column_map, step_tag=cfg.step_tag)
     prm = load_scorer(cfg, device=str(state.device), max_length=cfg.max_length, batch_tokens=cfg.batch_tokens,
                       overlong=cfg.overlong, separator=cfg.step_separator)
     encs = prm.encode(samples, cfg.split, cfg.step_regex, cfg.step_separator)

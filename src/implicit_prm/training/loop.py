@@ -35,6 +35,7 @@ from ..scoring.reference import RefTable, reference_logprobs
 from ..steps.batching import first_response_position, pad_batch, response_mask
 from ..steps.encoding import Encoded, Encoder, encode_samples
 from ..steps.tags import StepTag, batch_inputs, encode_tagged_samples, resolve_tag
+from .card import RunFacts
 from .checkpoints import is_finished, restore, save_checkpoint, save_final
 from .config import TrainConfig
 from .log import TrainLog
@@ -121,7 +122,9 @@ def train(cfg: TrainConfig) -> Path:
     log.close()
     if acc.is_main_process:
         train_ledger(cfg, data, lm, acc.num_processes, ref is not None).write(out)  # out/flops.json
-    save_final(acc, model, data.tok, out, metadata(cfg, ref, precision, data.tag))
+    facts = RunFacts(len(data.examples), len(data.encs), sum(e is None for e in data.encs), len(data.plan),
+                     cfg.save_precision)  # for the model card
+    save_final(acc, model, data.tok, out, metadata(cfg, ref, precision, data.tag), facts)
     return out
 
 
@@ -160,7 +163,8 @@ def prepare_examples(cfg: TrainConfig, acc, precision: str) -> Prepared:
     tok = load_tokenizer(cfg.model)
     if cfg.ref and cfg.ref != cfg.model:
         check_same_tokenizer(tok, load_tokenizer(cfg.ref), cfg.model, cfg.ref)
-    samples = read_samples(cfg.data, cfg.step_separator, require_label=True)
+    samples = read_samples(cfg.data, cfg.step_separator, require_label=True, input_format=cfg.input_format,
+                           columns=cfg.column_map, step_tag=None if cfg.step_tag == "auto" else cfg.step_tag)
     encoder = Encoder(tok, cfg.template, cfg.max_length, cfg.overlong, cfg.system_prompt)
     source = losses.LOSSES[cfg.objective].step_labels
     tag = targets = None
