@@ -25,6 +25,7 @@ from ..data.solver import State, continue_solution, make_profile
 from ..models.chat import chat_text
 from ..models.generation import generate
 from ..models.loading import load_model, load_tokenizer
+from ..models.settings import DeviceSettings
 
 
 @dataclass
@@ -100,14 +101,16 @@ class HFCompleter:
     """Samples continuations from a causal LM, `batch_size` prefixes (x k samples) per generate call."""
 
     def __init__(self, model: str, temperature: float = 0.7, top_p: float = 0.95, max_new_tokens: int = 256,
-                 system_prompt: str | None = None, precision: str = "fp32", batch_size: int = 8):
+                 system_prompt: str | None = None, precision: str = "fp32", batch_size: int = 8,
+                 device: str = "auto", attn_implementation: str | None = None):
         import torch
 
 
         self.tok = load_tokenizer(model)
         self.tok.padding_side = "left"  # batched generation continues from the right edge
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        self.model = load_model(model, dtype).to("cuda" if torch.cuda.is_available() else "cpu").eval()
+        where = DeviceSettings(device=device).torch_device()
+        self.model = load_model(model, dtype, attn_implementation=attn_implementation).to(where).eval()
         self.temperature, self.top_p, self.max_new_tokens = temperature, top_p, max_new_tokens
         self.system_prompt, self.batch_size = system_prompt, batch_size
 

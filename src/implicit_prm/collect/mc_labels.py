@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
-from tqdm.auto import tqdm
-
 from ..core.config import field
 from ..core.errors import ConfigError, InputError
 from ..core.io import write_json, write_jsonl
+from ..core.progress import progress
 from ..core.results import text_table, write_result
 from ..core.resume import PartialFile, run_signature
 from ..data.formats import Sample, map_columns, read_samples
@@ -32,17 +31,18 @@ from ..data.sources import input_records
 from ..flops.counting import SMOLLM2_135M, ModelShape
 from ..flops.ledger import Ledger
 from ..models.chat import chat_text
+from ..models.settings import DeviceSettings
 from ..steps.splitting import step_spans
 from .completers import BuiltinCompleter, Completer, HFCompleter, Prefix
 from .simulated import add_counts, generation_counts, policy_tokenizer
 
-FREE_ON_RESUME = ("output", "progress")
+FREE_ON_RESUME = ("output", "progress", "log_every")
 CONSUMED = ("prompt", "problem", "response", "steps", "label", "final_answer_correct", "correctness",
             "step_labels", "completions")  # fields of formats 2 and 3 that the rollout record replaces
 
 
 @dataclass
-class McLabelConfig(InputSettings):
+class McLabelConfig(InputSettings, DeviceSettings):
     input: str = field(help="outcome-labelled responses (any input format and form) with the reference answer in "
                             "'answer' (or 'reference', as the paper's rollouts have it)")
     output: str = field(help="rollout-format JSONL with per-completion step_labels and mc_values added")
@@ -67,6 +67,8 @@ class McLabelConfig(InputSettings):
     batch_size: int = field(8, help="hf: prefixes per generate call (x k samples)")
     seed: int = field(0, help="sampling seed (per record, completion and step, so a resumed run samples the same)")
     progress: bool = field(True, help="show a progress bar")
+    log_every: int = field(0, help="without a terminal (a log file): a progress line every N records (0: every "
+                                   "tenth of the work)")
 
     def __post_init__(self):
         for name in ("k", "max_new_tokens", "batch_size"):
@@ -80,7 +82,7 @@ def make_completer(cfg: McLabelConfig) -> Completer:
     if cfg.completer == "builtin":
         return BuiltinCompleter()
     return HFCompleter(cfg.model, cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.system_prompt, cfg.precision,
-                       cfg.batch_size)
+                       cfg.batch_size, cfg.device, cfg.attn_implementation)
 
 
 @dataclass
@@ -230,7 +232,7 @@ def label_mc(cfg: McLabelConfig) -> dict:
     ledger, count = mc_label_ledger(cfg, completer)
     if done:
         print(f"[implicit-prm] resuming: {len(done)} of {len(groups)} records done", flush=True)
-    bar = tqdm(total=len(groups), initial=len(done), desc="label-mc", unit="record", disable=not cfg.progress)
+    bar = progress(len(groups), "label-mc", "record", cfg.progress, len(done), cfg.log_every)
     with partial.appender() as f:
         for g, group in groups.items():
             if g in done:

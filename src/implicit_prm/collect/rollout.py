@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import torch
-from tqdm.auto import tqdm
 
 from ..core.config import field
 from ..core.errors import ConfigError
+from ..core.progress import progress
 from ..core.resume import PartialFile, run_signature
 from ..data.benchmarks import load_problems
 from ..data.grading import Grade, grade, summarize
@@ -20,16 +20,17 @@ from ..flops.ledger import Ledger
 from ..models.chat import chat_text
 from ..models.generation import generate
 from ..models.loading import DEFAULT_MODEL, load_model, load_tokenizer
+from ..models.settings import DeviceSettings
 from .simulated import add_counts, generation_counts
 
 # Fields that may change between a killed run and its restart without changing the samples.
-FREE_ON_RESUME = ("output", "progress", "limit")  # batches are slices from the start: a new limit keeps them
+FREE_ON_RESUME = ("output", "progress", "log_every", "limit")  # batches are slices from the start: a new limit keeps them
 DEFAULT_PROMPT = ("Solve the following math problem step by step. Write each step on its own line as "
                   "'Step 1: ...', 'Step 2: ...', and so on, and put the final answer in \\boxed{{}}.\n\n{question}")
 
 
 @dataclass
-class RolloutConfig:
+class RolloutConfig(DeviceSettings):
     problems: str = field(help="problems: gsm8k:train|test, math:train|test, math500, or a JSONL of "
                                "{problem|question, answer}")
     output: str = field(help="rollouts JSONL: {prompt, completions, correctness, ...} per problem")
@@ -48,6 +49,8 @@ class RolloutConfig:
                                                          "score keep fp32 weights and autocast)", aliases=("dtype",))
     seed: int = field(0, help="sampling seed (each batch is seeded from it, so a resumed run samples the same)")
     progress: bool = field(True, help="show a progress bar")
+    log_every: int = field(0, help="without a terminal (a log file): a progress line every N problems (0: every "
+                                   "tenth of the work)")
 
     def __post_init__(self):
         if "{question}" not in self.prompt_template:
@@ -87,9 +90,11 @@ def rollout(cfg: RolloutConfig) -> dict:
 
     tok = load_tokenizer(cfg.model)
     tok.padding_side = "left"  # batched generation continues from the right edge
-    model = load_model(cfg.model, torch.bfloat16 if cfg.precision == "bf16" else torch.float32).eval()
+    device = cfg.torch_device()
+    dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
+    model = load_model(cfg.model, dtype, attn_implementation=cfg.attn_implementation).to(device).eval()
     batches = [problems[s:s + cfg.batch_size] for s in range(0, len(problems), cfg.batch_size)]
-    bar = tqdm(total=len(problems), initial=len(done), desc="rollout", unit="problem", disable=not cfg.progress)
+    bar = progress(len(problems), "rollout", "problem", cfg.progress, len(done), cfg.log_every)
     n_tokens, t0 = 0, time.time()
     with partial.appender() as f:
         for b, batch in enumerate(batches):

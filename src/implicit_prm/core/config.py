@@ -273,6 +273,17 @@ def from_args(cls: type[C], ns: argparse.Namespace) -> C:
     return from_mapping(cls, merged, source=source)
 
 
+def field_defaults(cls) -> dict:
+    """{field: default} of every field of a config dataclass that has one."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
 def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 

@@ -33,3 +33,10 @@ def autocast_context(device: torch.device, precision: str):
     if resolve_precision(device, precision) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def weights_dtype(device: torch.device, precision: str) -> torch.dtype:
+    """The dtype to load inference weights in: bf16 on an accelerator where `precision` resolves to bf16 (half the
+    memory, and autocast runs in bf16 anyway), fp32 elsewhere (a CPU keeps fp32 weights and autocasts)."""
+    device = torch.device(device)
+    return torch.bfloat16 if device.type != "cpu" and resolve_precision(device, precision) == "bf16" else torch.float32

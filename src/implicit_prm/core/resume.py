@@ -24,18 +24,22 @@ def run_signature(cfg, free: Iterable[str], **facts: Any) -> dict:
     return {**{k: v for k, v in to_dict(cfg).items() if k not in free}, **facts}
 
 
-def changed_fields(old: Mapping, new: Mapping) -> list[str]:
-    """The keys of `new` whose values differ in `old` (keys only in `old` are ignored: fields since removed)."""
-    return sorted(k for k in new if _jsonable(old.get(k)) != _jsonable(new[k]))
+def changed_fields(old: Mapping, new: Mapping, defaults: Mapping | None = None) -> list[str]:
+    """The keys of `new` whose values differ in `old`. Keys only in `old` are ignored (fields since removed), and so
+    is a key only in `new` that holds its value in `defaults` (a field added since, left at its default)."""
+    defaults = defaults or {}
+    added = {k for k in new if k not in old and k in defaults and _jsonable(defaults[k]) == _jsonable(new[k])}
+    return sorted(k for k in new if k not in added and _jsonable(old.get(k)) != _jsonable(new[k]))
 
 
 def _jsonable(v: Any) -> Any:
     return json.loads(json.dumps(v, default=str))  # tuples -> lists, as a JSON round trip sees them
 
 
-def check_same_run(saved: Mapping, signature: Mapping, where: Path) -> None:
-    """Refuse to resume into `where` when the saved run's signature differs from this one's."""
-    diff = changed_fields(saved, signature)
+def check_same_run(saved: Mapping, signature: Mapping, where: Path, defaults: Mapping | None = None) -> None:
+    """Refuse to resume into `where` when the saved run's signature differs from this one's (`defaults`: see
+    changed_fields)."""
+    diff = changed_fields(saved, signature, defaults)
     if diff:
         raise UserError(f"{where} holds a run with a different config (fields {diff}); use a new --output or delete "
                         "the directory")

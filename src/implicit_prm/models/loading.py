@@ -184,14 +184,17 @@ class LoraSpec:
     target_modules: str = "all-linear"
 
 
-def load_model(spec: str, dtype: torch.dtype = torch.float32, lora: LoraSpec | None = None):
-    """Load a causal LM; a peft adapter dir is loaded onto its base; `lora` adds a fresh trainable adapter."""
+def load_model(spec: str, dtype: torch.dtype = torch.float32, lora: LoraSpec | None = None,
+               attn_implementation: str | None = None):
+    """Load a causal LM; a peft adapter dir is loaded onto its base; `lora` adds a fresh trainable adapter;
+    `attn_implementation` goes to from_pretrained (None: transformers' default)."""
     from transformers import AutoModelForCausalLM
 
     path = resolve(spec)
     base = adapter_base(path)
+    kw = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
     try:
-        model = AutoModelForCausalLM.from_pretrained(resolve(base) if base else path, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(resolve(base) if base else path, dtype=dtype, **kw)
     except OSError as e:
         raise UserError(f"cannot load model '{spec}': {e}") from None
     if base:

@@ -8,9 +8,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..core.precision import autocast_context
+from ..core.progress import progress
 from ..models.heads import StepLogits
 from ..models.logprobs import TokenLogProbs
 from ..steps.batching import (
@@ -44,7 +44,7 @@ def run_plan(model: torch.nn.Module, encs: Sequence[Encoded], plan: Plan,
     dev = torch.device(device)
     mine = plan[shard[0]::shard[1]]
     out: list[np.ndarray | None] = [None] * len(encs)
-    bar = tqdm(total=sum(size(encs[i]) for _, idx in mine for i in idx), desc=desc, unit=unit, disable=not show)
+    bar = progress(sum(size(encs[i]) for _, idx in mine for i in idx), desc, unit, show)
     for shared, idx in mine:
         batch = [encs[i] for i in idx]
         with autocast_context(dev, precision):

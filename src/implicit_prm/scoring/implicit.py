@@ -10,7 +10,7 @@ import torch
 from .. import rewards as R
 from ..core.distributed import ProcessGroup, SingleProcess, default_device, is_main_rank
 from ..core.errors import UserError
-from ..core.precision import resolve_precision
+from ..core.precision import resolve_precision, weights_dtype
 from ..flops.counting import ModelShape
 from ..losses import DEFAULT_BETA
 from ..models.loading import adapter_base, check_same_tokenizer, fingerprint, load_model, load_tokenizer, resolve
@@ -65,8 +65,10 @@ class ImplicitPRM(LocalScorer):
     def __init__(self, model: TokenLogProbs, tokenizer, ref: str | None, ref_in_memory: bool, beta: float,
                  template: str = "auto", precision: str = "auto", max_length: int = 4096, logprob_cache: str = "",
                  device: str | torch.device = "cpu", system_prompt: str | None = None, batch_tokens: int = 8192,
-                 overlong: str = "error", expected_ref_fingerprint: str = "", name: str = ""):
+                 overlong: str = "error", expected_ref_fingerprint: str = "", name: str = "",
+                 attn_implementation: str | None = None):
         self.model, self.tok, self.beta, self.name = model, tokenizer, beta, name
+        self.attn_implementation = attn_implementation  # for the reference, when it is loaded
         self.ref, self.ref_in_memory, self.logprob_cache = ref, ref_in_memory, logprob_cache
         self.device = torch.device(device)
         self.precision = resolve_precision(self.device, precision)
@@ -96,7 +98,9 @@ class ImplicitPRM(LocalScorer):
         if ref_spec and not in_memory:
             check_same_tokenizer(tok, load_tokenizer(ref_spec), prm, ref_spec)
         device = device or default_device()
-        model = TokenLogProbs(load_model(prm)).to(device).eval()
+        dtype = weights_dtype(torch.device(device), kw.get("precision", "auto"))
+        model = TokenLogProbs(load_model(prm, dtype, attn_implementation=kw.get("attn_implementation")))
+        model = model.to(device).eval()
         if meta is not None:
             template = meta.template if template == "auto" else template
             system_prompt = meta.system_prompt if system_prompt is None else system_prompt
@@ -142,7 +146,8 @@ class ImplicitPRM(LocalScorer):
         if self.ref is None:
             return None
         table = reference_logprobs(self.ref, self.model if self.ref_in_memory else None, encs, self.tok.pad_token_id,
-                                   acc, self.precision, self.logprob_cache, self.batch_tokens, show)
+                                   acc, self.precision, self.logprob_cache, self.batch_tokens, show,
+                                   self.attn_implementation)
         got = table.fingerprint
         if self.expected_ref_fingerprint and got != self.expected_ref_fingerprint and acc.is_main_process:
             print(f"[implicit-prm] warning: the reference '{self.ref}' has other weights (fingerprint {got}) than "

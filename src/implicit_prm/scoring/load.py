@@ -37,19 +37,22 @@ def load_scorer(settings: ScorerSettings | str, format: str | None = None, *, de
     elif format is not None or kw:
         settings = dataclasses.replace(settings, **({"format": format} if format else {}), **kw)
     s = settings
+    device = device or str(s.torch_device())
     fmt = detect_format(s.prm, s.implicit_only) if s.format == "auto" else s.format
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
     if fmt == "implicit":
         return ImplicitPRM.from_pretrained(s.prm, s.ref, s.reference_free, s.beta, device=device, template=s.template,
                                            system_prompt=s.system_prompt, precision=s.precision, max_length=max_length,
-                                           logprob_cache=s.logprob_cache, batch_tokens=batch_tokens, overlong=overlong)
+                                           logprob_cache=s.logprob_cache, batch_tokens=batch_tokens, overlong=overlong,
+                                           attn_implementation=s.attn_implementation)
     if s.implicit_only:
         raise ConfigError(f"--ref, --reference-free and --beta apply only to implicit PRMs; '{s.prm}' is scored in "
                           f"the {fmt} format")
     return load_readout(s.prm, fmt, s.step_tag, s.plus_token, s.minus_token, s.trust_remote_code, device=device,
                         template=s.template, system_prompt=s.system_prompt, max_length=max_length, overlong=overlong,
-                        separator=separator, precision=s.precision, batch_tokens=batch_tokens)
+                        separator=separator, precision=s.precision, batch_tokens=batch_tokens,
+                        attn_implementation=s.attn_implementation)
 
 
 __all__ = ["FORMATS", "ScorerSettings", "detect_format", "load_scorer"]

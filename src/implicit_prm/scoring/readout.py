@@ -112,12 +112,12 @@ class ReadoutPRM(LocalScorer):
 
 
 def _trained_step_tag(prm: str, meta: PRMMetadata, template: str, system_prompt: str | None, max_length: int,
-                      overlong: str, **kw) -> ReadoutPRM:
+                      overlong: str, attn_implementation: str | None = None, **kw) -> ReadoutPRM:
     """A step-tag PRM or outcome verifier trained here: its tag inserted as a token id after each step, in the
     template it was trained with (steps.tags.encode_tagged)."""
     tok = load_tokenizer(prm)
     tag = resolve_tag(tok, meta.step_tag or "auto", meta.plus_token, meta.minus_token)
-    model = StepLogits(load_model(prm), tag.plus_id, tag.minus_id)
+    model = StepLogits(load_model(prm, attn_implementation=attn_implementation), tag.plus_id, tag.minus_id)
     template = meta.template if template == "auto" else template
     system_prompt = meta.system_prompt if system_prompt is None else system_prompt
     encoder = Encoder(tok, template, max_length, overlong, system_prompt)
@@ -137,7 +137,8 @@ def _card_only(fmt: str, template: str, system_prompt: str | None, allow_system:
         raise ConfigError(f"--system-prompt does not apply to the {fmt} format (its layout is the model card's)")
 
 
-def _head_model(prm: str, config: dict | None, auto_class: str, trust_remote_code: bool, labels: int, fmt: str):
+def _head_model(prm: str, config: dict | None, auto_class: str, trust_remote_code: bool, labels: int, fmt: str,
+                attn_implementation: str | None = None):
     """A token- or sequence-classification checkpoint, its own modeling code only with --trust-remote-code."""
     import transformers
 
@@ -152,7 +153,8 @@ def _head_model(prm: str, config: dict | None, auto_class: str, trust_remote_cod
                           "run it (only for checkpoints you trust)")
     cls = getattr(transformers, mapped or auto_class)
     try:
-        return cls.from_pretrained(resolve(prm), dtype=torch.float32, trust_remote_code=bool(mapped))
+        kw = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
+        return cls.from_pretrained(resolve(prm), dtype=torch.float32, trust_remote_code=bool(mapped), **kw)
     except OSError as e:
 
         raise UserError(f"cannot load model '{prm}': {e}") from None
@@ -161,8 +163,9 @@ def _head_model(prm: str, config: dict | None, auto_class: str, trust_remote_cod
 def load_readout(prm: str, fmt: str, step_tag: str | None = None, plus_token: str = "+", minus_token: str = "-",
                  trust_remote_code: bool = False, device: str | None = None, template: str = "auto",
                  system_prompt: str | None = None, max_length: int = 4096, overlong: str = "error",
-                 separator: str = "\n\n", **kw) -> ReadoutPRM:
-    """The ReadoutPRM of a checkpoint in format `fmt` (math-shepherd, rlhflow, token-classification, orm)."""
+                 separator: str = "\n\n", attn_implementation: str | None = None, **kw) -> ReadoutPRM:
+    """The ReadoutPRM of a checkpoint in format `fmt` (math-shepherd, rlhflow, token-classification, orm);
+    `attn_implementation` goes to from_pretrained."""
     device = device or default_device()
     kw = {k: v for k, v in kw.items() if k in ("precision", "batch_tokens")}
     meta = read_metadata(resolve(prm)) if Path(resolve(prm)).is_dir() else None
@@ -170,7 +173,8 @@ def load_readout(prm: str, fmt: str, step_tag: str | None = None, plus_token: st
         if fmt != "math-shepherd":
             raise ConfigError(f"'{prm}' is a step-tag model trained here: score it with --format math-shepherd "
                               "(or auto)")
-        out = _trained_step_tag(prm, meta, template, system_prompt, max_length, overlong, device=device, **kw)
+        out = _trained_step_tag(prm, meta, template, system_prompt, max_length, overlong, attn_implementation,
+                                device=device, **kw)
         out.model.to(device).eval()
         return out
     tok = load_tokenizer(prm)
@@ -184,7 +188,7 @@ def load_readout(prm: str, fmt: str, step_tag: str | None = None, plus_token: st
         if len(pair) != 2:
             raise ConfigError(f"fields 'plus_token', 'minus_token': {plus_token + ' ' + minus_token!r} is {len(pair)} "
                               "tokens for this tokenizer; Math-Shepherd's card reads two")
-        model = StepLogits(load_model(prm), pair[0], pair[1])
+        model = StepLogits(load_model(prm, attn_implementation=attn_implementation), pair[0], pair[1])
         encode = wrap(lambda p, steps: layouts.math_shepherd(tok, p, steps, tag, tag_id))
         schema, key = readout_schema("step_prm", fmt, "probability"), f"{tag_id}:{pair}"
     elif fmt == "rlhflow":
@@ -192,7 +196,7 @@ def load_readout(prm: str, fmt: str, step_tag: str | None = None, plus_token: st
         if not getattr(tok, "chat_template", None):
             raise ConfigError(f"'{prm}' has no chat template; the rlhflow format needs the model's own")
         plus_id, minus_id = single_token(tok, plus_token, "plus_token"), single_token(tok, minus_token, "minus_token")
-        model = StepLogits(load_model(prm), plus_id, minus_id)
+        model = StepLogits(load_model(prm, attn_implementation=attn_implementation), plus_id, minus_id)
         encode = wrap(lambda p, steps: layouts.rlhflow(tok, p, steps, plus_token, plus_id))
         schema, key = readout_schema("step_prm", fmt, "probability"), f"{plus_id}:{minus_id}"
     elif fmt == "token-classification":
@@ -201,13 +205,13 @@ def load_readout(prm: str, fmt: str, step_tag: str | None = None, plus_token: st
         sep = step_tag or "<extra_0>"
         sep_id = single_token(tok, sep, "step_tag")
         model = TokenClassLogits(_head_model(prm, raw_config(prm), "AutoModelForTokenClassification",
-                                             trust_remote_code, 2, fmt), prm)
+                                             trust_remote_code, 2, fmt, attn_implementation), prm)
         encode = wrap(lambda p, steps: layouts.token_classification(tok, p, steps, sep, sep_id, system_prompt))
         schema, key = readout_schema("step_prm", fmt, "probability"), f"{sep_id}:{system_prompt}"
     elif fmt == "orm":
         _card_only(fmt, template, system_prompt, False)
         model = SequenceValues(_head_model(prm, raw_config(prm), "AutoModelForSequenceClassification",
-                                           trust_remote_code, 1, fmt), prm)
+                                           trust_remote_code, 1, fmt, attn_implementation), prm)
         encode = wrap(lambda p, steps: layouts.orm(tok, p, steps, separator))
         schema, key = readout_schema("orm", fmt, "logit"), repr(separator)
     else:

@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..core.precision import weights_dtype
 from ..models.loading import fingerprint, load_model, resolve
 from ..models.logprobs import TokenLogProbs
 from ..steps.encoding import Encoded
@@ -48,7 +49,7 @@ def adapter_disabled(lm):
 
 def reference_logprobs(ref_spec: str, in_memory: TokenLogProbs | None, encs: Sequence[Encoded], pad_id: int, acc,
                        precision: str, cache_setting: str = "", batch_tokens: int = 8192,
-                       show: bool = True) -> RefTable:
+                       show: bool = True, attn_implementation: str | None = None) -> RefTable:
     """Reference log-probs for `encs`, from the cache where present; the misses are computed once and stored.
 
     in_memory: a loaded model that holds the reference weights: the not-yet-trained policy when the reference is
@@ -67,7 +68,8 @@ def reference_logprobs(ref_spec: str, in_memory: TokenLogProbs | None, encs: Seq
             stat = _stat_key(ref_spec)
             fp = cache.get_fingerprint(stat) if (cache and stat) else None
             if fp is None:
-                ref_model = TokenLogProbs(load_model(ref_spec)).to(device)
+                ref_model = TokenLogProbs(load_model(ref_spec, weights_dtype(device, precision),
+                                                     attn_implementation=attn_implementation)).to(device)
                 fp = fingerprint(ref_model.lm)
                 if cache and stat:
                     cache.put_fingerprint(stat, fp)
@@ -79,7 +81,8 @@ def reference_logprobs(ref_spec: str, in_memory: TokenLogProbs | None, encs: Seq
         if uniq_missing:
             model = in_memory if in_memory is not None else ref_model
             if model is None:
-                model = ref_model = TokenLogProbs(load_model(ref_spec)).to(device)
+                model = ref_model = TokenLogProbs(load_model(ref_spec, weights_dtype(device, precision),
+                                                             attn_implementation=attn_implementation)).to(device)
             with adapter_disabled(model.lm):
                 arrays = response_logprobs(model, [by_key[k] for k in uniq_missing], pad_id, device, precision,
                                            batch_tokens, desc="reference pass", show=show,

@@ -52,7 +52,7 @@ def score(cfg: ScoreConfig) -> Path:
     out = Path(cfg.output)
     samples = read_samples(cfg.input, cfg.step_separator, input_format=cfg.input_format,
                            columns=cfg.column_map, step_tag=cfg.step_tag)
-    prm = load_scorer(cfg, device=str(state.device), max_length=cfg.max_length, batch_tokens=cfg.batch_tokens,
+    prm = load_scorer(cfg, device=str(cfg.torch_device(state.device)), max_length=cfg.max_length, batch_tokens=cfg.batch_tokens,
                       overlong=cfg.overlong, separator=cfg.step_separator)
     encs = prm.encode(samples, cfg.split, cfg.step_regex, cfg.step_separator)
     source = Path(input_source(cfg.input))  # a file, or a benchmark name's local file ('hf://...': no stat)

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from ..core.config import field
+from ..models.settings import DeviceSettings
 
 FormatName = Literal["auto", "implicit", "math-shepherd", "rlhflow", "token-classification", "orm"]
 
 
 @dataclass(kw_only=True)
-class ScorerSettings:
+class ScorerSettings(DeviceSettings):
     prm: str = field(help="the scorer: a PRM trained here (an implicit PRM, or a step-tag model from --objective "
                           "step_bce|orm), a released PRM or ORM (see --format), any causal LM, or an adapter; "
                           "search also takes http://HOST:PORT of `implicit-prm serve`")

@@ -10,6 +10,7 @@ from typing import Literal
 from ..core.config import field
 from ..core.errors import ConfigError
 from ..core.io import write_jsonl
+from ..core.progress import progress
 from ..core.results import write_result
 from ..core.resume import PartialFile, run_signature
 from ..data.benchmarks import Problem, load_problems
@@ -23,7 +24,7 @@ from .policies import HFPolicy, SolverPolicy
 from .scoring import IncrementalImplicitScorer, RemoteTextScorer, WholeTextScorer
 from .strategies import Proposer, Search, SearchLedgers, StepScorer, run_strategy
 
-FREE_ON_RESUME = ("output", "progress")
+FREE_ON_RESUME = ("output", "progress", "log_every")
 
 
 @dataclass
@@ -49,6 +50,8 @@ class SearchConfig(ScorerSettings):
     solver_seed: int = field(-1, help="solver policy: the error model's seed (-1: the problem record's "
                                       "solver.seed, else 0)")
     progress: bool = field(True, help="show progress")
+    log_every: int = field(0, help="without a terminal (a log file): a progress line every N problems (0: every "
+                                   "tenth of the work)")
 
 
     def __post_init__(self):
@@ -76,7 +79,7 @@ def build(cfg: SearchConfig) -> tuple[Proposer, StepScorer]:
         return SolverPolicy(tok, max(cfg.solver_seed, 0), separator=cfg.separator), scorer
     lm_tok = load_tokenizer(cfg.policy)
     lm_tok.padding_side = "left"
-    model = load_model(cfg.policy).eval()
+    model = load_model(cfg.policy, attn_implementation=cfg.attn_implementation).to(cfg.torch_device()).eval()
     share = tok is not None and lm_tok.get_vocab() == tok.get_vocab()
     return HFPolicy(model, lm_tok, cfg.temperature, max_step_tokens=cfg.max_step_tokens, separator=cfg.separator,
                     share_ids=share, name=cfg.policy), scorer
@@ -137,7 +140,6 @@ def search_problem(cfg: SearchConfig, problem: Problem, policy: Proposer, scorer
 def search(cfg: SearchConfig) -> Path:
     """Search every problem, resuming finished ones from <output>.partial; write the output atomically, with the
     FLOPs ledgers of the PRM (<output>.flops.json) and the policy (<output>.policy.flops.json)."""
-    from tqdm.auto import tqdm
 
 
     problems = load_problems(cfg.problems)
@@ -160,8 +162,7 @@ def search(cfg: SearchConfig) -> Path:
         for k, d in item["flops"].items():
             if d is not None:
                 getattr(totals, k).absorb(ledger_from_dict(d, partial.path))
-    bar = tqdm(total=len(problems), initial=len(done), desc=f"search ({cfg.strategy})", unit="problem",
-               disable=not cfg.progress)
+    bar = progress(len(problems), f"search ({cfg.strategy})", "problem", cfg.progress, len(done), cfg.log_every)
     with partial.appender() as f:
         for i, problem in enumerate(problems):
             if i in done:

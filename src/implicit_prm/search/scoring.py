@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..core.precision import autocast_context
+from ..core.precision import autocast_context, weights_dtype
 from ..data.formats import Sample
 from ..flops.ledger import Ledger
 from ..models.loading import load_model
@@ -74,7 +74,9 @@ class IncrementalImplicitScorer:
         self.flops_shape, self.lora = prm.flops_shape, prm.lora
         self.models = [prm.model.lm]
         if prm.ref is not None:
-            self.models.append(prm.model.lm if prm.ref_in_memory else load_model(prm.ref).to(prm.device).eval())
+            self.models.append(prm.model.lm if prm.ref_in_memory else load_model(
+                prm.ref, weights_dtype(prm.device, prm.precision), attn_implementation=prm.attn_implementation
+            ).to(prm.device).eval())
         self.prm_tokens = 0  # tokens run through the PRM and the reference, each counted once per model
 
     def _ctx(self, m: int):

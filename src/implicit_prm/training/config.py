@@ -9,10 +9,11 @@ from ..core.config import Alias, field
 from ..core.errors import ConfigError
 from ..data.settings import InputSettings
 from ..models.loading import DEFAULT_MODEL
+from ..models.settings import DeviceSettings
 
 
 @dataclass
-class TrainConfig(InputSettings):
+class TrainConfig(InputSettings, DeviceSettings):
     data: str = field(help="training data (JSONL/JSON in any input format, with outcome labels)",
                       hf=(Alias("dataset_name", prefix="hf:"),))
     output: str = field(help="output directory: model, train_log.jsonl, checkpoints/, train_config.json",
@@ -77,6 +78,12 @@ class TrainConfig(InputSettings):
     save_precision: Literal["fp32", "bf16"] = field("fp32", help="dtype of the saved weights of a full fine-tune "
                                                                 "(a LoRA adapter is saved as trained)")
     progress: bool = field(True, help="show progress bars")
+    report_to: Literal["none", "tensorboard", "wandb", "mlflow", "trackio", "all"] = field(
+        "none", help="experiment trackers (through accelerate) that get the config once and the training log's "
+                     "numbers at every step; all = every installed one")
+    logging_dir: Optional[str] = field(None, help="where the trackers write (default: <output>/runs)")
+    log_every: int = field(0, help="without a terminal (a log file): a progress line every N optimizer steps (0: "
+                                   "every tenth of the run)", hf=("logging_steps",))
 
     def __post_init__(self):
         if self.max_steps is not None and self.max_steps == -1:  # TRL/HF's "no limit"

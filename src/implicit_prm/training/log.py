@@ -8,24 +8,25 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from .. import losses
 from ..core.io import atomic_open
+from ..core.progress import progress
 from ..core.resume import read_jsonl_prefix
+from .tracking import step_values
 
 
 class TrainLog:
     """train_log.jsonl (main process) and the progress bar. On resume, lines past the restored step, and a torn
     last line, are dropped first."""
 
-    def __init__(self, path: Path, start: int, acc, total: int, desc: str, progress: bool):
+    def __init__(self, path: Path, start: int, acc, total: int, desc: str, show: bool, every: int = 0):
         self.path, self.acc, self.main = path, acc, acc.is_main_process
         if self.main:
             kept = [r for r in (read_jsonl_prefix(path) if path.exists() else []) if r.get("step", math.inf) <= start]
             with atomic_open(path) as f:
                 f.writelines(json.dumps(r) + "\n" for r in kept)
-        self.bar = tqdm(total=total, initial=start, desc=desc, unit="step", disable=not (progress and self.main))
+        self.bar = progress(total, desc, "step", show and self.main, start, every)
         self.t0, self.tokens = time.time(), 0
 
     def step(self, step: int, outputs: list[losses.LossOutput], n_tokens: int, lr: float, grad_norm) -> None:
@@ -47,6 +48,7 @@ class TrainLog:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(rec) + "\n")
             self.bar.set_postfix(loss=f"{loss:.4f}", acc=f"{rec['acc']:.2f}")
+            acc.log(step_values(rec), step=step)  # to the --report-to trackers (none: nothing)
             self.bar.update(1)
 
     def close(self) -> None:

@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from .. import losses
-from ..core.config import resolve_aliases, save_config
-from ..core.distributed import has_accelerator
+from ..core.config import field_defaults, resolve_aliases, save_config
+from ..core.distributed import has_accelerator, is_main_rank
+from ..core.errors import ConfigError
 from ..core.io import read_json_file, write_json
 from ..core.precision import autocast_context, resolve_precision
 from ..core.resume import check_same_run, run_signature
@@ -41,10 +42,11 @@ from .config import TrainConfig
 from .log import TrainLog
 from .plan import Example, batch_rows, build_examples, make_plan, micro_batches, mismatched_pairs
 from .targets import step_targets
+from .tracking import logging_dir, resolve_trackers, tracker_config
 
 # Fields that may change between a killed run and its restart without changing the result.
 FREE_ON_RESUME = ("output", "checkpoint_every", "keep_checkpoints", "progress", "batch_tokens", "logprob_cache",
-                  "save_precision")
+                  "save_precision", "log_every", "report_to", "logging_dir")
 SIGNATURE_FILE = "run_signature.json"
 
 
@@ -65,22 +67,20 @@ class Prepared:
 
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) training; returns the output directory holding the final model."""
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     out = Path(cfg.output)
     if is_finished(out):
         print(f"[implicit-prm] {out} already holds a finished model; nothing to do")
         return out
-    # cpu=True on a machine without an accelerator, so that torchrun's gloo processes become one DDP run
-    acc = Accelerator(cpu=not has_accelerator())
-    warn_if_fsdp_ignored(acc)
+    acc = start_accelerator(cfg)
     check_resumable(cfg, out, acc.num_processes)
+    acc.init_trackers(out.name or "implicit-prm", config=tracker_config(cfg))
     set_seed(cfg.seed)
     device, precision = acc.device, resolve_precision(acc.device, cfg.precision)
     data = prepare_examples(cfg, acc, precision)
     lora = LoraSpec(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target) if cfg.lora else None
-    lm = load_model(cfg.model, torch.float32, lora)
+    lm = load_model(cfg.model, torch.float32, lora, cfg.attn_implementation)
     if cfg.gradient_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if data.tag is not None:  # a step objective: logits at the tags, no reference
@@ -97,7 +97,8 @@ def train(cfg: TrainConfig) -> Path:
     params = [p for p in model.parameters() if p.requires_grad]  # FSDP2 replaces them with DTensor shards
     acc.register_for_checkpointing(sched)
     start = restore(acc, out)
-    log = TrainLog(out / "train_log.jsonl", start, acc, len(data.plan), f"train {cfg.objective}", cfg.progress)
+    log = TrainLog(out / "train_log.jsonl", start, acc, len(data.plan), f"train {cfg.objective}", cfg.progress,
+                   cfg.log_every)
 
     model.train()
     for step in range(start, len(data.plan)):
@@ -120,6 +121,7 @@ def train(cfg: TrainConfig) -> Path:
         if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < len(data.plan):
             save_checkpoint(acc, out, step + 1, cfg.keep_checkpoints)
     log.close()
+    acc.end_training()  # flushes and closes the trackers
     if acc.is_main_process:
         train_ledger(cfg, data, lm, acc.num_processes, ref is not None).write(out)  # out/flops.json
     facts = RunFacts(len(data.examples), len(data.encs), sum(e is None for e in data.encs), len(data.plan),
@@ -129,6 +131,27 @@ def train(cfg: TrainConfig) -> Path:
 
 
 # ----------------------------------------------------------------------------- the steps of train()
+
+def start_accelerator(cfg: TrainConfig):
+    """The Accelerator of a run: on the CPU without an accelerator (so torchrun's gloo processes become one DDP
+    run) or with --device cpu, logging to the --report-to trackers under logging_dir."""
+    from accelerate import Accelerator
+
+    names = resolve_trackers(cfg.report_to) if is_main_rank() else []
+    acc = Accelerator(cpu=not has_accelerator() or cfg.device == "cpu", log_with=names or None,
+                      project_dir=str(logging_dir(cfg)))
+    check_device(cfg, acc.device, acc.num_processes)
+    warn_if_fsdp_ignored(acc)
+    return acc
+
+
+def check_device(cfg: TrainConfig, placed, n_proc: int) -> None:
+    """accelerate places a run itself (one GPU per process); a --device it did not follow is an error."""
+    want = cfg.torch_device(placed)
+    if n_proc == 1 and (placed.type != want.type or (want.index is not None and placed.index != want.index)):
+        raise ConfigError(f"field 'device': {cfg.device} was asked for, but accelerate placed the run on {placed} "
+                          "(choose a GPU with CUDA_VISIBLE_DEVICES)")
+
 
 def signature(cfg: TrainConfig, n_proc: int) -> dict:
     """What a run's result depends on: its settings, the number of processes (it sets the global batch, so the step
@@ -143,11 +166,11 @@ def check_resumable(cfg: TrainConfig, out: Path, n_proc: int) -> None:
     signature file holds only its config."""
     saved, legacy = out / SIGNATURE_FILE, out / "train_config.json"
     if saved.exists():
-        check_same_run(read_json_file(saved), signature(cfg, n_proc), out)
+        check_same_run(read_json_file(saved), signature(cfg, n_proc), out, field_defaults(TrainConfig))
     elif legacy.exists():  # compatibility: a directory from before run signatures (only train_config.json)
         # still resumes, its former field names resolved; warn on use in 0.2, remove in 0.3
         old = resolve_aliases(TrainConfig, read_json_file(legacy), str(legacy))
-        check_same_run(old, run_signature(cfg, FREE_ON_RESUME), out)
+        check_same_run(old, run_signature(cfg, FREE_ON_RESUME), out, field_defaults(TrainConfig))
 
 
 def warn_if_fsdp_ignored(acc) -> None:

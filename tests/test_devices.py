@@ -1,0 +1,54 @@
+"""Where models run (`--device`), the attention kernel they load with (`--attn-implementation`), the dtype of
+inference weights, and resuming a run saved before a field existed."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from implicit_prm.core.config import field_defaults
+from implicit_prm.core.errors import ConfigError
+from implicit_prm.core.precision import weights_dtype
+from implicit_prm.core.resume import changed_fields
+from implicit_prm.models.loading import load_model
+from implicit_prm.models.settings import DeviceSettings
+from implicit_prm.scoring.load import load_scorer
+from implicit_prm.scoring.settings import ScorerSettings
+
+
+def test_device_settings_resolve():
+    assert DeviceSettings().torch_device() == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert DeviceSettings(device="auto").torch_device(torch.device("cuda:3")) == torch.device("cuda:3")  # a launch
+    assert DeviceSettings(device="cpu").torch_device(torch.device("cuda:3")) == torch.device("cpu")
+    assert DeviceSettings(device="cuda:1").torch_device() == torch.device("cuda", 1)
+    with pytest.raises(ConfigError, match="field 'device': 'gpu0' is not a device"):
+        DeviceSettings(device="gpu0").torch_device()
+
+
+def test_inference_weights_are_bf16_only_on_an_accelerator_asked_for_bf16():
+    assert weights_dtype(torch.device("cpu"), "bf16") == torch.float32  # a CPU keeps fp32 weights and autocasts
+    assert weights_dtype(torch.device("cpu"), "auto") == torch.float32
+    assert weights_dtype(torch.device("cuda"), "fp32") == torch.float32
+    assert weights_dtype(torch.device("cuda"), "bf16") == torch.bfloat16  # explicit bf16 needs no hardware probe
+
+
+def test_attention_kernel_reaches_from_pretrained(tiny_model, tiny_model_b):
+    assert load_model(tiny_model, attn_implementation="eager").config._attn_implementation == "eager"
+    assert load_model(tiny_model, attn_implementation="sdpa").config._attn_implementation == "sdpa"
+    prm = load_scorer(ScorerSettings(prm=tiny_model_b, ref=tiny_model, attn_implementation="eager",
+                                     precision="fp32", device="cpu"))
+    assert prm.model.lm.config._attn_implementation == "eager" and prm.attn_implementation == "eager"
+    assert next(prm.model.parameters()).device == torch.device("cpu")
+    assert next(prm.model.parameters()).dtype == torch.float32
+
+
+def test_a_field_added_since_the_saved_run_at_its_default_is_no_change():
+    from implicit_prm.training.config import TrainConfig
+
+    defaults = field_defaults(TrainConfig)
+    assert defaults["device"] == "auto" and defaults["columns"] == [] and "data" not in defaults
+    old = {"lr": 1e-5, "objective": "ce"}  # saved before `device` and `columns` existed
+    new = {"lr": 1e-5, "objective": "ce", "device": "auto", "columns": []}
+    assert changed_fields(old, new, defaults) == []
+    assert changed_fields(old, {**new, "device": "cuda"}, defaults) == ["device"]
+    assert changed_fields(old, new) == ["columns", "device"]  # without defaults every new key is a change
+    assert changed_fields({**old, "gone": 1}, {**new, "lr": 2e-5}, defaults) == ["lr"]
