@@ -32,11 +32,12 @@ from implicit_prm.collect.builtin import write_builtin
 from implicit_prm.core.io import read_json_records, write_json, write_jsonl, write_text
 from implicit_prm.core.results import config_path, machine
 from implicit_prm.data.builtin import BuiltinDataConfig
-from implicit_prm.eval.metrics import auroc, bootstrap_ci, weighted_auroc
+from implicit_prm.eval.metrics import bootstrap_ci, weighted_auroc
 from implicit_prm.eval.outcome import OutcomeConfig, read_outcome_units, run_outcome
 from implicit_prm.eval.scored import score_once
 from implicit_prm.eval.steps import StepsConfig, run_steps
 from implicit_prm.models.loading import DEFAULT_MODEL
+from implicit_prm.rewards import auroc
 from implicit_prm.training.checkpoints import is_finished
 from implicit_prm.training.config import TrainConfig
 from implicit_prm.training.loop import train

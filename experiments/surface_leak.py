@@ -5,7 +5,7 @@
 Generates built-in data (default config otherwise, so balanced), masks the numbers in every completion and trains
 a logistic regression (numpy, full-batch gradient descent, L2) on surface features of half the problems: binary
 word/symbol unigrams and bigrams of the masked text (in >= 3 training completions) plus the length in steps and
-characters (of the masked text). Reports the AUROC (eval.metrics.auroc) of telling right from wrong on the other
+characters (of the masked text). Reports the AUROC (rewards.auroc) of telling right from wrong on the other
 half, pooled and as the mean within-problem AUROC (test problems holding both), for three maskings: "digits"
 (every digit -> '#', so magnitudes stay visible), "numbers" (every run of digits -> one '#'; signs and operators
 stay) and "style" (signed numbers -> '#', operator symbols and words -> 'op': only the wording is left), and for
@@ -30,7 +30,7 @@ import numpy as np
 
 from implicit_prm.core.io import write_json
 from implicit_prm.data.builtin import BuiltinDataConfig, generate_rollouts
-from implicit_prm.eval.metrics import auroc
+from implicit_prm.rewards import auroc
 
 OPS = re.compile(r"[-+*×/]|\b(?:add(?:ing)?|plus|increas(?:e|ing)|subtract(?:ing)?|minus|tak(?:e|ing)|away|from|"
                  r"decreas(?:e|ing)|multipl(?:y|ying)|times|groups|of|to|by)\b", re.IGNORECASE)

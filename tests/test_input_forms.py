@@ -182,3 +182,16 @@ def test_responses_from_any_engine_grade_then_train(tmp_path, tiny_model):
     g2 = [json.loads(x) for x in (tmp_path / "g2.jsonl").read_text().splitlines()]
     assert (g2[0]["correct"], g2[1]["label"]) == (True, False)
     assert [s.label for s in read_samples(str(tmp_path / "g2.jsonl"), require_label=True)] == [1, 0]
+
+
+def test_eval_steps_reads_trl_stepwise_labels_as_the_first_wrong_step():
+    from implicit_prm.eval.steps import read_step_data
+
+    recs = [{"prompt": "Q", "completions": ["a", "b", "c"], "labels": [True, False, False],
+             "q_values": [0.1, -0.2, -0.5], "step_rewards": [0.1, -0.3, -0.3]},
+            {"prompt": "Q", "completions": ["a", "b"], "labels": [True, True], "q_values": [0.2, 0.4],
+             "step_rewards": [0.2, 0.2]}]
+    data = read_step_data(recs)
+    assert data.labels.tolist() == [1, -1]  # the first False; -1 when every step is right
+    with pytest.raises(InputError, match="row 1: field 'labels': expected one true/false per scored step \\(3\\)"):
+        read_step_data([{**recs[0], "labels": [True, False]}])

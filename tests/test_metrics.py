@@ -10,7 +10,6 @@ import pytest
 from implicit_prm.core.errors import ConfigError
 from implicit_prm.eval.bon import BonConfig, run_bon
 from implicit_prm.eval.metrics import (
-    auroc,
     bootstrap_ci,
     bootstrap_counts,
     bootstrap_mean_ci,
@@ -23,6 +22,7 @@ from implicit_prm.eval.metrics import (
 )
 from implicit_prm.eval.outcome import OutcomeConfig
 from implicit_prm.eval.steps import StepsConfig
+from implicit_prm.rewards import auroc
 
 
 def test_two_values_known_distribution():

@@ -11,6 +11,7 @@ The paper scores a response by its lowest step reward (`min`).
 from __future__ import annotations
 
 import bisect
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -69,3 +70,27 @@ def sigmoid(x) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def auroc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
+    """How well a score ranks responses: the probability that a random correct response outscores a random
+    incorrect one (ties count 1/2); used by the evaluations and by evaluation during training.
+
+    Computed from average ranks (Mann-Whitney U). None when one class is empty.
+    """
+    pos = sum(1 for l in labels if l == 1)
+    neg = len(labels) - pos
+    if pos == 0 or neg == 0:
+        return None
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    ranks = [0.0] * len(scores)
+    i = 0
+    while i < len(order):  # average ranks over runs of tied scores
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    rank_sum = sum(r for r, l in zip(ranks, labels) if l == 1)
+    return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)

@@ -1,7 +1,7 @@
 """Metric helpers shared by the evaluations: AUROC, bootstrap intervals, percentages and intervals as text."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -12,27 +12,6 @@ OPTIMISTIC = "optimistic (threshold tuned on the test data)"  # the label of a t
 
 
 
-def auroc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
-    """Probability that a random correct response outscores a random incorrect one (ties count 1/2).
-
-    Computed from average ranks (Mann-Whitney U). None when one class is empty.
-    """
-    pos = sum(1 for l in labels if l == 1)
-    neg = len(labels) - pos
-    if pos == 0 or neg == 0:
-        return None
-    order = sorted(range(len(scores)), key=lambda i: scores[i])
-    ranks = [0.0] * len(scores)
-    i = 0
-    while i < len(order):  # average ranks over runs of tied scores
-        j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    rank_sum = sum(r for r, l in zip(ranks, labels) if l == 1)
-    return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
 
 
 def pct(x: float | None) -> str:

@@ -39,12 +39,12 @@ from ..core.config import field
 from ..core.errors import InputError
 from ..core.results import text_table, write_result
 from ..data.sources import input_records
+from ..rewards import auroc
 from ..scoring.records import is_presplit, outcome_label, read_scores, score_scales
 from .bon import KEY_FIELDS
 from .metrics import (
     CI_LEVEL,
     OPTIMISTIC,
-    auroc,
     bootstrap_ci,
     check_bootstrap,
     ci_list,

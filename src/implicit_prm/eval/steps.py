@@ -172,6 +172,28 @@ class StepData:
                         self.scales)
 
 
+def first_wrong_step(path, line, rec: dict, n: int) -> int:
+    """A scored record's first wrong step (-1: none) of its n scored steps: ProcessBench's `label` (with `steps`),
+    the built-in data's `first_error`, or the first False of TRL's stepwise `labels` (one bool per step)."""
+    if isinstance(rec.get("completions"), list) and isinstance(rec.get("labels"), list):  # TRL stepwise
+        step_labels = rec["labels"]
+        if len(step_labels) != n or not all(isinstance(x, bool) for x in step_labels):
+            raise InputError(path, line, "labels", f"expected one true/false per scored step ({n}), found "
+                                                   f"{describe_json(step_labels)}")
+        return next((i for i, ok in enumerate(step_labels) if not ok), -1)
+    label_key = "label" if "steps" in rec and "label" in rec else "first_error"
+    if label_key not in rec:
+        raise InputError(path, line, "label" if "steps" in rec else "first_error",
+                         "missing the first wrong step: expected 'label' (ProcessBench, with 'steps'), "
+                         "'first_error' (built-in data) or TRL's stepwise 'labels': a step index, or -1 if every "
+                         "step is right")
+    label = rec[label_key]
+    if isinstance(label, bool) or not isinstance(label, int) or not -1 <= label < n:
+        raise InputError(path, line, label_key,
+                         f"expected -1 or a step index 0..{n - 1} ({n} steps scored), found {describe_json(label)}")
+    return label
+
+
 def read_step_data(path: str | Path, signal: str = "q_value", truncated_ok: bool = False) -> StepData:
     """Read scored records; InputError naming file, line and field for anything missing or inconsistent.
     `truncated_ok`: a response scored only in part (--overlong truncate: it has n_steps_total) keeps its label
@@ -193,18 +215,9 @@ def read_step_data(path: str | Path, signal: str = "q_value", truncated_ok: bool
                         if "n_steps_total" in rec else "")
                 raise InputError(path, line, key, f"has {n} values but 'steps' has {len(rec['steps'])}; expected "
                                                   f"one per step{hint}")
-        label_key = "label" if "steps" in rec and "label" in rec else "first_error"
-        if label_key not in rec:
-            raise InputError(path, line, "label" if "steps" in rec else "first_error",
-                             "missing the first wrong step: expected 'label' (ProcessBench, with 'steps') or "
-                             "'first_error' (built-in data): a step index, or -1 if every step is right")
-        label = rec[label_key]
-        if isinstance(label, bool) or not isinstance(label, int) or not -1 <= label < n:
-            raise InputError(path, line, label_key,
-                             f"expected -1 or a step index 0..{n - 1} ({n} steps scored), found {describe_json(label)}")
+        labels.append(first_wrong_step(path, line, rec, n))
         scales.add(record_scale(rec))
         signals.append(to_probability(values, record_scale(rec)) if signal == "q_value" else values)
-        labels.append(label)
         lines.append(line)
     if not signals:
         raise InputError(path, None, None, "no records")

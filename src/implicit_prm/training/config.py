@@ -78,6 +78,11 @@ class TrainConfig(InputSettings, DeviceSettings):
     save_precision: Literal["fp32", "bf16"] = field("fp32", help="dtype of the saved weights of a full fine-tune "
                                                                 "(a LoRA adapter is saved as trained)")
     progress: bool = field(True, help="show progress bars")
+    eval_data: Optional[str] = field(None, help="held-out labelled data (any input format and form) to evaluate on "
+                                                "during training: the objective's loss and accuracy, and AUROC(min) "
+                                                "for the implicit objectives")
+    eval_every: int = field(0, help="evaluate on --eval-data every N optimizer steps (0: once, at the end)",
+                            hf=("eval_steps",))
     report_to: Literal["none", "tensorboard", "wandb", "mlflow", "trackio", "all"] = field(
         "none", help="experiment trackers (through accelerate) that get the config once and the training log's "
                      "numbers at every step; all = every installed one")
@@ -86,6 +91,8 @@ class TrainConfig(InputSettings, DeviceSettings):
                                    "every tenth of the run)", hf=("logging_steps",))
 
     def __post_init__(self):
+        if self.eval_every and not self.eval_data:
+            raise ConfigError("field 'eval_every' needs 'eval_data' (the data to evaluate on)")
         if self.max_steps is not None and self.max_steps == -1:  # TRL/HF's "no limit"
             self.max_steps = None
         if self.max_steps is not None and self.max_steps < 1:

@@ -22,10 +22,13 @@ class TrainLog:
 
     def __init__(self, path: Path, start: int, acc, total: int, desc: str, show: bool, every: int = 0):
         self.path, self.acc, self.main = path, acc, acc.is_main_process
+        self.eval_path = path.with_name("eval_log.jsonl")
         if self.main:
-            kept = [r for r in (read_jsonl_prefix(path) if path.exists() else []) if r.get("step", math.inf) <= start]
-            with atomic_open(path) as f:
-                f.writelines(json.dumps(r) + "\n" for r in kept)
+            for p in (path, self.eval_path):  # a resumed run keeps the records up to its checkpoint
+                kept = [r for r in (read_jsonl_prefix(p) if p.exists() else []) if r.get("step", math.inf) <= start]
+                if p == path or kept:
+                    with atomic_open(p) as f:
+                        f.writelines(json.dumps(r) + "\n" for r in kept)
         self.bar = progress(total, desc, "step", show and self.main, start, every)
         self.t0, self.tokens = time.time(), 0
 
@@ -50,6 +53,17 @@ class TrainLog:
             self.bar.set_postfix(loss=f"{loss:.4f}", acc=f"{rec['acc']:.2f}")
             acc.log(step_values(rec), step=step)  # to the --report-to trackers (none: nothing)
             self.bar.update(1)
+
+    def eval(self, step: int, metrics: dict) -> None:
+        """One evaluation's numbers: a line of eval_log.jsonl, a printed line, the trackers (eval/...)."""
+        if not self.main:
+            return
+        rec = {"step": step, **metrics}
+        with open(self.eval_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        shown = ", ".join(f"{k[5:]} {v:.4f}" for k, v in metrics.items() if v is not None)
+        print(f"[implicit-prm] eval at step {step}: {shown}", flush=True)
+        self.acc.log({f"eval/{k[5:]}": v for k, v in metrics.items() if v is not None}, step=step)
 
     def close(self) -> None:
         self.bar.close()

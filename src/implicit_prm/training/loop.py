@@ -25,7 +25,6 @@ from ..core.errors import ConfigError
 from ..core.io import read_json_file, write_json
 from ..core.precision import autocast_context, resolve_precision
 from ..core.resume import check_same_run, run_signature
-from ..data import read_samples
 from ..flops.counting import ModelShape
 from ..flops.ledger import Ledger
 from ..models.heads import StepLogits
@@ -34,19 +33,20 @@ from ..models.logprobs import TokenLogProbs
 from ..models.metadata import PRMMetadata
 from ..scoring.reference import RefTable, reference_logprobs
 from ..steps.batching import first_response_position, pad_batch, response_mask
-from ..steps.encoding import Encoded, Encoder, encode_samples
-from ..steps.tags import StepTag, batch_inputs, encode_tagged_samples, resolve_tag
+from ..steps.encoding import Encoded
+from ..steps.tags import StepTag, batch_inputs
 from .card import RunFacts
 from .checkpoints import is_finished, restore, save_checkpoint, save_final
 from .config import TrainConfig
+from .data import encode_data
+from .evaluate import eval_sequences, eval_set, evaluate
 from .log import TrainLog
-from .plan import Example, batch_rows, build_examples, make_plan, micro_batches, mismatched_pairs
-from .targets import step_targets
+from .plan import Example, batch_rows, make_plan, micro_batches, mismatched_pairs
 from .tracking import logging_dir, resolve_trackers, tracker_config
 
 # Fields that may change between a killed run and its restart without changing the result.
 FREE_ON_RESUME = ("output", "checkpoint_every", "keep_checkpoints", "progress", "batch_tokens", "logprob_cache",
-                  "save_precision", "log_every", "report_to", "logging_dir")
+                  "save_precision", "log_every", "report_to", "logging_dir", "eval_data", "eval_every")
 SIGNATURE_FILE = "run_signature.json"
 
 
@@ -79,6 +79,7 @@ def train(cfg: TrainConfig) -> Path:
     set_seed(cfg.seed)
     device, precision = acc.device, resolve_precision(acc.device, cfg.precision)
     data = prepare_examples(cfg, acc, precision)
+    ev = eval_set(encode_data(cfg, cfg.eval_data, data.tok, data.tag), cfg.batch_size) if cfg.eval_data else None
     lora = LoraSpec(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target) if cfg.lora else None
     lm = load_model(cfg.model, torch.float32, lora, cfg.attn_implementation)
     if cfg.gradient_checkpointing:
@@ -87,7 +88,8 @@ def train(cfg: TrainConfig) -> Path:
         model, ref = StepLogits(lm, data.tag.plus_id, data.tag.minus_id).to(device), None
     else:
         model = TokenLogProbs(lm, cfg.logprob_chunk).to(device)
-        ref = reference_pass(cfg, acc, model, data, precision)  # before any update and any restored checkpoint
+        # before any update and any restored checkpoint
+        ref = reference_pass(cfg, acc, model, data, precision, eval_sequences(cfg, ev) if ev else [])
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused_adamw(acc, params))
@@ -118,10 +120,15 @@ def train(cfg: TrainConfig) -> Path:
         sched.step()
         opt.zero_grad(set_to_none=True)
         log.step(step + 1, outputs, n_tokens, lr, grad_norm)
+        if ev is not None and (step + 1 == len(data.plan) or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
+            lm_model = None if data.tag is not None else acc.unwrap_model(model)
+            log.eval(step + 1, evaluate(cfg, model, lm_model, ev, ref, data.tok.pad_token_id, device, precision,
+                                        micro_batch_loss))
         if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < len(data.plan):
             save_checkpoint(acc, out, step + 1, cfg.keep_checkpoints)
     log.close()
-    acc.end_training()  # flushes and closes the trackers
+    for tracker in acc.trackers:  # flush and close them (acc.end_training would also end the process group)
+        tracker.finish()
     if acc.is_main_process:
         train_ledger(cfg, data, lm, acc.num_processes, ref is not None).write(out)  # out/flops.json
     facts = RunFacts(len(data.examples), len(data.encs), sum(e is None for e in data.encs), len(data.plan),
@@ -186,19 +193,8 @@ def prepare_examples(cfg: TrainConfig, acc, precision: str) -> Prepared:
     tok = load_tokenizer(cfg.model)
     if cfg.ref and cfg.ref != cfg.model:
         check_same_tokenizer(tok, load_tokenizer(cfg.ref), cfg.model, cfg.ref)
-    samples = read_samples(cfg.data, cfg.step_separator, require_label=True, input_format=cfg.input_format,
-                           columns=cfg.column_map, step_tag=None if cfg.step_tag == "auto" else cfg.step_tag)
-    encoder = Encoder(tok, cfg.template, cfg.max_length, cfg.overlong, cfg.system_prompt)
-    source = losses.LOSSES[cfg.objective].step_labels
-    tag = targets = None
-    if source:  # a step objective: the tag after each step, and a label per read position
-        tag = resolve_tag(tok, cfg.step_tag, cfg.plus_token, cfg.minus_token)
-        encs = encode_tagged_samples(encoder, samples, tag.tag_id, separator=cfg.step_separator)
-        targets = step_targets(samples, encs, source)
-    else:
-        encs = encode_samples(encoder, samples, separator=cfg.step_separator)
-    examples, stats = build_examples(samples, encs, losses.LOSSES[cfg.objective].paired, cfg.max_pairs_per_prompt,
-                                     cfg.seed)
+    d = encode_data(cfg, cfg.data, tok)
+    encs, examples, stats, tag, targets = d.encs, d.examples, d.stats, d.tag, d.targets
     plan = make_plan(len(examples), cfg.batch_size * cfg.grad_accum * acc.num_processes, cfg.epochs, cfg.seed,
                      cfg.max_steps)
     if acc.is_main_process:
@@ -218,10 +214,11 @@ def prepare_examples(cfg: TrainConfig, acc, precision: str) -> Prepared:
     return Prepared(tok, encs, examples, plan, tag, targets)
 
 
-def reference_pass(cfg: TrainConfig, acc, model: TokenLogProbs, data: Prepared, precision: str) -> RefTable:
+def reference_pass(cfg: TrainConfig, acc, model: TokenLogProbs, data: Prepared, precision: str,
+                   also: list[Encoded] = ()) -> RefTable:
     """Reference log-probs of every sequence the loop will read (with KTO, also every micro-batch's mismatched
-    pairs, on every process), from the cache or computed once now."""
-    needed = [e for e in data.encs if e is not None]
+    pairs, on every process), and of `also` (the evaluation's), from the cache or computed once now."""
+    needed = [e for e in data.encs if e is not None] + list(also)
     if losses.LOSSES[cfg.objective].kl_pairs:
         for global_batch in data.plan:
             for rank in range(acc.num_processes):
