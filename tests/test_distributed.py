@@ -162,3 +162,28 @@ def test_two_process_scoring_is_identical_to_one(tmp_path, builtin_data, tiny_mo
     assert not list(tmp_path.glob("*.partial*"))  # the shards' partial files are merged and removed
     rewards = [json.loads(line)["step_rewards"] for line in a.splitlines()]
     assert any(abs(r) > 1e-6 for rec in rewards for r in rec)  # two different models: non-zero rewards
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
+                    reason="torchrun not installed")
+def test_rollout_shards_over_two_processes_and_merges_in_input_order(tmp_path, tiny_model):
+    """Greedy rollouts of 5 problems in batches of 2: 2 processes (batches 0, 2 and 1) write the same file, in
+    input order, as 1 process."""
+    probs = tmp_path / "problems.jsonl"
+    probs.write_text("".join(json.dumps({"question": f"What is {a} + {a}?", "answer": str(2 * a)}) + "\n"
+                             for a in range(1, 6)))
+    outs = {}
+    for n in (1, 2):
+        out = tmp_path / f"r{n}.jsonl"
+        argv = ["-m", "implicit_prm", "rollout", "--model", tiny_model, "--problems", str(probs), "--output", str(out),
+                "--n-samples", "1", "--temperature", "0", "--max-new-tokens", "6", "--batch-size", "2",
+                "--device", "cpu", "--no-progress"]
+        cmd = ([str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", "2", "--master_port",
+                str(_free_port())] if n == 2 else [sys.executable]) + argv
+        res = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-3000:]
+        outs[n] = [json.loads(x) for x in out.read_text().splitlines()]
+        assert not list(tmp_path.glob(f"r{n}.jsonl.partial*"))  # every shard removed once merged
+    assert [r["problem"] for r in outs[2]] == [f"What is {a} + {a}?" for a in range(1, 6)]
+    assert outs[2] == outs[1]

@@ -9,6 +9,7 @@ from typing import Literal, Optional
 import torch
 
 from ..core.config import field
+from ..core.distributed import process_state
 from ..core.errors import ConfigError
 from ..core.progress import progress
 from ..core.resume import PartialFile, run_signature
@@ -75,30 +76,61 @@ def rollout_ledger(cfg: RolloutConfig, model, tok, records: list[dict]):
 
 
 def rollout(cfg: RolloutConfig) -> dict:
-    """Generate, grade and write rollouts; resumes from `<output>.partial` (one finished problem per line)."""
+    """Generate, grade and write rollouts; resumes from `<output>.partial` (one finished problem per line).
+
+    Launched as several processes (torchrun / accelerate launch), process r samples every world-th batch into its
+    own partial file; the main process merges them in input order. Each batch is seeded from --seed and its index,
+    so the samples do not depend on the number of processes (on the same hardware)."""
     problems = load_problems(cfg.problems)[:cfg.limit]
     if not problems:
         raise ConfigError(f"{cfg.problems}: no problems")
+    state = process_state()
     out = Path(cfg.output)
     src = Path(cfg.problems)
     facts = {"problems_size": src.stat().st_size, "problems_mtime_ns": src.stat().st_mtime_ns} if src.is_file() else {}
-    partial = PartialFile(out.with_name(out.name + ".partial"), run_signature(cfg, FREE_ON_RESUME, **facts))
-    done = {rec["id"]: rec for rec in partial.read()}
-    partial.restart(done.values())  # drops a torn last line, or another run's records
-    if done:
+    partial = PartialFile(out.with_name(out.name + ".partial"), run_signature(cfg, FREE_ON_RESUME, **facts),
+                          state.process_index)
+    done = {rec["id"]: rec for rec in partial.resume(state)}
+    if done and state.is_main_process:
         print(f"[implicit-prm] resuming: {len(done)} of {len(problems)} problems done", flush=True)
-
     tok = load_tokenizer(cfg.model)
     tok.padding_side = "left"  # batched generation continues from the right edge
-    device = cfg.torch_device()
     dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
-    model = load_model(cfg.model, dtype, attn_implementation=cfg.attn_implementation).to(device).eval()
+    model = load_model(cfg.model, dtype, attn_implementation=cfg.attn_implementation)
+    model = model.to(cfg.torch_device(state.device)).eval()
     batches = [problems[s:s + cfg.batch_size] for s in range(0, len(problems), cfg.batch_size)]
-    bar = progress(len(problems), "rollout", "problem", cfg.progress, len(done), cfg.log_every)
+    mine = list(range(state.process_index, len(batches), state.num_processes))
+    t0 = time.time()
+    n_tokens = sample_batches(cfg, model, tok, batches, mine, done, partial, state.is_main_process)
+    state.wait_for_everyone()
+    summary: dict = {}
+    if state.is_main_process:
+        done = {rec["id"]: rec for rec in partial.read()}  # every process's batches
+        records = [done[p.id] for p in problems]
+        rollout_ledger(cfg, model, tok, records).write(out)  # before the data: one with its config beside is finished
+        write_with_stats(out, records, cfg)  # pass@1, pass@N, majority@N, ... in <output>.stats.json
+        partial.remove()
+        summary = summarize([Grade(e, c, s) for r in records
+                             for e, c, s in zip(r["extracted_answers"], r["correctness"], r["grade_status"])])
+        summary["tokens_per_s"] = n_tokens / max(time.time() - t0, 1e-9) if n_tokens else None
+        print(f"[implicit-prm] wrote {len(records)} problems x {cfg.n_samples} responses to {out}: "
+              f"{summary['n_correct']}/{summary['n']} correct, {summary['n_no_answer']} without an answer, "
+              f"{summary['n_error']} grading errors"
+              + (f", {summary['tokens_per_s']:.1f} generated tokens/s (main process)" if n_tokens else "")
+              + (f", sampled by {state.num_processes} processes" if state.num_processes > 1 else ""), flush=True)
+    state.wait_for_everyone()  # the other processes return once the output is written
+    return summary
+
+
+def sample_batches(cfg: RolloutConfig, model, tok, batches: list, mine: list[int], done: dict, partial: PartialFile,
+                   show: bool) -> int:
+    """Sample, grade and append the problems of batches `mine` not yet in `done`; the tokens generated."""
+    todo = sum(1 for b in mine for p in batches[b] if p.id not in done)
+    bar = progress(todo, "rollout", "problem", cfg.progress and show, 0, cfg.log_every)
     n_tokens, t0 = 0, time.time()
     with partial.appender() as f:
-        for b, batch in enumerate(batches):
-            batch = [p for p in batch if p.id not in done]
+        for b in mine:
+            batch = [p for p in batches[b] if p.id not in done]
             if not batch:
                 continue
             prompts = [cfg.prompt_template.format(question=p.question) for p in batch]
@@ -109,24 +141,11 @@ def rollout(cfg: RolloutConfig) -> dict:
             for i, (p, user) in enumerate(zip(batch, prompts)):
                 comps = [t.strip() for t in texts[i * cfg.n_samples:(i + 1) * cfg.n_samples]]
                 grades = [grade(c, p.answer) for c in comps]
-                rec = {"id": p.id, "prompt": user, "problem": p.question, "answer": p.answer, "source": p.source,
+                f.add({"id": p.id, "prompt": user, "problem": p.question, "answer": p.answer, "source": p.source,
                        "completions": comps, "correctness": [g.correct for g in grades],
                        "extracted_answers": [g.extracted for g in grades],
-                       "grade_status": [g.status for g in grades]}
-                f.add(rec)
-                done[p.id] = rec
+                       "grade_status": [g.status for g in grades]})
             bar.update(len(batch))
             bar.set_postfix(tok_s=f"{n_tokens / (time.time() - t0):.0f}")
     bar.close()
-    records = [done[p.id] for p in problems]
-    rollout_ledger(cfg, model, tok, records).write(out)  # before the data: an output with its config beside is finished
-    write_with_stats(out, records, cfg)  # pass@1, pass@N, majority@N, ... in <output>.stats.json
-    partial.remove()
-    summary = summarize([Grade(e, c, s) for r in records
-                         for e, c, s in zip(r["extracted_answers"], r["correctness"], r["grade_status"])])
-    summary["tokens_per_s"] = n_tokens / max(time.time() - t0, 1e-9) if n_tokens else None
-    print(f"[implicit-prm] wrote {len(records)} problems x {cfg.n_samples} responses to {out}: "
-          f"{summary['n_correct']}/{summary['n']} correct, {summary['n_no_answer']} without an answer, "
-          f"{summary['n_error']} grading errors"
-          + (f", {summary['tokens_per_s']:.1f} generated tokens/s" if n_tokens else ""), flush=True)
-    return summary
+    return n_tokens

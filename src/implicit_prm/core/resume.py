@@ -91,6 +91,20 @@ class PartialFile:
             items += lines[1:]
         return items
 
+    def resume(self, group) -> list[dict]:
+        """The finished items of every shard, for every process of `group` (a ProcessGroup); then one file again:
+        the main process rewrites its own with all of them (dropping torn last lines and other runs' records) and
+        removes the other shards, the others start empty. A sharded run so resumes with any number of processes."""
+        items = self.read()
+        group.wait_for_everyone()  # every process has read the same finished items
+        if group.is_main_process:
+            self.restart(items)
+            self.drop_other_shards()
+        group.wait_for_everyone()
+        if not group.is_main_process:
+            self.restart()
+        return items
+
     def restart(self, items: Iterable[dict] = ()) -> None:
         """Rewrite this process's file as the header plus `items` (drops torn lines and other runs' records)."""
         with atomic_open(self.path) as f:

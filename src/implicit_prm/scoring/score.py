@@ -52,8 +52,8 @@ def score(cfg: ScoreConfig) -> Path:
     out = Path(cfg.output)
     samples = read_samples(cfg.input, cfg.step_separator, input_format=cfg.input_format,
                            columns=cfg.column_map, step_tag=cfg.step_tag)
-    prm = load_scorer(cfg, device=str(cfg.torch_device(state.device)), max_length=cfg.max_length, batch_tokens=cfg.batch_tokens,
-                      overlong=cfg.overlong, separator=cfg.step_separator)
+    prm = load_scorer(cfg, device=str(cfg.torch_device(state.device)), max_length=cfg.max_length,
+                      batch_tokens=cfg.batch_tokens, overlong=cfg.overlong, separator=cfg.step_separator)
     encs = prm.encode(samples, cfg.split, cfg.step_regex, cfg.step_separator)
     source = Path(input_source(cfg.input))  # a file, or a benchmark name's local file ('hf://...': no stat)
     st = source.stat() if source.exists() else None
@@ -61,16 +61,9 @@ def score(cfg: ScoreConfig) -> Path:
                               prm_key=prm.own_key, ref=prm.reference, resolved_beta=prm.resolved_settings().get("beta"),
                               resolved_precision=prm.precision)
     partial = PartialFile(out.with_name(out.name + ".partial"), signature, state.process_index)
-    done = {item["i"]: item["r"] for item in partial.read()}
+    done = {item["i"]: item["r"] for item in partial.resume(state)}
     if done and state.is_main_process:
         print(f"[implicit-prm] resuming: {len(done)} of {len(samples)} responses already scored", flush=True)
-    state.wait_for_everyone()  # every process has read the same finished records
-    if state.is_main_process:  # one file again: drops torn last lines and any other run's records
-        partial.restart({"i": i, "r": r} for i, r in done.items())
-        partial.drop_other_shards()
-    state.wait_for_everyone()
-    if not state.is_main_process:
-        partial.restart()
     todo = [i for i, e in enumerate(encs) if e is not None and i not in done]
     with partial.appender() as f:
         if todo:
