@@ -52,3 +52,15 @@ def test_a_field_added_since_the_saved_run_at_its_default_is_no_change():
     assert changed_fields(old, {**new, "device": "cuda"}, defaults) == ["device"]
     assert changed_fields(old, new) == ["columns", "device"]  # without defaults every new key is a change
     assert changed_fields({**old, "gone": 1}, {**new, "lr": 2e-5}, defaults) == ["lr"]
+
+
+def test_greedy_generation_repeats_its_one_decode_n_times(tiny_model):
+    from implicit_prm.models.generation import generate
+    from implicit_prm.models.loading import load_tokenizer
+
+    tok = load_tokenizer(tiny_model)
+    tok.padding_side = "left"
+    model = load_model(tiny_model).eval()
+    texts, n_tokens = generate(model, tok, ["What is 1 + 1?", "Hi"], 3, 0.0, 1.0, 5, seed=0)
+    one, n_one = generate(model, tok, ["What is 1 + 1?", "Hi"], 1, 0.0, 1.0, 5, seed=0)
+    assert texts == [one[0]] * 3 + [one[1]] * 3 and n_tokens == 3 * n_one
