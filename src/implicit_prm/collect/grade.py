@@ -32,13 +32,13 @@ class GradeConfig(InputSettings):
     timeout_s: float = field(5.0, help="seconds math-verify may spend on one comparison before it counts as an error")
 
 
-SHAPES = ("rollouts", "flat", "trl-unpaired")
+GRADED_FORMATS = ("rollouts", "flat", "trl-unpaired")
 
 
 def _shape(cfg: GradeConfig, line, rec: dict) -> str:
     if cfg.input_format != "auto":
-        if cfg.input_format not in SHAPES:
-            raise ConfigError(f"field 'input_format': grade reads {', '.join(SHAPES)}, not {cfg.input_format}")
+        if cfg.input_format not in GRADED_FORMATS:
+            raise ConfigError(f"field 'input_format': grade reads {', '.join(GRADED_FORMATS)}, not {cfg.input_format}")
         return cfg.input_format
     if isinstance(rec.get("completions"), list):
         return "rollouts"

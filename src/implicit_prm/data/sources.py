@@ -41,12 +41,13 @@ class RowNumber(int):
     __str__ = __repr__ = lambda self: f"row {int(self)}"  # noqa: E731
 
 
-def _datasets():
+def _datasets(what: str = "reading parquet files, datasets folders and hub datasets"):
+    """The `datasets` package (a declared dependency: only a broken install lacks it), or a UserError saying what
+    needed it."""
     try:
         import datasets
-    except ImportError:  # a declared dependency; only a broken install lacks it
-        raise UserError("reading parquet files, datasets folders and hub datasets needs the `datasets` package "
-                        "(pip install datasets)") from None
+    except ImportError:
+        raise UserError(f"{what} needs the `datasets` package (pip install datasets)") from None
     return datasets
 
 
@@ -61,12 +62,8 @@ def table_rows(table, name: str) -> Iterator[tuple[int, dict]]:
 
 def hub_rows(name: str, config: str | None, split: str) -> Iterator[tuple[int, dict]]:
     """Rows of a Hugging Face hub dataset as (row, record); needs network access to the hub."""
-    try:
-        import datasets
-    except ImportError:
-        raise UserError(f"loading {name} from the Hugging Face hub needs the `datasets` package "
-                        f"(pip install datasets) and network access; or set ${DATA_ENV} to a local data folder, "
-                        "or pass a local file") from None
+    datasets = _datasets(f"loading {name} from the Hugging Face hub (with network access; or set ${DATA_ENV} to "
+                         "a local data folder, or pass a local file)")
     try:
         ds = datasets.load_dataset(name, config, split=split)
     except Exception as e:  # noqa: BLE001 - network, auth and missing-split errors all mean the same to the user
