@@ -92,6 +92,17 @@ def test_gpu_script_on_cpu_with_tiny_configs(tmp_path):
     r = json.loads((tmp_path / "gpu_tiny.json").read_text())
     assert r["scoring"]["tiny"]["tokens"] > 0
     assert set(r["training"]) == {"tiny/full", "tiny/lora", "tiny/naive_full"}
+    # every command through the CLI, its modules' devices recorded, and each compared with a CPU run
+    c = json.loads((tmp_path / "gpu_commands_tiny.json").read_text())
+    assert c["failed_checks"] == []
+    for kind in ("full", "lora"):
+        t = c["train"][kind]
+        assert t["one_step_is_first_step"] and t["losses_vs_cpu"]["n"] == 2 and t["losses_vs_cpu"]["ok"]
+        assert all(t[f"train_{kind}_{run}"]["on_device"] for run in ("acc_1", "acc_2", "cpu_2"))
+    inf = c["inference"]
+    assert all(inf[name]["on_device"] for name in ("score_acc", "rollout_acc", "search_acc"))
+    assert inf["score_step_rewards_vs_cpu"]["n"] > 0 and inf["search_step_rewards_vs_cpu_score"]["n"] > 0
+    assert c["serve"]["on_device"] and c["serve"]["step_rewards_vs_cpu_score"]["n"] > 0
 
 
 @pytest.mark.slow

@@ -229,6 +229,13 @@ def test_hf_policy_steps_end_at_the_separator_and_share_ids(prm, tiny_model):
 
     scorer = IncrementalImplicitScorer(prm)
     ledgers = SearchLedgers(Ledger(ModelShape("tiny", 1000, 2, 4), "search"), Ledger(prm_shape(prm), "search"))
+    contexts, propose = [], policy.propose
+
+    def spy(prompt, states, k, seed, ledger=None):  # the contexts the policy is given, each sampled k times
+        contexts.extend(len(x) for x in states for _ in range(k))
+        return propose(prompt, states, k, seed, ledger)
+
+    policy.propose = spy
     s = Search("Janet has 3 apples. How many?", policy, scorer, max_steps=3, seed=1, ledgers=ledgers)
     best, final = run_strategy(s, "best-of-n", 2, 1)
     assert len(final) == 2 and all(len(b.steps) <= 3 for b in final)
@@ -238,7 +245,8 @@ def test_hf_policy_steps_end_at_the_separator_and_share_ids(prm, tiny_model):
     # ran every token the scorer counted.
     g, root = ledgers.policy.kinds["search_generation"], len(policy.root(s.prompt))
     assert g.generated_tokens == sum(e["tokens"] for e in s.explored)
-    assert g.prompt_tokens == sum(root + sum(x["tokens"] for x in _path(s.explored, e["id"])[:-1]) for e in s.explored)
+    assert g.prompt_tokens == sum(contexts)  # a context: the prompt, the steps so far, a cut step's separator
+    assert sum(contexts) >= sum(root + sum(x["tokens"] for x in _path(s.explored, e["id"])[:-1]) for e in s.explored)
     kinds = ledgers.prm.kinds
     assert kinds["search_prm"].tokens == kinds["search_reference"].tokens == scorer.prm_tokens // 2
     st = best.scorer_state
@@ -288,3 +296,23 @@ def test_each_problem_draws_its_own_samples():
     a, b = Problem("p0", "Start with 3.", "3", "x"), Problem("p1", "Start with 4.", "4", "x")
     assert problem_seed(0, a) == problem_seed(0, Problem("p0", "Start with 3.", "3", "x"))
     assert len({problem_seed(0, a), problem_seed(0, b), problem_seed(1, a)}) == 3
+
+
+def test_a_step_cut_at_the_token_limit_ends_with_its_separator(tiny_model):
+    """A step cut at max_step_tokens ends there: the policy's next context and the ids the PRM scores hold the
+    separator after it, as the solution's text (steps joined by the separator) reads."""
+    from transformers import AutoModelForCausalLM
+
+    from implicit_prm.models.loading import load_tokenizer
+    from implicit_prm.search.policies import HFPolicy
+
+    tok = load_tokenizer(tiny_model)
+    policy = HFPolicy(AutoModelForCausalLM.from_pretrained(tiny_model).eval(), tok, temperature=1.0,
+                      max_step_tokens=2, share_ids=True)
+    sep = tok.encode("\n\n", add_special_tokens=False)
+    root = policy.root("Janet has 3 apples. How many?")
+    props = policy.propose("Janet has 3 apples. How many?", [root], 4, seed=0)[0]
+    cut = [p for p in props if not p.done and p.n_tokens == 2 and not tok.decode(p.ids[:2]).endswith("\n\n")]
+    assert cut, "a random tiny model should hit the 2-token limit"
+    for p in cut:
+        assert p.ids[2:] == sep and p.state == root + p.ids and p.n_tokens == 2  # generated: 2; then the separator

@@ -107,9 +107,11 @@ class SeparatorStop:
 class HFPolicy:
     """Sample next steps from a causal LM: its chat template opens the answer, generation stops after the step
     separator (or EOS, which ends the solution). The step's token ids are passed on when the scorer shares the
-    policy's tokenizer, so incremental scoring reads exactly the generated tokens. A ledger (flops.Ledger) given
-    to propose counts what runs: each sample's prefix prefilled again every round (no cache is kept between
-    rounds), then its own generated tokens."""
+    policy's tokenizer, so incremental scoring reads exactly the generated tokens. A step cut at `max_step_tokens`
+    ends there: its separator is appended, so the next step continues after it, as the solution's text reads
+    (without it the policy and an incremental PRM would run the steps together while the text separates them).
+    A ledger (flops.Ledger) given to propose counts what runs: each sample's prefix prefilled again every round
+    (no cache is kept between rounds), then its own generated tokens."""
 
     simulated = False
 
@@ -159,11 +161,13 @@ class HFPolicy:
                 if self.tok.decode(step).endswith(self.sep):
                     break
             text = self.tok.decode(step, skip_special_tokens=True)
+            n = len(step) + int(done)
             if text.endswith(self.sep):
                 text = text[:-len(self.sep)]
             elif not done and len(step) < self.max_step_tokens:
                 done = True  # stopped on padding: the model ended
-            n = len(step) + int(done)
+            elif not done:  # cut at max_step_tokens: the step ends here, and the policy and PRM see its separator
+                step = step + self.tok.encode(self.sep, add_special_tokens=False)
             if ledger is not None:
                 ledger.add_generation(len(parent), n, True, LEDGER_KIND, "scoring")
             out[row // k].append(Proposal(text, done, list(parent) + step, n, list(step) if self.share_ids else None))
