@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("training",),            # config, examples, the loop, its log, checkpoints
     ("collect",),             # rollouts, graded data, Monte-Carlo and AutoPSV step labels, the built-in data verb
     ("eval",),                # metrics, best-of-N, steps, outcome, benchmarks, report, the FLOPs table
-    ("search", "serve"),      # step-level search; the reward server
+    ("search", "serve", "rl"),  # step-level search; the reward server; PRIME (implicit rewards inside RL)
     ("demo",),                # the main job: data -> train -> score -> evaluate
     ("cli", "__init__"),      # the verb table; the public API
     ("__main__",),

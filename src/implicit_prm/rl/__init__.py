@@ -1,0 +1,1 @@
+"""Implicit process rewards inside reinforcement learning: PRIME's maths (`advantages`)."""
