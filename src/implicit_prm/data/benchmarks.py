@@ -6,6 +6,7 @@
       MATH    {problem, solution with \\boxed{answer}, level?, type?, unique_id?}
       MATH500 {problem, solution, answer, subject?, level?, unique_id}
       generic {problem | question | prompt, answer, id?}
+  - built-in RL tasks: arith:TIER[+TIER...][:train|test] (data/arithmetic.py);
   - a name: gsm8k:train, gsm8k:test, math:train, math:test, math500. With $IMPLICIT_PRM_DATA set, a name is read
     from that folder (gsm8k/{train,test}.jsonl, math/{train,test}.jsonl, math500/MATH500.jsonl, the layout of the
     shared data folder); without it, from the Hugging Face hub (openai/gsm8k "main", EleutherAI/hendrycks_math,
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..core.errors import InputError, UserError
+from .arithmetic import arithmetic_problems, is_arithmetic
 from .grading import extract_answer
 from .sources import DATA_ENV, data_dir, input_records
 from .sources import hub_rows as _hub_rows
@@ -182,6 +184,10 @@ def load_problems(spec: str) -> list[Problem]:
     name, _, split = spec.partition(":")
     if spec in ("math500", "math500:test"):
         return load_math500(spec)
+    if is_arithmetic(spec):
+        return [Problem(r["id"], r["question"], r["answer"], f"arith:{r['tier']}", {"tier": r["tier"]})
+                for r in arithmetic_problems(spec)]
     if name in ("gsm8k", "math") and split in ("train", "test"):
         return (load_gsm8k if name == "gsm8k" else load_math)(split)
-    raise UserError(f"'{spec}' is neither an existing file nor a known dataset name ({', '.join(NAMES)})")
+    raise UserError(f"'{spec}' is neither an existing file nor a known dataset name ({', '.join(NAMES)}, "
+                    "arith:TIER[+TIER...][:train|test])")
