@@ -23,6 +23,8 @@ VERBS: dict = {
                "step-level search (best-of-n, beam, DVTS) guided by a PRM, incremental for implicit PRMs"),
     "serve": ("serve.app", "ServeConfig", "serve", "a reward server: POST /score, POST /get_reward (OpenRLHF), "
                                                   "GET /health, with dynamic batching"),
+    "rl": ("rl.run", "RLConfig", "rl", "train a policy with PRIME (implicit process rewards, PRM updated online) or "
+                                       "outcome-only RLOO on TRL's GRPOTrainer"),
     "grade": ("collect.grade", "GradeConfig", "grade_file", "extract final answers and grade them against references"),
     "eval": {
         "bon": ("eval.bon", "BonConfig", "run_bon",

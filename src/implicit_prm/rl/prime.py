@@ -84,6 +84,8 @@ class CorrectnessReward:
         grades = [grade(completion_text("<completions>", i + 1, "completions", c), str(g))
                   for i, (c, g) in enumerate(zip(completions, golds))]
         self.answered = [g.status != "no_answer" for g in grades]
+        if "log_metric" in kwargs and grades:  # TRL's per-batch metric hook: the answered rate apart from accuracy
+            kwargs["log_metric"]("answered", sum(self.answered) / len(grades))
         return [float(g.correct) for g in grades]
 
 
