@@ -39,7 +39,7 @@ def make_trainer(out, model_dir, prime: PrimeSettings, max_steps=1, prm_init=Tru
     cfg = GRPOConfig(output_dir=str(out), per_device_train_batch_size=batch, num_generations=4, max_completion_length=6,
                      max_steps=max_steps, learning_rate=1e-2, report_to="none", use_cpu=True, beta=0.0,
                      loss_type="bnpo", logging_steps=1, steps_per_generation=1, temperature=1.0, seed=0,
-                     lr_scheduler_type="constant",
+                     lr_scheduler_type="constant", bf16=False,
                      **{"save_strategy": "no", **args})
     return PrimeTrainer(model=model_dir, reward_funcs=[parity], args=cfg, train_dataset=ds,
                         processing_class=AutoTokenizer.from_pretrained(model_dir), prm=prm, prime=prime,
@@ -171,6 +171,9 @@ if rank == 0:
     json.dump({"advantages": adv.tolist(), "prm_abs_sum": prm_sum,
                "grad_norm": trainer._metrics["train"]["prime/prm_grad_norm"],
                "process": trainer.last_batch["process"].tolist()}, open(sys.argv[4], "w"))
+trainer.accelerator.wait_for_everyone()
+if torch.distributed.is_initialized():
+    torch.distributed.destroy_process_group()
 """
 
 

@@ -17,7 +17,8 @@ def prm(tiny_model, tiny_model_b):
 
 
 def test_reward_equals_offline_score_for_text_and_conversational_inputs(prm):
-    want = [prm.score("What is 2 + 3?", "2 plus 3 is 5.\n\nThe answer is 5."), prm.score("What is 4 + 4?", "4 + 4 = 9.")]
+    want = [prm.score("What is 2 + 3?", "2 plus 3 is 5.\n\nThe answer is 5."),
+            prm.score("What is 4 + 4?", "4 + 4 = 9.")]
     assert [len(w["step_rewards"]) for w in want] == [2, 1]
     for agg in ("min", "last", "sum", "mean"):
         reward = PRMReward(prm, agg=agg)

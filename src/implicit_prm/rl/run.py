@@ -63,7 +63,7 @@ class RLConfig:
                                                           "the paper's Eq. 5 (same return at t = 0)")
     granularity: Literal["token", "whole"] = field("token", help="process rewards per token, or summed at the end")
     save_every: int = field(1, help="checkpoint every N rollout batches")
-    precision: Literal["fp32", "bf16"] = field("fp32", help="bf16 (autocast) or fp32")
+    precision: Literal["fp32", "bf16"] = field("fp32", help="bf16 (autocast) or fp32", aliases=("dtype",))
     report_to: str = field("none", help="TRL's trackers: none, tensorboard, wandb, ...")
     seed: int = field(0, help="seed of sampling and initialisation")
 

@@ -1,0 +1,225 @@
+"""PRIME at laptop scale: outcome-only RLOO, PRIME with the online PRM and PRIME with a frozen PRM, at equal
+rollout budgets, on the built-in arithmetic tiers with the embedded SmolLM2-135M (issue 23, item 7).
+
+Data (fixed before any run): the train split of the tiers (`arith:TIERS:train`, shuffled with seed 0) gives the
+first --n-dev problems to a dev set and the rest to RL training; the held-out split (`arith:TIERS:test`, the first
+--n-test) is only evaluated, never used to choose anything. Learning rates come from `--stage pilot`: each arm's
+candidate rates for a few steps, scored on the dev set (pass@1 at temperature 1, the mean over --n-samples
+samples); `--stage main` reads the pilot's choice (or the rates given).
+
+The frozen arm's PRM is trained beforehand with `implicit-prm train` (CE, LoRA) on rollouts of the initial policy
+on the training problems (a PRM frozen at its start would give zero process rewards: that arm would be RLOO).
+
+Stages, each resumable (a run restarted with the same command continues):
+    python experiments/prime_builtin.py --stage pilot [--pilot-steps 4]
+    python experiments/prime_builtin.py --stage main [--steps 24] [--seeds 0 1]
+    python experiments/prime_builtin.py --stage report
+    python experiments/prime_builtin.py --quick --model M       (a minute on a tiny model: checks the script)
+Writes <results>/prime_builtin.json and .png (report), <results>/prime_pilot.json (pilot).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from implicit_prm.collect.rollout import RolloutConfig, rollout
+from implicit_prm.core.io import write_json, write_jsonl
+from implicit_prm.core.results import machine
+from implicit_prm.data.benchmarks import load_problems
+from implicit_prm.rl.run import RLConfig, rl
+from implicit_prm.training.config import TrainConfig
+from implicit_prm.training.loop import train
+
+ARMS = ("rloo", "prime-online", "prime-frozen")
+ROOT = Path(__file__).resolve().parent
+
+
+def problem_files(args, out: Path) -> dict[str, str]:
+    """dev / train / test problem files (generic JSONL: problem, answer, id), written once."""
+    files = {split: out / f"problems_{split}.jsonl" for split in ("dev", "train", "test")}
+    if not all(f.exists() for f in files.values()):
+        pool = load_problems(f"arith:{args.tiers}:train")
+        held = load_problems(f"arith:{args.tiers}:test")[:args.n_test]
+        for split, problems in (("dev", pool[:args.n_dev]), ("train", pool[args.n_dev:]), ("test", held)):
+            write_jsonl(files[split], [{"problem": p.question, "answer": p.answer, "id": p.id} for p in problems])
+    return {k: str(v) for k, v in files.items()}
+
+
+def frozen_prm(args, files: dict, out: Path) -> str:
+    """The frozen arm's PRM: CE on rollouts of the initial policy (training problems, temperature 1)."""
+    rollouts = out / "prm_rollouts.jsonl"
+    rollout(RolloutConfig(problems=files["train"], output=str(rollouts), model=args.model, n_samples=args.n_samples,
+                          limit=args.prm_problems, temperature=1.0, max_new_tokens=args.max_new_tokens,
+                          top_p=1.0, seed=0, progress=False))
+    prm = out / "prm_frozen"
+    train(TrainConfig(model=args.model, data=str(rollouts), objective="ce", output=str(prm), lora=True,
+                      max_steps=args.prm_steps, progress=False))
+    return str(prm)
+
+
+def rl_config(args, files: dict, arm: str, seed: int, lr: float, prm_lr: float, out: Path, steps: int,
+              eval_on: str, prm: str | None) -> RLConfig:
+    return RLConfig(output=str(out), problems=files["train"], eval_problems=files[eval_on], n_eval=args.n_eval,
+                    eval_every=args.eval_every, model=args.model, prm=prm if arm == "prime-frozen" else None,
+                    algorithm="rloo" if arm == "rloo" else "prime",
+                    prm_update="frozen" if arm == "prime-frozen" else "online", n_samples=args.n_samples,
+                    prompts_per_step=args.prompts_per_step, steps_per_generation=args.steps_per_generation,
+                    max_steps=steps, max_new_tokens=args.max_new_tokens, lr=lr, prm_lr=prm_lr, seed=seed)
+
+
+def curve(run: Path) -> dict:
+    """Per rollout batch: held-out pass@1 and answered rate (at evaluations), the PRM's pairwise accuracy and the
+    kept groups (training batches), and seconds per rollout batch."""
+    state = json.loads((run / "trainer_state.json").read_text()) if (run / "trainer_state.json").exists() else None
+    if state is None:
+        ckpts = sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        state = json.loads((ckpts[-1] / "trainer_state.json").read_text())
+    cfg = json.loads((run / "rl_config.json").read_text())
+    spg = cfg["steps_per_generation"]
+    hist = state["log_history"]
+    out = {"eval": [(e["step"] // spg, e["eval_rewards/correct/mean"], e.get("eval_answered"))
+                    for e in hist if "eval_rewards/correct/mean" in e],
+           "pairwise_acc": [(e["step"] // spg, e["prime/prm_pairwise_acc"]) for e in hist
+                            if "prime/prm_pairwise_acc" in e],
+           "kept": [(e["step"] // spg, e["prime/kept_groups"]) for e in hist if "prime/kept_groups" in e],
+           "train_correct": [(e["step"] // spg, e["rewards/correct/mean"]) for e in hist
+                             if "rewards/correct/mean" in e]}
+    step_time = [e["step_time"] for e in hist if "step_time" in e]
+    out["s_per_rollout_batch"] = float(np.sum(step_time) / max(len(step_time) / spg, 1)) if step_time else None
+    return out
+
+
+def pilot(args, files: dict, out: Path) -> dict:
+    """Each arm's candidate learning rates, a few steps each, scored on the dev set (never the held-out set)."""
+    prm = frozen_prm(args, files, out) if "prime-frozen" in args.arms else None
+    rows = {}
+    for arm in args.arms:
+        for lr in args.lrs:
+            prm_lrs = [0.0] if arm != "prime-online" else args.prm_lrs
+            for prm_lr in prm_lrs:
+                run = out / "pilot" / f"{arm}_lr{lr:g}_prm{prm_lr:g}"
+                rl(rl_config(args, files, arm, 0, lr, prm_lr or 1e-6, run, args.pilot_steps, "dev", prm))
+                c = curve(run)
+                rows[run.name] = {"arm": arm, "lr": lr, "prm_lr": prm_lr, "dev_pass1": c["eval"][-1][1],
+                                  "dev_answered": c["eval"][-1][2]}
+                print(run.name, rows[run.name], flush=True)
+    best = {}
+    for arm in args.arms:
+        cands = [r for r in rows.values() if r["arm"] == arm]
+        best[arm] = max(cands, key=lambda r: (r["dev_pass1"], -r["lr"]))
+    result = {"experiment": "prime_pilot", "machine": machine(), "rows": rows, "chosen": best, "args": vars(args)}
+    write_json(Path(args.results) / "prime_pilot.json", result)
+    return result
+
+
+def main_runs(args, files: dict, out: Path) -> None:
+    chosen = json.loads((Path(args.results) / "prime_pilot.json").read_text())["chosen"] if args.lr is None else {}
+    prm = frozen_prm(args, files, out) if "prime-frozen" in args.arms else None
+    for seed in args.seeds:
+        for arm in args.arms:
+            lr = args.lr if args.lr is not None else chosen[arm]["lr"]
+            prm_lr = args.prm_lr if args.prm_lr is not None else (chosen[arm]["prm_lr"] or 1e-6)
+            rl(rl_config(args, files, arm, seed, lr, prm_lr, out / "main" / f"{arm}_seed{seed}", args.steps,
+                         "test", prm))
+
+
+def report(args, out: Path) -> dict:
+    runs = sorted((out / "main").glob("*_seed*"))
+    by_arm: dict[str, list] = {}
+    for run in runs:
+        by_arm.setdefault(run.name.rsplit("_seed", 1)[0], []).append(curve(run))
+    table = {}
+    for arm, curves in by_arm.items():
+        steps = sorted({s for c in curves for s, *_ in c["eval"]})
+        rows = []
+        for s in steps:
+            vals = [v for c in curves for t, v, _ in c["eval"] if t == s]
+            ans = [a for c in curves for t, _, a in c["eval"] if t == s and a is not None]
+            rows.append({"step": s, "pass1_mean": float(np.mean(vals)), "pass1_min": float(np.min(vals)),
+                         "pass1_max": float(np.max(vals)), "answered_mean": float(np.mean(ans)) if ans else None,
+                         "seeds": len(vals)})
+        seconds = [c["s_per_rollout_batch"] for c in curves if c["s_per_rollout_batch"] is not None]
+        table[arm] = {"curve": rows, "s_per_rollout_batch": float(np.mean(seconds)) if seconds else None,
+                      "pairwise_acc": [c["pairwise_acc"] for c in curves]}
+    result = {"experiment": "prime_builtin", "machine": machine(), "arms": table, "args": vars(args)}
+    write_json(Path(args.results) / "prime_builtin.json", result)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+        for arm, t in table.items():
+            xs = [r["step"] for r in t["curve"]]
+            ax[0].plot(xs, [r["pass1_mean"] for r in t["curve"]], label=arm)
+            ax[0].fill_between(xs, [r["pass1_min"] for r in t["curve"]], [r["pass1_max"] for r in t["curve"]],
+                               alpha=0.2)
+            for c in t["pairwise_acc"]:
+                if c:
+                    ax[1].plot([s for s, _ in c], [a for _, a in c], label=arm, alpha=0.7)
+        ax[0].set(xlabel="rollout batch", ylabel="held-out pass@1", title="mean, range over seeds")
+        ax[1].set(xlabel="rollout batch", ylabel="PRM pairwise accuracy (training batches)")
+        ax[0].legend()
+        fig.tight_layout()
+        fig.savefig(Path(args.results) / "prime_builtin.png", dpi=120)
+    except ImportError:
+        pass
+    return result
+
+
+def parse() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--stage", choices=("pilot", "main", "report"), default="pilot")
+    ap.add_argument("--quick", action="store_true", help="tiny settings, every stage once: checks the script")
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--tiers", default="add1+sub1+add3")
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    ap.add_argument("--n-dev", type=int, default=64)
+    ap.add_argument("--n-test", type=int, default=128)
+    ap.add_argument("--n-eval", type=int, default=64)
+    ap.add_argument("--n-samples", type=int, default=4)
+    ap.add_argument("--prompts-per-step", type=int, default=16)
+    ap.add_argument("--steps-per-generation", type=int, default=4)
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--eval-every", type=int, default=4)
+    ap.add_argument("--lrs", type=float, nargs="+", default=[1e-5, 1e-4])
+    ap.add_argument("--prm-lrs", type=float, nargs="+", default=[1e-5, 1e-4])
+    ap.add_argument("--pilot-steps", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=24)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--lr", type=float, default=None, help="skip the pilot's choice: this policy rate for all arms")
+    ap.add_argument("--prm-lr", type=float, default=None)
+    ap.add_argument("--prm-problems", type=int, default=200, help="problems rolled out for the frozen PRM")
+    ap.add_argument("--prm-steps", type=int, default=100)
+    ap.add_argument("--out", default="runs/prime")
+    ap.add_argument("--results", default=str(ROOT / "results"))
+    args = ap.parse_args()
+    if args.quick:
+        for k, v in dict(n_dev=4, n_test=4, n_eval=4, n_samples=2, prompts_per_step=2, steps_per_generation=1,
+                         max_new_tokens=8, eval_every=1, lrs=[1e-3], prm_lrs=[1e-3], pilot_steps=1, steps=2,
+                         seeds=[0], prm_problems=4, prm_steps=2).items():
+            setattr(args, k, v)
+    return args
+
+
+def main() -> None:
+    args = parse()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = problem_files(args, out)
+    stages = ("pilot", "main", "report") if args.quick else (args.stage,)
+    for stage in stages:
+        if stage == "pilot":
+            pilot(args, files, out)
+        elif stage == "main":
+            main_runs(args, files, out)
+        else:
+            print(json.dumps(report(args, out)["arms"], indent=1)[:3000])
+
+
+if __name__ == "__main__":
+    main()
