@@ -137,8 +137,14 @@ class PrimeTrainer(GRPOTrainer):
             if ref is not None:
                 self.ref = TokenLogProbs(ref.to(self.accelerator.device).eval())
             params = [p for p in prm.parameters() if p.requires_grad]
-            optimizer = torch.optim.AdamW(params, lr=self.prime.prm_lr)
-            self.prm_module, self.prm_optimizer = self.accelerator.prepare(TokenLogProbs(prm), optimizer)
+            if self.prime.update == "none" or not params:  # a frozen PRM: no optimiser, and nothing for DDP to sync
+                if self.prime.update != "none":
+                    raise ValueError("the PRM has no trainable parameters; load it trainable or use update 'none'")
+                prm.requires_grad_(False)
+                self.prm_module = TokenLogProbs(prm.eval())
+            else:
+                optimizer = torch.optim.AdamW(params, lr=self.prime.prm_lr)
+                self.prm_module, self.prm_optimizer = self.accelerator.prepare(TokenLogProbs(prm), optimizer)
 
     # ---------------------------------------------------------------- TRL's hooks
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -250,7 +256,8 @@ class PrimeTrainer(GRPOTrainer):
             return
         folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}", PRM_DIR)
         self.accelerator.unwrap_model(self.prm_module).lm.save_pretrained(folder)
-        torch.save(self.prm_optimizer.state_dict(), os.path.join(folder, "optimizer.pt"))
+        if self.prm_optimizer is not None:
+            torch.save(self.prm_optimizer.state_dict(), os.path.join(folder, "optimizer.pt"))
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
@@ -269,5 +276,6 @@ class PrimeTrainer(GRPOTrainer):
             from transformers import AutoModelForCausalLM
 
             lm.load_state_dict(AutoModelForCausalLM.from_pretrained(folder).state_dict())
-        self.prm_optimizer.load_state_dict(torch.load(os.path.join(folder, "optimizer.pt"),
-                                                      map_location=self.accelerator.device))
+        if self.prm_optimizer is not None:
+            self.prm_optimizer.load_state_dict(torch.load(os.path.join(folder, "optimizer.pt"),
+                                                          map_location=self.accelerator.device))
