@@ -106,6 +106,10 @@ def pilot(args, files: dict, out: Path) -> dict:
                 rows[run.name] = {"arm": arm, "lr": lr, "prm_lr": prm_lr, "dev_pass1": c["eval"][-1][1],
                                   "dev_answered": c["eval"][-1][2]}
                 print(run.name, rows[run.name], flush=True)
+                write_json(Path(args.results) / "prime_pilot.partial.json",  # each finished run, as it finishes
+                           {"experiment": "prime_pilot", "partial": True, "machine": machine(), "rows": rows,
+                            "seconds_per_rollout_batch": {k: curve(out / "pilot" / k)["s_per_rollout_batch"]
+                                                          for k in rows}, "args": vars(args)})
     best = {}
     for arm in args.arms:
         cands = [r for r in rows.values() if r["arm"] == arm]
