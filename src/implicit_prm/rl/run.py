@@ -143,7 +143,7 @@ def rl(cfg: RLConfig) -> dict:
         report_to=cfg.report_to, seed=cfg.seed, bf16=cfg.precision == "bf16",
         use_cpu=not torch.cuda.is_available(), eval_strategy="steps" if evaluating and cfg.eval_every else "no",
         eval_steps=(cfg.eval_every * cfg.steps_per_generation) if cfg.eval_every else None,
-        per_device_eval_batch_size=cfg.n_samples * 4, num_generations_eval=cfg.n_samples,
+        per_device_eval_batch_size=cfg.n_samples * 16, num_generations_eval=cfg.n_samples,  # 64 sequences
         eval_on_start=evaluating and cfg.eval_every > 0 and last_checkpoint(out) is None,  # the initial policy
         disable_tqdm=False, save_only_model=False)
     trainer = PrimeTrainer(
