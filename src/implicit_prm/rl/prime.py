@@ -72,20 +72,19 @@ class PrimeSettings:
 
 class CorrectnessReward:
     """The grader as a TRL reward function: 1.0 when the completion's final answer equals the row's `answer`
-    (math-verify, as `implicit-prm grade`), else 0.0. `answered` holds, per call, whether an answer was found."""
+    (math-verify, as `implicit-prm grade`), else 0.0; logs the share of completions with an answer."""
 
     __name__ = "correct"
 
     def __init__(self, field: str = "answer"):
-        self.field, self.answered = field, []
+        self.field = field
 
     def __call__(self, prompts, completions, **kwargs) -> list[float]:
         golds = kwargs[self.field]
         grades = [grade(completion_text("<completions>", i + 1, "completions", c), str(g))
                   for i, (c, g) in enumerate(zip(completions, golds))]
-        self.answered = [g.status != "no_answer" for g in grades]
         if "log_metric" in kwargs and grades:  # TRL's per-batch metric hook: the answered rate apart from accuracy
-            kwargs["log_metric"]("answered", sum(self.answered) / len(grades))
+            kwargs["log_metric"]("answered", sum(g.status != "no_answer" for g in grades) / len(grades))
         return [float(g.correct) for g in grades]
 
 
