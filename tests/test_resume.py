@@ -105,6 +105,13 @@ def test_finished_training_has_nothing_to_do(tmp_path, capsys, tiny_model):
     stdout, _ = capsys.readouterr()
     assert "nothing to do" in stdout
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    # Other settings, or other data, into the finished run's folder are refused, not answered with the old model.
+    assert main([a if a != "1e-3" else "2e-3" for a in argv]) == 2
+    assert "different config (fields ['lr'])" in capsys.readouterr().err
+    write_builtin(BuiltinDataConfig(output=str(data), n_problems=3, samples_per_problem=2, seed=1))
+    assert main(argv) == 2
+    assert "data_size" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
 # ----------------------------------------------------------------------------- scoring

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Literal
 
 from .collect.builtin import write_builtin
-from .core.config import field, save_config
+from .core.config import field, field_defaults, save_config, to_dict
 from .core.distributed import default_device
-from .core.io import write_json
+from .core.io import read_json_file, write_json
 from .core.precision import resolve_precision
 from .core.results import machine
+from .core.resume import check_same_run
 from .data.builtin import BuiltinDataConfig
 from .eval.bon import BonConfig, run_bon
 from .eval.outcome import OutcomeConfig, run_outcome
@@ -28,7 +29,8 @@ SOURCES = {"implicit_prm": "CE implicit PRM (trained on outcome labels)",
 
 @dataclass
 class DemoConfig:
-    output: str = field("runs/demo", help="directory for data, model, scores and report (re-running resumes)")
+    output: str = field("", help="directory for data, model, scores and report (re-running resumes); default "
+                                 "runs/demo, or runs/demo-quick with --quick")
     model: str = field(DEFAULT_MODEL, help="starting model")
     train_problems: int = field(200, help="training problems (one correct and one wrong response each)")
     dev_problems: int = field(32, help="dev problems (4 responses each), for tuning the step-error threshold")
@@ -47,7 +49,8 @@ class DemoConfig:
 
 
 def demo(cfg: DemoConfig) -> dict:
-    out = Path(cfg.output)
+    out = Path(cfg.output or ("runs/demo-quick" if cfg.quick else "runs/demo"))
+    check_same_demo(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "demo_config.json")
     t0 = time.time()
@@ -93,6 +96,16 @@ def demo(cfg: DemoConfig) -> dict:
     print(f"[demo] precision {summary['precision']} on {summary['machine']['cpu']} "
           f"(native CPU bf16: {summary['machine']['cpu_bf16_native']}, GPU: {summary['machine']['gpu']})")
     return summary
+
+
+def check_same_demo(cfg: DemoConfig, out: Path) -> None:
+    """A folder holding a demo with other settings (say a --quick run's small data and model) is refused, not
+    resumed: its data files and finished model would be reused as they are."""
+    saved = out / "demo_config.json"
+    if saved.exists():
+        old = read_json_file(saved)
+        check_same_run({k: v for k, v in old.items() if k not in ("command", "output")},
+                       {k: v for k, v in to_dict(cfg).items() if k != "output"}, out, field_defaults(DemoConfig))
 
 
 def _print_table(bon: dict, outcome: dict, steps: dict, ns: list[int], wall: float, report: Path) -> None:

@@ -71,6 +71,7 @@ def train(cfg: TrainConfig) -> Path:
 
     out = Path(cfg.output)
     if is_finished(out):
+        check_resumable(cfg, out, None)  # a finished model of other settings or data is refused, not returned
         print(f"[implicit-prm] {out} already holds a finished model; nothing to do")
         return out
     acc = start_accelerator(cfg)
@@ -160,7 +161,7 @@ def check_device(cfg: TrainConfig, placed, n_proc: int) -> None:
                           "(choose a GPU with CUDA_VISIBLE_DEVICES)")
 
 
-def signature(cfg: TrainConfig, n_proc: int) -> dict:
+def signature(cfg: TrainConfig, n_proc: int | None) -> dict:
     """What a run's result depends on: its settings, the number of processes (it sets the global batch, so the step
     plan), and the data file's size and mtime."""
     st = Path(cfg.data).stat() if Path(cfg.data).exists() else None
@@ -168,12 +169,15 @@ def signature(cfg: TrainConfig, n_proc: int) -> dict:
                          data_mtime_ns=st and st.st_mtime_ns)
 
 
-def check_resumable(cfg: TrainConfig, out: Path, n_proc: int) -> None:
+def check_resumable(cfg: TrainConfig, out: Path, n_proc: int | None) -> None:
     """A directory holding another run is refused (only FREE_ON_RESUME fields may differ). A run from before the
     signature file holds only its config."""
     saved, legacy = out / SIGNATURE_FILE, out / "train_config.json"
     if saved.exists():
-        check_same_run(read_json_file(saved), signature(cfg, n_proc), out, field_defaults(TrainConfig))
+        old, new = read_json_file(saved), signature(cfg, n_proc)
+        if n_proc is None:  # a finished run: the number of processes it was trained with no longer matters
+            old.pop("processes", None), new.pop("processes", None)
+        check_same_run(old, new, out, field_defaults(TrainConfig))
     elif legacy.exists():  # compatibility: a directory from before run signatures (only train_config.json)
         # still resumes, its former field names resolved; warn on use in 0.2, remove in 0.3
         old = resolve_aliases(TrainConfig, read_json_file(legacy), str(legacy))
