@@ -5,7 +5,9 @@ Data (fixed before any run): the train split of the tiers (`arith:TIERS:train`, 
 first --n-dev problems to a dev set and the rest to RL training; the held-out split (`arith:TIERS:test`, the first
 --n-test) is only evaluated, never used to choose anything. Learning rates come from `--stage pilot`: each arm's
 candidate rates for a few steps, scored on the dev set (pass@1 at temperature 1, the mean over --n-samples
-samples); `--stage main` reads the pilot's choice (or the rates given).
+samples); `--stage main` reads the pilot's choice (or the rates given). To fit the CPU budget the pilot runs only
+outcome-only RLOO and PRIME with the online PRM (each over --lrs; the online PRM's rate over --prm-lrs); the frozen
+arm takes the online arm's policy rate (same algorithm, same advantage scale).
 
 The frozen arm's PRM is trained beforehand with `implicit-prm train` (CE, LoRA) on rollouts of the initial policy
 on the training problems (a PRM frozen at its start would give zero process rewards: that arm would be RLOO).
@@ -61,9 +63,9 @@ def frozen_prm(args, files: dict, out: Path) -> str:
 
 
 def rl_config(args, files: dict, arm: str, seed: int, lr: float, prm_lr: float, out: Path, steps: int,
-              eval_on: str, prm: str | None) -> RLConfig:
+              eval_on: str, prm: str | None, eval_every: int) -> RLConfig:
     return RLConfig(output=str(out), problems=files["train"], eval_problems=files[eval_on], n_eval=args.n_eval,
-                    eval_every=args.eval_every, model=args.model, prm=prm if arm == "prime-frozen" else None,
+                    eval_every=eval_every, model=args.model, precision=args.precision, gradient_checkpointing=False, prm=prm if arm == "prime-frozen" else None,
                     algorithm="rloo" if arm == "rloo" else "prime",
                     prm_update="frozen" if arm == "prime-frozen" else "online", n_samples=args.n_samples,
                     prompts_per_step=args.prompts_per_step, steps_per_generation=args.steps_per_generation,
@@ -94,14 +96,13 @@ def curve(run: Path) -> dict:
 
 def pilot(args, files: dict, out: Path) -> dict:
     """Each arm's candidate learning rates, a few steps each, scored on the dev set (never the held-out set)."""
-    prm = frozen_prm(args, files, out) if "prime-frozen" in args.arms else None
     rows = {}
-    for arm in args.arms:
+    for arm in [a for a in args.arms if a != "prime-frozen"]:
         for lr in args.lrs:
             prm_lrs = [0.0] if arm != "prime-online" else args.prm_lrs
             for prm_lr in prm_lrs:
                 run = out / "pilot" / f"{arm}_lr{lr:g}_prm{prm_lr:g}"
-                rl(rl_config(args, files, arm, 0, lr, prm_lr or 1e-6, run, args.pilot_steps, "dev", prm))
+                rl(rl_config(args, files, arm, 0, lr, prm_lr or 1e-6, run, args.pilot_steps, "dev", None, 0))
                 c = curve(run)
                 rows[run.name] = {"arm": arm, "lr": lr, "prm_lr": prm_lr, "dev_pass1": c["eval"][-1][1],
                                   "dev_answered": c["eval"][-1][2]}
@@ -111,9 +112,11 @@ def pilot(args, files: dict, out: Path) -> dict:
                             "seconds_per_rollout_batch": {k: curve(out / "pilot" / k)["s_per_rollout_batch"]
                                                           for k in rows}, "args": vars(args)})
     best = {}
-    for arm in args.arms:
+    for arm in {a for a in args.arms if a != "prime-frozen"}:
         cands = [r for r in rows.values() if r["arm"] == arm]
         best[arm] = max(cands, key=lambda r: (r["dev_pass1"], -r["lr"]))
+    if "prime-online" in best:
+        best["prime-frozen"] = {**best["prime-online"], "arm": "prime-frozen", "prm_lr": 0.0}
     result = {"experiment": "prime_pilot", "machine": machine(), "rows": rows, "chosen": best, "args": vars(args)}
     write_json(Path(args.results) / "prime_pilot.json", result)
     return result
@@ -127,7 +130,7 @@ def main_runs(args, files: dict, out: Path) -> None:
             lr = args.lr if args.lr is not None else chosen[arm]["lr"]
             prm_lr = args.prm_lr if args.prm_lr is not None else (chosen[arm]["prm_lr"] or 1e-6)
             rl(rl_config(args, files, arm, seed, lr, prm_lr, out / "main" / f"{arm}_seed{seed}", args.steps,
-                         "test", prm))
+                         "test", prm, args.eval_every))
 
 
 def report(args, out: Path) -> dict:
@@ -186,14 +189,15 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--n-test", type=int, default=128)
     ap.add_argument("--n-eval", type=int, default=64)
     ap.add_argument("--n-samples", type=int, default=4)
-    ap.add_argument("--prompts-per-step", type=int, default=16)
+    ap.add_argument("--prompts-per-step", type=int, default=8)
     ap.add_argument("--steps-per-generation", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=128)
-    ap.add_argument("--eval-every", type=int, default=4)
-    ap.add_argument("--lrs", type=float, nargs="+", default=[1e-5, 1e-4])
-    ap.add_argument("--prm-lrs", type=float, nargs="+", default=[1e-5, 1e-4])
+    ap.add_argument("--eval-every", type=int, default=6, help="main runs: evaluate every N rollout batches")
+    ap.add_argument("--lrs", type=float, nargs="+", default=[2e-5, 1e-4])
+    ap.add_argument("--prm-lrs", type=float, nargs="+", default=[1e-4])
     ap.add_argument("--pilot-steps", type=int, default=4)
-    ap.add_argument("--steps", type=int, default=24)
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--lr", type=float, default=None, help="skip the pilot's choice: this policy rate for all arms")
     ap.add_argument("--prm-lr", type=float, default=None)

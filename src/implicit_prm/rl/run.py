@@ -4,6 +4,7 @@ same command resumes from its last checkpoint (saved at rollout-batch boundaries
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -63,6 +64,8 @@ class RLConfig:
                                                           "the paper's Eq. 5 (same return at t = 0)")
     granularity: Literal["token", "whole"] = field("token", help="process rewards per token, or summed at the end")
     save_every: int = field(1, help="checkpoint every N rollout batches")
+    gradient_checkpointing: bool = field(True, help="recompute activations in the backward pass (TRL's default; "
+                                                    "off is faster where memory allows, as for small models on CPU)")
     precision: Literal["fp32", "bf16"] = field("fp32", help="bf16 (autocast) or fp32", aliases=("dtype",))
     report_to: str = field("none", help="TRL's trackers: none, tensorboard, wandb, ...")
     seed: int = field(0, help="seed of sampling and initialisation")
@@ -145,7 +148,7 @@ def rl(cfg: RLConfig) -> dict:
         eval_steps=(cfg.eval_every * cfg.steps_per_generation) if cfg.eval_every else None,
         per_device_eval_batch_size=cfg.n_samples * 16, num_generations_eval=cfg.n_samples,  # 64 sequences
         eval_on_start=evaluating and cfg.eval_every > 0 and last_checkpoint(out) is None,  # the initial policy
-        disable_tqdm=False, save_only_model=False)
+        gradient_checkpointing=cfg.gradient_checkpointing, disable_tqdm=False, save_only_model=False)
     trainer = PrimeTrainer(
         model=policy, reward_funcs=[CorrectnessReward()], args=args,
         train_dataset=train_set, eval_dataset=eval_set,
@@ -156,6 +159,9 @@ def rl(cfg: RLConfig) -> dict:
     if evaluating and (not cfg.eval_every or cfg.max_steps % cfg.eval_every):  # else the last step evaluated
         trainer.evaluate()
     trainer.save_model(str(out / "policy"))
+    if trainer.accelerator.is_main_process:  # every logged metric, the final evaluation's included
+        trainer.state.save_to_json(str(out / "trainer_state.json.tmp"))
+        os.replace(out / "trainer_state.json.tmp", out / "trainer_state.json")
     if trainer.prm_module is not None:
         trainer.accelerator.unwrap_model(trainer.prm_module).lm.save_pretrained(str(out / "prm"))
     return trainer.state.log_history[-1] if trainer.state.log_history else {}
