@@ -51,14 +51,17 @@ def problem_files(args, out: Path) -> dict[str, str]:
 
 
 def frozen_prm(args, files: dict, out: Path) -> str:
-    """The frozen arm's PRM: CE on rollouts of the initial policy (training problems, temperature 1)."""
+    """The frozen arm's PRM: CE on rollouts of the initial policy (the first --prm-problems training problems x
+    --n-samples, temperature 1)."""
     rollouts = out / "prm_rollouts.jsonl"
     rollout(RolloutConfig(problems=files["train"], output=str(rollouts), model=args.model, n_samples=args.n_samples,
                           limit=args.prm_problems, temperature=1.0, max_new_tokens=args.max_new_tokens,
                           top_p=1.0, seed=0, progress=False))
     prm = out / "prm_frozen"
-    train(TrainConfig(model=args.model, data=str(rollouts), objective="ce", output=str(prm), lora=True,
-                      max_steps=args.prm_steps, progress=False))
+    # The demo's recipe for this model (CE, LoRA, lr 1e-4, beta 0.5: chosen on dev data by recipe_sweep.py). PRIME
+    # divides process rewards by the batch's largest return, so the beta it trained with does not set their scale.
+    train(TrainConfig(model=args.model, data=str(rollouts), objective="ce", output=str(prm), lora=True, lr=1e-4,
+                      beta=0.5, max_steps=args.prm_steps, progress=False))
     return str(prm)
 
 
@@ -94,27 +97,43 @@ def curve(run: Path) -> dict:
     return out
 
 
-def pilot(args, files: dict, out: Path) -> dict:
-    """Each arm's candidate learning rates, a few steps each, scored on the dev set (never the held-out set)."""
+def finished(run: Path) -> bool:
+    """A run whose final trainer_state.json holds an evaluation (rl writes it last)."""
+    return (run / "trainer_state.json").exists() and bool(curve(run)["eval"])
+
+
+def pilot_rows(out: Path) -> dict:
+    """Every finished pilot run so far (a later invocation with more rates adds to the earlier ones)."""
     rows = {}
+    for run in sorted((out / "pilot").glob("*_lr*")):
+        if finished(run):
+            cfg, c = json.loads((run / "rl_config.json").read_text()), curve(run)
+            rows[run.name] = {"arm": run.name.split("_lr")[0], "lr": cfg["lr"],
+                              "prm_lr": cfg["prm_lr"] if cfg["algorithm"] == "prime" else 0.0,
+                              "dev_pass1": c["eval"][-1][1], "dev_answered": c["eval"][-1][2],
+                              "train_correct": [v for _, v in c["train_correct"]],
+                              "kept_groups": [v for _, v in c["kept"]],
+                              "prm_pairwise_acc": [v for _, v in c["pairwise_acc"]],
+                              "s_per_rollout_batch": c["s_per_rollout_batch"]}
+    return rows
+
+
+def pilot(args, files: dict, out: Path) -> dict:
+    """Each arm's candidate learning rates, a few steps each, scored on the dev set (never the held-out set). Ties
+    go to the smaller rate."""
     for arm in [a for a in args.arms if a != "prime-frozen"]:
         for lr in args.lrs:
-            prm_lrs = [0.0] if arm != "prime-online" else args.prm_lrs
-            for prm_lr in prm_lrs:
+            for prm_lr in args.prm_lrs if arm == "prime-online" else [0.0]:
                 run = out / "pilot" / f"{arm}_lr{lr:g}_prm{prm_lr:g}"
-                rl(rl_config(args, files, arm, 0, lr, prm_lr or 1e-6, run, args.pilot_steps, "dev", None, 0))
-                c = curve(run)
-                rows[run.name] = {"arm": arm, "lr": lr, "prm_lr": prm_lr, "dev_pass1": c["eval"][-1][1],
-                                  "dev_answered": c["eval"][-1][2]}
-                print(run.name, rows[run.name], flush=True)
+                if not finished(run):
+                    rl(rl_config(args, files, arm, 0, lr, prm_lr or 1e-6, run, args.pilot_steps, "dev", None, 0))
+                print(run.name, pilot_rows(out).get(run.name), flush=True)
                 write_json(Path(args.results) / "prime_pilot.partial.json",  # each finished run, as it finishes
-                           {"experiment": "prime_pilot", "partial": True, "machine": machine(), "rows": rows,
-                            "seconds_per_rollout_batch": {k: curve(out / "pilot" / k)["s_per_rollout_batch"]
-                                                          for k in rows}, "args": vars(args)})
-    best = {}
-    for arm in {a for a in args.arms if a != "prime-frozen"}:
-        cands = [r for r in rows.values() if r["arm"] == arm]
-        best[arm] = max(cands, key=lambda r: (r["dev_pass1"], -r["lr"]))
+                           {"experiment": "prime_pilot", "partial": True, "machine": machine(),
+                            "rows": pilot_rows(out), "args": vars(args)})
+    rows, best = pilot_rows(out), {}
+    for arm in {r["arm"] for r in rows.values()}:
+        best[arm] = max((r for r in rows.values() if r["arm"] == arm), key=lambda r: (r["dev_pass1"], -r["lr"]))
     if "prime-online" in best:
         best["prime-frozen"] = {**best["prime-online"], "arm": "prime-frozen", "prm_lr": 0.0}
     result = {"experiment": "prime_pilot", "machine": machine(), "rows": rows, "chosen": best, "args": vars(args)}
