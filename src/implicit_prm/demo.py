@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Literal
 
 from .collect.builtin import write_builtin
-from .core.config import field, field_defaults, save_config, to_dict
+from .core.config import field, field_defaults, save_config
 from .core.distributed import default_device
 from .core.io import read_json_file, write_json
 from .core.precision import resolve_precision
 from .core.results import machine
-from .core.resume import check_same_run
+from .core.resume import check_same_run, run_signature
 from .data.builtin import BuiltinDataConfig
 from .eval.bon import BonConfig, run_bon
 from .eval.outcome import OutcomeConfig, run_outcome
@@ -103,9 +103,7 @@ def check_same_demo(cfg: DemoConfig, out: Path) -> None:
     resumed: its data files and finished model would be reused as they are."""
     saved = out / "demo_config.json"
     if saved.exists():
-        old = read_json_file(saved)
-        check_same_run({k: v for k, v in old.items() if k not in ("command", "output")},
-                       {k: v for k, v in to_dict(cfg).items() if k != "output"}, out, field_defaults(DemoConfig))
+        check_same_run(read_json_file(saved), run_signature(cfg, ("output",)), out, field_defaults(DemoConfig))
 
 
 def _print_table(bon: dict, outcome: dict, steps: dict, ns: list[int], wall: float, report: Path) -> None:

@@ -3,7 +3,6 @@ GRPOTrainer (`rl.prime.PrimeTrainer`). Runs unchanged under `accelerate launch`;
 same command resumes from its last checkpoint (saved at rollout-batch boundaries)."""
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -13,9 +12,10 @@ from typing import Literal, Optional
 import torch
 
 from ..collect.rollout import DEFAULT_PROMPT
-from ..core.config import field
+from ..core.config import field, field_defaults
 from ..core.errors import ConfigError
-from ..core.io import atomic_open
+from ..core.io import read_json_file, write_json
+from ..core.resume import changed_fields
 from ..data.benchmarks import load_problems
 from ..models.loading import DEFAULT_MODEL, LoraSpec, load_model, load_tokenizer
 from .advantages import BASELINES
@@ -122,10 +122,11 @@ def rl(cfg: RLConfig) -> dict:
     eval_set = _dataset(cfg.eval_problems, cfg.prompt_template, cfg.n_eval) if cfg.eval_problems else None
     out = Path(cfg.output)
     saved = out / "rl_config.json"
-    if saved.exists() and json.loads(saved.read_text()) != asdict(cfg):
-        raise ConfigError(f"{saved}: a run with another config is there; use a new --output")
-    with atomic_open(saved) as f:
-        f.write(json.dumps(asdict(cfg), indent=2) + "\n")
+    # a field added since the run started, left at its default, does not make it another run
+    diff = changed_fields(read_json_file(saved), asdict(cfg), field_defaults(RLConfig)) if saved.exists() else []
+    if diff:
+        raise ConfigError(f"{saved}: a run with another config is there (fields {diff}); use a new --output")
+    write_json(saved, asdict(cfg))
     dtype = torch.float32
     tok = load_tokenizer(cfg.model)
     policy = load_model(cfg.model, dtype)

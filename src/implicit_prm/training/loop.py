@@ -176,7 +176,7 @@ def check_resumable(cfg: TrainConfig, out: Path, n_proc: int | None) -> None:
     if saved.exists():
         old, new = read_json_file(saved), signature(cfg, n_proc)
         if n_proc is None:  # a finished run: the number of processes it was trained with no longer matters
-            old.pop("processes", None), new.pop("processes", None)
+            del new["processes"]  # (changed_fields ignores keys only the saved run has)
         check_same_run(old, new, out, field_defaults(TrainConfig))
     elif legacy.exists():  # compatibility: a directory from before run signatures (only train_config.json)
         # still resumes, its former field names resolved; warn on use in 0.2, remove in 0.3
