@@ -56,7 +56,7 @@ def frozen_prm(args, files: dict, out: Path) -> str:
     rollouts = out / "prm_rollouts.jsonl"
     rollout(RolloutConfig(problems=files["train"], output=str(rollouts), model=args.model, n_samples=args.n_samples,
                           limit=args.prm_problems, temperature=1.0, max_new_tokens=args.max_new_tokens,
-                          top_p=1.0, seed=0, progress=False))
+                          top_p=1.0, seed=0, precision=args.precision))
     prm = out / "prm_frozen"
     # The demo's recipe for this model (CE, LoRA, lr 1e-4, beta 0.5: chosen on dev data by recipe_sweep.py). PRIME
     # divides process rewards by the batch's largest return, so the beta it trained with does not set their scale.
@@ -68,7 +68,8 @@ def frozen_prm(args, files: dict, out: Path) -> str:
 def rl_config(args, files: dict, arm: str, seed: int, lr: float, prm_lr: float, out: Path, steps: int,
               eval_on: str, prm: str | None, eval_every: int) -> RLConfig:
     return RLConfig(output=str(out), problems=files["train"], eval_problems=files[eval_on], n_eval=args.n_eval,
-                    eval_every=eval_every, model=args.model, precision=args.precision, gradient_checkpointing=False, prm=prm if arm == "prime-frozen" else None,
+                    eval_every=eval_every, model=args.model, precision=args.precision, gradient_checkpointing=False,
+                    prm=prm if arm == "prime-frozen" else None,
                     algorithm="rloo" if arm == "rloo" else "prime",
                     prm_update="frozen" if arm == "prime-frozen" else "online", n_samples=args.n_samples,
                     prompts_per_step=args.prompts_per_step, steps_per_generation=args.steps_per_generation,
@@ -91,7 +92,8 @@ def curve(run: Path) -> dict:
                             if "prime/prm_pairwise_acc" in e],
            "kept": [(e["step"] // spg, e["prime/kept_groups"]) for e in hist if "prime/kept_groups" in e],
            "train_correct": [(e["step"] // spg, e["rewards/correct/mean"]) for e in hist
-                             if "rewards/correct/mean" in e]}
+                             if "rewards/correct/mean" in e],
+           "prm_loss": [(e["step"] // spg, e["prime/prm_loss"]) for e in hist if "prime/prm_loss" in e]}
     step_time = [e["step_time"] for e in hist if "step_time" in e]
     out["s_per_rollout_batch"] = float(np.sum(step_time) / max(len(step_time) / spg, 1)) if step_time else None
     return out
@@ -102,9 +104,11 @@ def finished(run: Path) -> bool:
     return (run / "trainer_state.json").exists() and bool(curve(run)["eval"])
 
 
-def pilot_rows(out: Path) -> dict:
-    """Every finished pilot run so far (a later invocation with more rates adds to the earlier ones)."""
-    rows = {}
+def pilot_rows(out: Path, results: Path) -> dict:
+    """Every finished pilot run so far (a later invocation with more rates adds to the earlier ones), with the rows
+    of an earlier prime_pilot.json whose run folders are gone (another machine, a clean checkout)."""
+    earlier = results / "prime_pilot.json"
+    rows = dict(json.loads(earlier.read_text())["rows"]) if earlier.exists() else {}
     for run in sorted((out / "pilot").glob("*_lr*")):
         if finished(run):
             cfg, c = json.loads((run / "rl_config.json").read_text()), curve(run)
@@ -121,42 +125,58 @@ def pilot_rows(out: Path) -> dict:
 def pilot(args, files: dict, out: Path) -> dict:
     """Each arm's candidate learning rates, a few steps each, scored on the dev set (never the held-out set). Ties
     go to the smaller rate."""
+    results = Path(args.results)
+    partial = results / "prime_pilot.partial.json"
     for arm in [a for a in args.arms if a != "prime-frozen"]:
         for lr in args.lrs:
             for prm_lr in args.prm_lrs if arm == "prime-online" else [0.0]:
                 run = out / "pilot" / f"{arm}_lr{lr:g}_prm{prm_lr:g}"
                 if not finished(run):
                     rl(rl_config(args, files, arm, 0, lr, prm_lr or 1e-6, run, args.pilot_steps, "dev", None, 0))
-                print(run.name, pilot_rows(out).get(run.name), flush=True)
-                write_json(Path(args.results) / "prime_pilot.partial.json",  # each finished run, as it finishes
-                           {"experiment": "prime_pilot", "partial": True, "machine": machine(),
-                            "rows": pilot_rows(out), "args": vars(args)})
-    rows, best = pilot_rows(out), {}
+                print(run.name, pilot_rows(out, results).get(run.name), flush=True)
+                write_json(partial, {"experiment": "prime_pilot", "partial": True, "machine": machine(),
+                                     "rows": pilot_rows(out, results), "args": vars(args)})  # as each run finishes
+    rows, best = pilot_rows(out, results), {}
     for arm in {r["arm"] for r in rows.values()}:
         best[arm] = max((r for r in rows.values() if r["arm"] == arm), key=lambda r: (r["dev_pass1"], -r["lr"]))
     if "prime-online" in best:
         best["prime-frozen"] = {**best["prime-online"], "arm": "prime-frozen", "prm_lr": 0.0}
     result = {"experiment": "prime_pilot", "machine": machine(), "rows": rows, "chosen": best, "args": vars(args)}
-    write_json(Path(args.results) / "prime_pilot.json", result)
+    write_json(results / "prime_pilot.json", result)
+    partial.unlink(missing_ok=True)
     return result
 
 
 def main_runs(args, files: dict, out: Path) -> None:
     chosen = json.loads((Path(args.results) / "prime_pilot.json").read_text())["chosen"] if args.lr is None else {}
-    prm = frozen_prm(args, files, out) if "prime-frozen" in args.arms else None
+    prm = None  # trained when the frozen arm first needs it, so that the other arms need not wait for it
     for seed in args.seeds:
-        for arm in args.arms:
+        for i, arm in enumerate(args.arms):
             lr = args.lr if args.lr is not None else chosen[arm]["lr"]
             prm_lr = args.prm_lr if args.prm_lr is not None else (chosen[arm]["prm_lr"] or 1e-6)
+            # Every arm starts from the same policy: with one evaluation at the end (--eval-every >= --steps),
+            # the seed's first arm alone evaluates the initial policy too, and the report shares that point.
+            every = args.eval_every if i == 0 or args.eval_every < args.steps else 0
+            if arm == "prime-frozen" and prm is None:
+                prm = frozen_prm(args, files, out)
             rl(rl_config(args, files, arm, seed, lr, prm_lr, out / "main" / f"{arm}_seed{seed}", args.steps,
-                         "test", prm, args.eval_every))
+                         "test", prm, every))
 
 
 def report(args, out: Path) -> dict:
-    runs = sorted((out / "main").glob("*_seed*"))
+    """Every finished main run, with the per-run curves of an earlier prime_builtin.json whose run folders are gone
+    (a later session adds seeds to the earlier ones)."""
+    earlier = Path(args.results) / "prime_builtin.json"
+    raw = dict(json.loads(earlier.read_text()).get("runs", {})) if earlier.exists() else {}
+    raw.update({run.name: curve(run) for run in sorted((out / "main").glob("*_seed*")) if finished(run)})
     by_arm: dict[str, list] = {}
-    for run in runs:
-        by_arm.setdefault(run.name.rsplit("_seed", 1)[0], []).append(curve(run))
+    curves = json.loads(json.dumps(raw))  # a copy: the shared initial point is inserted below
+    start = {name.rsplit("_seed", 1)[1]: c["eval"][0] for name, c in curves.items() if c["eval"][0][0] == 0}
+    for name, c in curves.items():
+        seed = name.rsplit("_seed", 1)[1]
+        if c["eval"][0][0] != 0 and seed in start:  # the initial policy, evaluated by the seed's first arm
+            c["eval"].insert(0, start[seed])
+        by_arm.setdefault(name.rsplit("_seed", 1)[0], []).append(c)
     table = {}
     for arm, curves in by_arm.items():
         steps = sorted({s for c in curves for s, *_ in c["eval"]})
@@ -169,8 +189,8 @@ def report(args, out: Path) -> dict:
                          "seeds": len(vals)})
         seconds = [c["s_per_rollout_batch"] for c in curves if c["s_per_rollout_batch"] is not None]
         table[arm] = {"curve": rows, "s_per_rollout_batch": float(np.mean(seconds)) if seconds else None,
-                      "pairwise_acc": [c["pairwise_acc"] for c in curves]}
-    result = {"experiment": "prime_builtin", "machine": machine(), "arms": table, "args": vars(args)}
+                      **{k: [c[k] for c in curves] for k in ("train_correct", "pairwise_acc", "prm_loss")}}
+    result = {"experiment": "prime_builtin", "machine": machine(), "arms": table, "runs": raw, "args": vars(args)}
     write_json(Path(args.results) / "prime_builtin.json", result)
     try:
         import matplotlib
@@ -178,17 +198,19 @@ def report(args, out: Path) -> dict:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-        for arm, t in table.items():
-            xs = [r["step"] for r in t["curve"]]
-            ax[0].plot(xs, [r["pass1_mean"] for r in t["curve"]], label=arm)
+        fig, ax = plt.subplots(1, 3, figsize=(15, 4))
+        for i, (arm, t) in enumerate(table.items()):
+            xs, color = [r["step"] for r in t["curve"]], f"C{i}"
+            ax[0].plot(xs, [r["pass1_mean"] for r in t["curve"]], "o-", color=color, label=arm)
             ax[0].fill_between(xs, [r["pass1_min"] for r in t["curve"]], [r["pass1_max"] for r in t["curve"]],
-                               alpha=0.2)
-            for c in t["pairwise_acc"]:
-                if c:
-                    ax[1].plot([s for s, _ in c], [a for _, a in c], label=arm, alpha=0.7)
+                               color=color, alpha=0.2)
+            for panel, key in ((1, "train_correct"), (2, "pairwise_acc")):
+                for c in t[key]:
+                    if c:  # the step a batch trained at: its rollouts came from the policy one batch earlier
+                        ax[panel].plot([s for s, _ in c], [a for _, a in c], color=color, alpha=0.7, label=arm)
         ax[0].set(xlabel="rollout batch", ylabel="held-out pass@1", title="mean, range over seeds")
-        ax[1].set(xlabel="rollout batch", ylabel="PRM pairwise accuracy (training batches)")
+        ax[1].set(xlabel="rollout batch", ylabel="training reward (correct rate of the batch)")
+        ax[2].set(xlabel="rollout batch", ylabel="PRM pairwise accuracy (training batches)")
         ax[0].legend()
         fig.tight_layout()
         fig.savefig(Path(args.results) / "prime_builtin.png", dpi=120)
@@ -220,14 +242,14 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--lr", type=float, default=None, help="skip the pilot's choice: this policy rate for all arms")
     ap.add_argument("--prm-lr", type=float, default=None)
-    ap.add_argument("--prm-problems", type=int, default=200, help="problems rolled out for the frozen PRM")
+    ap.add_argument("--prm-problems", type=int, default=100, help="problems rolled out for the frozen PRM")
     ap.add_argument("--prm-steps", type=int, default=100)
     ap.add_argument("--out", default="runs/prime")
     ap.add_argument("--results", default=str(ROOT / "results"))
     args = ap.parse_args()
     if args.quick:
         for k, v in dict(n_dev=4, n_test=4, n_eval=4, n_samples=2, prompts_per_step=2, steps_per_generation=1,
-                         max_new_tokens=8, eval_every=1, lrs=[1e-3], prm_lrs=[1e-3], pilot_steps=1, steps=2,
+                         max_new_tokens=8, eval_every=2, lrs=[1e-3], prm_lrs=[1e-3], pilot_steps=1, steps=2,
                          seeds=[0], prm_problems=4, prm_steps=2).items():
             setattr(args, k, v)
     return args

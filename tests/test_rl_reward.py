@@ -35,3 +35,13 @@ def test_reward_loads_a_checkpoint_and_names_bad_input(prm, tiny_model, tiny_mod
         reward(["What is 1 + 1?"], [[{"role": "user", "content": "2"}]])
     with pytest.raises(ValueError, match="agg 'prod'"):
         PRMReward(prm, agg="prod")(PROMPTS[:1], COMPLETIONS[:1])
+
+
+def test_correctness_reward_grades_an_empty_sample_as_unanswered():
+    # A policy may end its sample at once; a data file's empty completion is still refused (test_step_formats.py).
+    from implicit_prm.rl.prime import CorrectnessReward
+    logged = {}
+    got = CorrectnessReward()(["p"] * 4, ["", [{"role": "assistant", "content": ""}], "so \\boxed{4}", "\\boxed{5}"],
+                              answer=["4", "4", "4", "4"], log_metric=lambda k, v: logged.update({k: v}))
+    assert got == [0.0, 0.0, 1.0, 0.0]
+    assert logged == {"answered": 0.5}

@@ -21,8 +21,8 @@ from ..core.validation import describe_json
 from .step_formats import FIRST_STEP, TAG
 
 
-def _str(path, line, field: str, value) -> str:
-    if not isinstance(value, str) or not value.strip():
+def _str(path, line, field: str, value, allow_empty: bool = False) -> str:
+    if not isinstance(value, str) or not (allow_empty or value.strip()):
         raise InputError(path, line, field, f"expected non-empty text, found {describe_json(value)}")
     return value
 
@@ -49,15 +49,16 @@ def prompt_text(path, line, field: str, value) -> str:
     return _str(path, line, f"{field}[0].content", msgs[0]["content"])
 
 
-def completion_text(path, line, field: str, value) -> str:
-    """A completion given as text, or as assistant messages (joined)."""
+def completion_text(path, line, field: str, value, allow_empty: bool = False) -> str:
+    """A completion given as text, or as assistant messages (joined). `allow_empty`: a policy's own sample may be
+    empty (end of text at once), unlike a completion in a data file."""
     if isinstance(value, str):
-        return _str(path, line, field, value)
+        return _str(path, line, field, value, allow_empty)
     msgs = _messages(path, line, field, value)
     if any(m["role"] != "assistant" for m in msgs):
         raise InputError(path, line, field, f"a conversational completion holds assistant turns only, found roles "
                                             f"{[m['role'] for m in msgs]}")
-    return _str(path, line, field, "".join(m["content"] for m in msgs))
+    return _str(path, line, field, "".join(m["content"] for m in msgs), allow_empty)
 
 
 def _bool(path, line, field: str, value) -> int:

@@ -81,7 +81,7 @@ class CorrectnessReward:
 
     def __call__(self, prompts, completions, **kwargs) -> list[float]:
         golds = kwargs[self.field]
-        grades = [grade(completion_text("<completions>", i + 1, "completions", c), str(g))
+        grades = [grade(completion_text("<completions>", i + 1, "completions", c, allow_empty=True), str(g))
                   for i, (c, g) in enumerate(zip(completions, golds))]
         if "log_metric" in kwargs and grades:  # TRL's per-batch metric hook: the answered rate apart from accuracy
             kwargs["log_metric"]("answered", sum(g.status != "no_answer" for g in grades) / len(grades))
