@@ -54,9 +54,10 @@ def frozen_prm(args, files: dict, out: Path) -> str:
     """The frozen arm's PRM: CE on rollouts of the initial policy (the first --prm-problems training problems x
     --n-samples, temperature 1)."""
     rollouts = out / "prm_rollouts.jsonl"
-    rollout(RolloutConfig(problems=files["train"], output=str(rollouts), model=args.model, n_samples=args.n_samples,
-                          limit=args.prm_problems, temperature=1.0, max_new_tokens=args.max_new_tokens,
-                          top_p=1.0, seed=0, precision=args.precision))
+    if not rollouts.exists():  # rollout would sample again (it resumes only from a partial file)
+        rollout(RolloutConfig(problems=files["train"], output=str(rollouts), model=args.model,
+                              n_samples=args.n_samples, limit=args.prm_problems, temperature=1.0,
+                              max_new_tokens=args.max_new_tokens, top_p=1.0, seed=0, precision=args.precision))
     prm = out / "prm_frozen"
     # The demo's recipe for this model (CE, LoRA, lr 1e-4, beta 0.5: chosen on dev data by recipe_sweep.py). PRIME
     # divides process rewards by the batch's largest return, so the beta it trained with does not set their scale.
@@ -151,12 +152,12 @@ def main_runs(args, files: dict, out: Path) -> None:
     chosen = json.loads((Path(args.results) / "prime_pilot.json").read_text())["chosen"] if args.lr is None else {}
     prm = None  # trained when the frozen arm first needs it, so that the other arms need not wait for it
     for seed in args.seeds:
-        for i, arm in enumerate(args.arms):
+        for arm in args.arms:
             lr = args.lr if args.lr is not None else chosen[arm]["lr"]
             prm_lr = args.prm_lr if args.prm_lr is not None else (chosen[arm]["prm_lr"] or 1e-6)
             # Every arm starts from the same policy: with one evaluation at the end (--eval-every >= --steps),
-            # the seed's first arm alone evaluates the initial policy too, and the report shares that point.
-            every = args.eval_every if i == 0 or args.eval_every < args.steps else 0
+            # the seed's RLOO run alone evaluates the initial policy too, and the report shares that point.
+            every = args.eval_every if arm == ARMS[0] or args.eval_every < args.steps else 0
             if arm == "prime-frozen" and prm is None:
                 prm = frozen_prm(args, files, out)
             rl(rl_config(args, files, arm, seed, lr, prm_lr, out / "main" / f"{arm}_seed{seed}", args.steps,
