@@ -95,6 +95,8 @@ def curve(run: Path) -> dict:
            "train_correct": [(e["step"] // spg, e["rewards/correct/mean"]) for e in hist
                              if "rewards/correct/mean" in e],
            "prm_loss": [(e["step"] // spg, e["prime/prm_loss"]) for e in hist if "prime/prm_loss" in e]}
+    out["config"] = {k: cfg.get(k) for k in ("algorithm", "prm_update", "seed", "lr", "prm_lr", "max_steps", "n_eval",
+                                             "eval_every", "prompts_per_step", "n_samples", "precision", "prm")}
     step_time = [e["step_time"] for e in hist if "step_time" in e]
     out["s_per_rollout_batch"] = float(np.sum(step_time) / max(len(step_time) / spg, 1)) if step_time else None
     return out
@@ -175,7 +177,7 @@ def report(args, out: Path) -> dict:
     start = {name.rsplit("_seed", 1)[1]: c["eval"][0] for name, c in curves.items() if c["eval"][0][0] == 0}
     for name, c in curves.items():
         seed = name.rsplit("_seed", 1)[1]
-        if c["eval"][0][0] != 0 and seed in start:  # the initial policy, evaluated by the seed's first arm
+        if c["eval"][0][0] != 0 and seed in start:  # the initial policy, evaluated by the seed's RLOO run
             c["eval"].insert(0, start[seed])
         by_arm.setdefault(name.rsplit("_seed", 1)[0], []).append(c)
     table = {}
@@ -191,7 +193,8 @@ def report(args, out: Path) -> dict:
         seconds = [c["s_per_rollout_batch"] for c in curves if c["s_per_rollout_batch"] is not None]
         table[arm] = {"curve": rows, "s_per_rollout_batch": float(np.mean(seconds)) if seconds else None,
                       **{k: [c[k] for c in curves] for k in ("train_correct", "pairwise_acc", "prm_loss")}}
-    result = {"experiment": "prime_builtin", "machine": machine(), "arms": table, "runs": raw, "args": vars(args)}
+    result = {"experiment": "prime_builtin", "machine": machine(), "arms": table, "runs": raw,
+              "report_args": vars(args)}  # each run's own settings are in runs[name]["config"]
     write_json(Path(args.results) / "prime_builtin.json", result)
     try:
         import matplotlib
