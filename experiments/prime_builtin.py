@@ -22,6 +22,7 @@ Writes <results>/prime_builtin.json and .png (report), <results>/prime_pilot.jso
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 
@@ -173,7 +174,7 @@ def report(args, out: Path) -> dict:
     raw = dict(json.loads(earlier.read_text()).get("runs", {})) if earlier.exists() else {}
     raw.update({run.name: curve(run) for run in sorted((out / "main").glob("*_seed*")) if finished(run)})
     by_arm: dict[str, list] = {}
-    curves = json.loads(json.dumps(raw))  # a copy: the shared initial point is inserted below
+    curves = copy.deepcopy(raw)  # the shared initial point is inserted below
     start = {name.rsplit("_seed", 1)[1]: c["eval"][0] for name, c in curves.items() if c["eval"][0][0] == 0}
     for name, c in curves.items():
         seed = name.rsplit("_seed", 1)[1]
