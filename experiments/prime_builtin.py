@@ -55,10 +55,9 @@ def frozen_prm(args, files: dict, out: Path) -> str:
     """The frozen arm's PRM: CE on rollouts of the initial policy (the first --prm-problems training problems x
     --n-samples, temperature 1)."""
     rollouts = out / "prm_rollouts.jsonl"
-    if not rollouts.exists():  # rollout would sample again (it resumes only from a partial file)
-        rollout(RolloutConfig(problems=files["train"], output=str(rollouts), model=args.model,
-                              n_samples=args.n_samples, limit=args.prm_problems, temperature=1.0,
-                              max_new_tokens=args.max_new_tokens, top_p=1.0, seed=0, precision=args.precision))
+    rollout(RolloutConfig(problems=files["train"], output=str(rollouts), model=args.model, n_samples=args.n_samples,
+                          limit=args.prm_problems, temperature=1.0, max_new_tokens=args.max_new_tokens, top_p=1.0,
+                          seed=0, precision=args.precision))  # a finished output is kept
     prm = out / "prm_frozen"
     # The demo's recipe for this model (CE, LoRA, lr 1e-4, beta 0.5: chosen on dev data by recipe_sweep.py). PRIME
     # divides process rewards by the batch's largest return, so the beta it trained with does not set their scale.

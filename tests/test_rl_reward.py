@@ -45,3 +45,13 @@ def test_correctness_reward_grades_an_empty_sample_as_unanswered():
                               answer=["4", "4", "4", "4"], log_metric=lambda k, v: logged.update({k: v}))
     assert got == [0.0, 0.0, 1.0, 0.0]
     assert logged == {"answered": 0.5}
+
+
+def test_prm_reward_gives_an_empty_sample_its_empty_value_and_scores_the_rest(prm):
+    # An empty completion has no step: None by default (TRL: this function does not score the sample), or `empty`.
+    want = PRMReward(prm)(PROMPTS, COMPLETIONS)
+    comps = ["", COMPLETIONS[0], [{"role": "assistant", "content": ""}], COMPLETIONS[1]]
+    prompts = [PROMPTS[0], PROMPTS[0], PROMPTS[1], PROMPTS[1]]
+    got = PRMReward(prm)(prompts, comps)
+    assert got[0] is None and got[2] is None and got[1::2] == pytest.approx(want, abs=1e-6)
+    assert PRMReward(prm, empty=-3.0)(prompts[:1] * 2, ["", " "]) == [-3.0, -3.0]

@@ -8,11 +8,13 @@ from typing import Literal, Optional
 
 import torch
 
-from ..core.config import field
+from ..core.config import field, to_dict
 from ..core.distributed import process_state
 from ..core.errors import ConfigError
+from ..core.io import read_json_file, read_json_records
 from ..core.progress import progress
-from ..core.resume import PartialFile, run_signature
+from ..core.results import config_path
+from ..core.resume import PartialFile, changed_fields, run_signature
 from ..data.benchmarks import load_problems
 from ..data.grading import Grade, grade, summarize
 from ..data.stats import write_with_stats
@@ -75,8 +77,37 @@ def rollout_ledger(cfg: RolloutConfig, model, tok, records: list[dict]):
     return add_counts(led, counts)
 
 
+def finished_output(cfg: RolloutConfig, out: Path, problems: list) -> list[dict] | None:
+    """The records of `out` when it is a finished output of this run: its config beside it (written last), the same
+    settings but those free on resume, a problems file not modified since, and a record for each of `problems`, in
+    order (a new --limit). None otherwise, with a message when an output will be replaced."""
+    cfg_file = config_path(out)
+    if not (out.exists() and cfg_file.exists()):
+        return None
+    saved = {k: v for k, v in read_json_file(cfg_file).items() if k != "command" and k not in FREE_ON_RESUME}
+    diff = changed_fields(saved, run_signature(cfg, FREE_ON_RESUME), to_dict(RolloutConfig(problems="", output="")))
+    src = Path(cfg.problems)
+    if src.is_file() and src.stat().st_mtime_ns > cfg_file.stat().st_mtime_ns:
+        diff.append(f"{src} modified since")
+    if diff:
+        print(f"[implicit-prm] {out} holds rollouts of other settings ({', '.join(diff)}): sampling again", flush=True)
+        return None
+    records = [rec for _, rec in read_json_records(out)]
+    if [r.get("id") for r in records] != [p.id for p in problems]:
+        print(f"[implicit-prm] {out} holds rollouts of other problems (another --limit): sampling again", flush=True)
+        return None
+    return records
+
+
+def rollout_summary(records: list[dict]) -> dict:
+    """Counts of the grades (summarize) over every response of `records`."""
+    return summarize([Grade(e, c, s) for r in records
+                      for e, c, s in zip(r["extracted_answers"], r["correctness"], r["grade_status"])])
+
+
 def rollout(cfg: RolloutConfig) -> dict:
-    """Generate, grade and write rollouts; resumes from `<output>.partial` (one finished problem per line).
+    """Generate, grade and write rollouts; resumes from `<output>.partial` (one finished problem per line). A
+    finished output of the same run is kept as it is (nothing sampled), as `train` keeps a finished model.
 
     Launched as several processes (torchrun / accelerate launch), process r samples every world-th batch into its
     own partial file; the main process merges them in input order. Each batch is seeded from --seed and its index,
@@ -86,6 +117,11 @@ def rollout(cfg: RolloutConfig) -> dict:
         raise ConfigError(f"{cfg.problems}: no problems")
     state = process_state()
     out = Path(cfg.output)
+    finished = finished_output(cfg, out, problems)
+    if finished is not None:
+        if state.is_main_process:
+            print(f"[implicit-prm] {out} already holds these rollouts; nothing to do", flush=True)
+        return {**rollout_summary(finished), "tokens_per_s": None}
     src = Path(cfg.problems)
     facts = {"problems_size": src.stat().st_size, "problems_mtime_ns": src.stat().st_mtime_ns} if src.is_file() else {}
     partial = PartialFile(out.with_name(out.name + ".partial"), run_signature(cfg, FREE_ON_RESUME, **facts),
@@ -110,8 +146,7 @@ def rollout(cfg: RolloutConfig) -> dict:
         rollout_ledger(cfg, model, tok, records).write(out)  # before the data: one with its config beside is finished
         write_with_stats(out, records, cfg)  # pass@1, pass@N, majority@N, ... in <output>.stats.json
         partial.remove()
-        summary = summarize([Grade(e, c, s) for r in records
-                             for e, c, s in zip(r["extracted_answers"], r["correctness"], r["grade_status"])])
+        summary = rollout_summary(records)
         summary["tokens_per_s"] = n_tokens / max(time.time() - t0, 1e-9) if n_tokens else None
         print(f"[implicit-prm] wrote {len(records)} problems x {cfg.n_samples} responses to {out}: "
               f"{summary['n_correct']}/{summary['n']} correct, {summary['n_no_answer']} without an answer, "
