@@ -153,3 +153,25 @@ def test_search_builtin_experiment(tmp_path, tiny_model, tiny_model_b):
         assert 0 <= row["accuracy"] <= 1 and row["n_problems"] == 4 and row["generated_tokens"] > 0  # 2 sets of 2
         assert row["accuracy"] <= row["any_candidate_correct"] and 0 <= row["majority_vote"] <= 1
     assert r["rows"]["beam N=4"]["generated_tokens"] > r["rows"]["single sample"]["generated_tokens"]
+
+
+@pytest.mark.subprocess
+def test_cpu_limit(tmp_path, tiny_model):
+    """The CPU-limit benchmark on a tiny model, its baseline a fresh clone of HEAD (the committed code): both
+    versions train and score the same data, the baseline's from the clone, and the MFU follows from the counts."""
+    run(["cpu_limit.py", "--model", tiny_model, "--steps", "2", "--train-problems", "8", "--test-problems", "1",
+         "--baseline", "HEAD", "--square", "128", "--peak-tokens", "64"], tmp_path)
+    r = json.loads((tmp_path / "cpu_limit.json").read_text())
+    base, new = r["versions"]["baseline"], r["versions"]["new"]
+    assert "baseline-HEAD" in base["score"]["code"] and "baseline-HEAD" not in new["score"]["code"]
+    for v in (base, new):
+        assert v["train_lora"]["steps_timed"] == v["train_full"]["steps_timed"] == 2
+        assert v["score"]["responses"] == 16 and v["score"]["forward_tokens"] == 2 * v["score"]["sequence_tokens"]
+        peak = r["peaks"][r["precision"]]["peak_gflops"]
+        want = v["train_lora"]["tokens_per_s"] * 2 * r["flops"]["forward_flops_per_token"] / (peak * 1e9)
+        assert v["train_lora"]["mfu"] == pytest.approx(want)
+    # the same data and model on both sides: the same tokens trained and scored
+    assert base["train_lora"]["tokens_timed"] == new["train_lora"]["tokens_timed"]
+    assert base["score"]["sequence_tokens"] == new["score"]["sequence_tokens"]
+    assert r["ratio_new_over_baseline"]["score"] == pytest.approx(
+        new["score"]["forward_tokens_per_s"] / base["score"]["forward_tokens_per_s"])
