@@ -150,6 +150,8 @@ def main() -> None:
     ap.add_argument("--model", default=DEFAULT_MODEL, help="the model (default: the embedded SmolLM2-135M)")
     ap.add_argument("--square", type=int, default=4096, help="side of the square matmul of the peak")
     ap.add_argument("--peak-tokens", type=int, default=2048, help="rows of the model-shaped matmuls of the peak")
+    ap.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True,
+                    help="then profile the new code's LoRA training (torch.profiler, its reference cached)")
     args = ap.parse_args()
     from transformers import AutoConfig
 
@@ -170,6 +172,7 @@ def main() -> None:
     versions["new"] = measure("new", None, args, data, tmp, precision)
     for res in versions.values():
         add_mfu(res, flops, pk[precision]["peak_gflops"])
+    prof = profile_lora(args, data, tmp) if args.profile else None
     ratios = {}
     if "baseline" in versions:
         b, n = versions["baseline"], versions["new"]
@@ -178,7 +181,19 @@ def main() -> None:
     print_table(versions, pk, precision, ratios)
     save(args.name, {"model": args.model, "precision": precision, "peaks": pk, "flops": flops, "baseline_commit": args.baseline or None,
                      "steps": args.steps, "train_responses": 2 * args.train_problems,
-                     "scored_responses": 16 * args.test_problems, "versions": versions, "ratio_new_over_baseline": ratios})
+                     "scored_responses": 16 * args.test_problems, "versions": versions, "ratio_new_over_baseline": ratios,
+                     "profile_new_train_lora": prof})
+
+
+def profile_lora(args, data: dict, tmp: Path) -> dict:
+    """The ops that take the new code's LoRA training time (its reference log-probs already cached)."""
+    flags = [*DEMO_FLAGS, "--max-steps", str(args.steps + 1), "--data", str(data["train"]), "--model", args.model,
+             "--lora", "--logprob-cache", str(tmp / "new.sqlite")]
+    prof = run_worker("profile", {"out": str(tmp / "new-profile"), "flags": flags, "rows": 30}, None)
+    print(f"\nprofile of the new code's LoRA training ({prof['s']:.1f} s, {prof['self_cpu_total_s']:.1f} s of ops):")
+    for row in prof["top"][:15]:
+        print(f"  {row['op']:40s} {row['self_s']:8.2f} s {100 * row['share']:5.1f}% {row['calls']:8d} calls")
+    return prof
 
 
 def print_table(versions: dict, pk: dict, precision: str, ratios: dict) -> None:

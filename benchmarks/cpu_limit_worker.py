@@ -6,6 +6,7 @@ PYTHONPATH, so it imports nothing of this checkout and only API that both versio
 
     python benchmarks/cpu_limit_worker.py train JSON   # {"out": dir, "flags": [...]}  -> RESULT {...}
     python benchmarks/cpu_limit_worker.py score JSON   # {"prm": dir, "data": file, "cache": file, "precision": p}
+    python benchmarks/cpu_limit_worker.py profile JSON # {"out": dir, "flags": [...], "rows": 30}
 """
 from __future__ import annotations
 
@@ -69,6 +70,31 @@ def score(args: dict) -> dict:
             "first_rewards": [round(float(x), 5) for x in recs[0]["step_rewards"]]}
 
 
+def profile(args: dict) -> dict:
+    """torch.profiler over a `train` run whose reference log-probs are already cached (the flags name the same
+    --logprob-cache as a finished run), so nearly all of it is the loop: the ops by self CPU time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from implicit_prm.cli import main
+
+    with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        t = time.perf_counter()
+        rc = main(["train", "--output", args["out"], *args["flags"]])
+        secs = time.perf_counter() - t
+    if rc:
+        raise SystemExit(f"train failed ({rc})")
+    ops = prof.key_averages()
+    top = sorted(ops, key=lambda e: e.self_cpu_time_total, reverse=True)[:args.get("rows", 30)]
+    total = sum(e.self_cpu_time_total for e in ops)
+    return {"code": where(), "s": secs, "self_cpu_total_s": total / 1e6,
+            "top": [{"op": e.key, "self_s": e.self_cpu_time_total / 1e6, "share": e.self_cpu_time_total / total,
+                     "calls": e.count} for e in top],
+            "by_shape": [{"op": e.key, "shapes": str(e.input_shapes)[:160], "self_s": e.self_cpu_time_total / 1e6}
+                         for e in sorted(prof.key_averages(group_by_input_shape=True),
+                                         key=lambda e: e.self_cpu_time_total, reverse=True)[:args.get("rows", 30)]]}
+
+
 if __name__ == "__main__":
     kind, payload = sys.argv[1], json.loads(sys.argv[2])
-    print("RESULT " + json.dumps({"train": train, "score": score}[kind](payload)), flush=True)
+    print("RESULT " + json.dumps({"train": train, "score": score, "profile": profile}[kind](payload)), flush=True)

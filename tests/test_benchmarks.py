@@ -173,5 +173,8 @@ def test_cpu_limit(tmp_path, tiny_model):
     # the same data and model on both sides: the same tokens trained and scored
     assert base["train_lora"]["tokens_timed"] == new["train_lora"]["tokens_timed"]
     assert base["score"]["sequence_tokens"] == new["score"]["sequence_tokens"]
+    prof = r["profile_new_train_lora"]  # the ops of the new code's LoRA loop, by self CPU time
+    assert prof["top"] and sum(row["share"] for row in prof["top"]) <= 1 + 1e-9
+    assert any(row["op"].startswith("aten::") for row in prof["top"])
     assert r["ratio_new_over_baseline"]["score"] == pytest.approx(
         new["score"]["forward_tokens_per_s"] / base["score"]["forward_tokens_per_s"])
