@@ -77,10 +77,10 @@ def rollout_ledger(cfg: RolloutConfig, model, tok, records: list[dict]):
     return add_counts(led, counts)
 
 
-def finished_output(cfg: RolloutConfig, out: Path, problems: list) -> list[dict] | None:
+def finished_output(cfg: RolloutConfig, out: Path, problems: list, show: bool = True) -> list[dict] | None:
     """The records of `out` when it is a finished output of this run: its config beside it (written last), the same
     settings but those free on resume, a problems file not modified since, and a record for each of `problems`, in
-    order (a new --limit). None otherwise, with a message when an output will be replaced."""
+    order (a new --limit). None otherwise, with a message (where `show`) when an output will be replaced."""
     cfg_file = config_path(out)
     if not (out.exists() and cfg_file.exists()):
         return None
@@ -90,11 +90,14 @@ def finished_output(cfg: RolloutConfig, out: Path, problems: list) -> list[dict]
     if src.is_file() and src.stat().st_mtime_ns > cfg_file.stat().st_mtime_ns:
         diff.append(f"{src} modified since")
     if diff:
-        print(f"[implicit-prm] {out} holds rollouts of other settings ({', '.join(diff)}): sampling again", flush=True)
+        if show:
+            print(f"[implicit-prm] {out} holds rollouts of other settings ({', '.join(diff)}): sampling again",
+                  flush=True)
         return None
     records = [rec for _, rec in read_json_records(out)]
     if [r.get("id") for r in records] != [p.id for p in problems]:
-        print(f"[implicit-prm] {out} holds rollouts of other problems (another --limit): sampling again", flush=True)
+        if show:
+            print(f"[implicit-prm] {out} holds rollouts of other problems (another --limit): sampling again", flush=True)
         return None
     return records
 
@@ -117,7 +120,7 @@ def rollout(cfg: RolloutConfig) -> dict:
         raise ConfigError(f"{cfg.problems}: no problems")
     state = process_state()
     out = Path(cfg.output)
-    finished = finished_output(cfg, out, problems)
+    finished = finished_output(cfg, out, problems, state.is_main_process)
     if finished is not None:
         if state.is_main_process:
             print(f"[implicit-prm] {out} already holds these rollouts; nothing to do", flush=True)
