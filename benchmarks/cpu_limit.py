@@ -199,12 +199,12 @@ def profile_lora(args, data: dict, tmp: Path) -> dict:
 def print_table(versions: dict, pk: dict, precision: str, ratios: dict) -> None:
     print(f"\npeaks: bf16 {pk['bf16']['peak_gflops']:.0f} GFLOPS, fp32 {pk['fp32']['peak_gflops']:.0f} GFLOPS; "
           f"this run: {precision}")
-    print(f"  {'':12s}" + "".join(f"{v + ' tok/s':>16s}{v + ' MFU':>12s}" for v in versions) + f"{'new/base':>10s}")
+    print(f"  {'':12s}" + "".join(f"{v + ' tok/s':>16s}{v + ' MFU':>14s}" for v in versions) + f"{'new/base':>10s}")
     for mode in ("train_lora", "train_full", "score"):
         if mode not in versions["new"]:
             continue
         key = "forward_tokens_per_s" if mode == "score" else "tokens_per_s"
-        cells = "".join(f"{r[mode][key]:16.0f}{100 * r[mode]['mfu']:11.1f}%" for r in versions.values())
+        cells = "".join(f"{r[mode][key]:16.0f}{100 * r[mode]['mfu']:13.1f}%" for r in versions.values())
         print(f"  {mode:12s}{cells}" + (f"{ratios[mode]:10.2f}" if mode in ratios else ""))
 
 
