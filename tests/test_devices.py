@@ -9,7 +9,8 @@ from implicit_prm.core.config import field_defaults
 from implicit_prm.core.errors import ConfigError
 from implicit_prm.core.precision import weights_dtype
 from implicit_prm.core.resume import changed_fields
-from implicit_prm.models.loading import load_model
+from implicit_prm.models.loading import EAGER_CPU_MAX_TRAIN_LENGTH, attention_kernel, load_model
+from implicit_prm.models.logprobs import TokenLogProbs
 from implicit_prm.models.settings import DeviceSettings
 from implicit_prm.scoring.load import load_scorer
 from implicit_prm.scoring.settings import ScorerSettings
@@ -39,6 +40,29 @@ def test_attention_kernel_reaches_from_pretrained(tiny_model, tiny_model_b):
     assert prm.model.lm.config._attn_implementation == "eager" and prm.attn_implementation == "eager"
     assert next(prm.model.parameters()).device == torch.device("cpu")
     assert next(prm.model.parameters()).dtype == torch.float32
+
+
+def test_auto_attention_is_eager_on_a_cpu_for_inference_and_short_training(tiny_model):
+    assert attention_kernel("auto", "cpu") == "eager"  # inference
+    assert attention_kernel("auto", torch.device("cpu"), EAGER_CPU_MAX_TRAIN_LENGTH) == "eager"
+    assert attention_kernel("auto", "cpu", EAGER_CPU_MAX_TRAIN_LENGTH + 1) == "sdpa"  # T^2 weights kept for backward
+    assert attention_kernel("auto", "cuda") == "sdpa" and attention_kernel("auto", None) == "sdpa"
+    assert attention_kernel("sdpa", "cpu") == "sdpa" and attention_kernel(None, "cpu") is None  # asked for: kept
+    assert DeviceSettings().attn_implementation == "auto"
+    assert load_model(tiny_model, attn_implementation="auto", device="cpu").config._attn_implementation == "eager"
+    assert load_model(tiny_model, attn_implementation="auto").config._attn_implementation == "sdpa"  # no device
+
+
+def test_eager_and_sdpa_give_the_same_fp32_logprobs(tiny_model):
+    torch.manual_seed(0)
+    ids = torch.randint(3, 1000, (2, 12))
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0
+    outs = []
+    for kernel in ("eager", "sdpa"):
+        with torch.no_grad():
+            outs.append(TokenLogProbs(load_model(tiny_model, attn_implementation=kernel).eval())(ids, mask, 2))
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=0)
 
 
 def test_a_field_added_since_the_saved_run_at_its_default_is_no_change():

@@ -40,34 +40,110 @@ def test_full_token_logprobs_by_hand():
     torch.testing.assert_close(got, torch.log(torch.tensor([[0.75, 0.25]])))
 
 
+def capped_full(head, h, targets, softcap=None, scale=None):
+    """The naive reference: the whole (B, T, V) float32 log-softmax, then the targets."""
+    logits = head(h).float()
+    if scale is not None:
+        logits = logits * scale
+    if softcap is not None:
+        logits = softcap * torch.tanh(logits / softcap)
+    return torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0]
+
+
+class Wrapped(nn.Module):
+    """A head that is not an nn.Linear: chunked_token_logprobs checkpoints it per chunk."""
+
+    def __init__(self, inner: nn.Linear):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, h):
+        return self.inner(h)
+
+
 @pytest.mark.parametrize("chunk", [1, 3, T, T + 5])
-def test_chunked_gradients_match_full(setup, chunk, monkeypatch):
+@pytest.mark.parametrize("kind", ["linear", "module"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("softcap,scale", [(None, None), (2.0, None), (None, 0.25), (3.0, 1.5)])
+def test_chunked_gradients_match_full(setup, chunk, kind, bias, softcap, scale, monkeypatch):
     head, hidden, targets = setup
+    if not bias:
+        head.bias = None
     weights = torch.randn(B, T)  # a loss that weighs each position differently
+    params = [p for p in head.parameters()]
 
     h_full = hidden.clone().requires_grad_()
-    (full_token_logprobs(head(h_full), targets) * weights).sum().backward()
-    grads_full = (h_full.grad, head.weight.grad.clone(), head.bias.grad.clone())
+    (capped_full(head, h_full, targets, softcap, scale) * weights).sum().backward()
+    grads_full = [h_full.grad] + [p.grad.clone() for p in params]
     head.zero_grad()
 
     calls = []
     real = L.checkpoint
     monkeypatch.setattr(L, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
     h = hidden.clone().requires_grad_()
-    (chunked_token_logprobs(h, head, targets, chunk=chunk) * weights).sum().backward()
-    assert len(calls) == -(-(B * T) // chunk)  # every chunk of the flattened (B*T) tokens was checkpointed
-    for got, want in zip((h.grad, head.weight.grad, head.bias.grad), grads_full):
+    used = head if kind == "linear" else Wrapped(head)
+    (chunked_token_logprobs(h, used, targets, chunk, softcap, scale) * weights).sum().backward()
+    # the module path checkpoints every chunk of the flattened (B*T) tokens; the fused linear path none
+    assert len(calls) == (0 if kind == "linear" else -(-(B * T) // chunk))
+    for got, want in zip([h.grad] + [p.grad for p in params], grads_full):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_fused_head_by_hand():
+    # h = [1, 0], W = I (2x2), no bias: logits [1, 0]; target 0: log p = 1 - log(e + 1) = -0.31326...
+    # d log p / d logits = onehot - softmax = [1 - e/(e+1), -1/(e+1)] = [0.26894, -0.26894]; dW = that outer h
+    head = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(2))
+    h = torch.tensor([[1.0, 0.0]], requires_grad=True)
+    out = chunked_token_logprobs(h, head, torch.tensor([0]))
+    torch.testing.assert_close(out, torch.tensor([-0.313262]), atol=1e-6, rtol=0)
+    out.sum().backward()
+    g = 1 / (1 + torch.e)
+    torch.testing.assert_close(h.grad, torch.tensor([[g, -g]]), atol=1e-6, rtol=0)  # W^T (onehot - softmax)
+    torch.testing.assert_close(head.weight.grad, torch.tensor([[g, 0.0], [-g, 0.0]]), atol=1e-6, rtol=0)
+
+
+def test_fused_head_bf16_autocast_within_tolerance(setup):
+    """Under bf16 autocast (the CPU training recipe) the fused head computes its matmuls in bf16 like head(h)
+    would: log-probs within 0.05 nats of float32, and gradients within 3% of their largest entry."""
+    head, hidden, targets = setup
+    h32 = hidden.clone().requires_grad_()
+    chunked_token_logprobs(h32, head, targets, chunk=3).sum().backward()
+    want = (h32.grad, head.weight.grad.clone())
+    head.zero_grad()
+    h16 = hidden.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = chunked_token_logprobs(h16, head, targets, chunk=3)
+    assert got.dtype == torch.float32
+    with torch.no_grad():
+        torch.testing.assert_close(got, capped_full(head, hidden, targets), atol=0.05, rtol=0)
+    got.sum().backward()
+    assert head.weight.grad.dtype == torch.float32
+    for g, w in zip((h16.grad, head.weight.grad), want):
+        assert (g.float() - w).abs().max() <= 0.03 * w.abs().max()
 
 
 def test_no_checkpoint_without_autograd(setup, monkeypatch):
     head, hidden, targets = setup
     monkeypatch.setattr(L, "checkpoint", lambda *a, **k: pytest.fail("checkpoint used under no_grad"))
     with torch.no_grad():
-        chunked_token_logprobs(hidden.requires_grad_(), head, targets, chunk=3)
+        chunked_token_logprobs(hidden.requires_grad_(), Wrapped(head), targets, chunk=3)
     # hidden without grad, head with grad: no checkpoint, but the head still gets its gradient
-    chunked_token_logprobs(hidden.detach(), head, targets, chunk=3).sum().backward()
+    chunked_token_logprobs(hidden.detach(), Wrapped(head), targets, chunk=3).sum().backward()
     assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+    head.zero_grad()
+    chunked_token_logprobs(hidden.detach(), head, targets, chunk=3).sum().backward()  # the same on the fused path
+    assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+
+
+def test_empty_targets_stay_attached(setup):
+    head, hidden, _ = setup
+    h = hidden.clone().requires_grad_()
+    out = chunked_token_logprobs(h[:, :0], head, torch.zeros(B, 0, dtype=torch.long))
+    assert out.shape == (B, 0)
+    out.sum().backward()  # no error: attached to the graph
+    assert h.grad is not None and h.grad.abs().sum() == 0
 
 
 @pytest.mark.parametrize("softcap,scale", [(2.0, None), (None, 0.25), (3.0, 1.5)])

@@ -110,7 +110,7 @@ class HFCompleter:
         self.tok.padding_side = "left"  # batched generation continues from the right edge
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         where = DeviceSettings(device=device).torch_device()
-        self.model = load_model(model, dtype, attn_implementation=attn_implementation).to(where).eval()
+        self.model = load_model(model, dtype, attn_implementation=attn_implementation, device=where).to(where).eval()
         self.temperature, self.top_p, self.max_new_tokens = temperature, top_p, max_new_tokens
         self.system_prompt, self.batch_size = system_prompt, batch_size
 

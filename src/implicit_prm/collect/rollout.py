@@ -135,8 +135,8 @@ def rollout(cfg: RolloutConfig) -> dict:
     tok = load_tokenizer(cfg.model)
     tok.padding_side = "left"  # batched generation continues from the right edge
     dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
-    model = load_model(cfg.model, dtype, attn_implementation=cfg.attn_implementation)
-    model = model.to(cfg.torch_device(state.device)).eval()
+    where = cfg.torch_device(state.device)
+    model = load_model(cfg.model, dtype, attn_implementation=cfg.attn_implementation, device=where).to(where).eval()
     batches = [problems[s:s + cfg.batch_size] for s in range(0, len(problems), cfg.batch_size)]
     mine = list(range(state.process_index, len(batches), state.num_processes))
     t0 = time.time()

@@ -184,14 +184,36 @@ class LoraSpec:
     target_modules: str = "all-linear"
 
 
+#: 'auto' attention on a CPU: eager (plain matmuls and a softmax) ran a LoRA training step of the embedded model
+#: 1.2x and scoring 1.17x faster than SDPA's causal kernel at the demo's lengths (about 160 tokens; values equal
+#: to 2e-5 in fp32). Its (B, heads, T, T) weights are kept for backward and grow with T^2, so training takes it
+#: only up to this max length (8 x 512 tokens: about 3.4 GB for a 30-layer, 9-head model).
+EAGER_CPU_MAX_TRAIN_LENGTH = 512
+
+
+def attention_kernel(requested: str | None, device=None, train_max_length: int | None = None) -> str | None:
+    """The attention implementation to load with: `requested` unless it is 'auto'. 'auto' is eager on a CPU, for
+    inference (train_max_length None) and for training up to EAGER_CPU_MAX_TRAIN_LENGTH tokens; else SDPA, and
+    SDPA where the device is not known."""
+    if requested != "auto":
+        return requested
+    if device is None or torch.device(device).type != "cpu":
+        return "sdpa"
+    if train_max_length is not None and train_max_length > EAGER_CPU_MAX_TRAIN_LENGTH:
+        return "sdpa"
+    return "eager"
+
+
 def load_model(spec: str, dtype: torch.dtype = torch.float32, lora: LoraSpec | None = None,
-               attn_implementation: str | None = None):
+               attn_implementation: str | None = None, device=None, train_max_length: int | None = None):
     """Load a causal LM; a peft adapter dir is loaded onto its base; `lora` adds a fresh trainable adapter;
-    `attn_implementation` goes to from_pretrained (None: transformers' default)."""
+    `attn_implementation` goes to from_pretrained (None: transformers' default; 'auto': attention_kernel's
+    choice for `device` and, when training, `train_max_length`)."""
     from transformers import AutoModelForCausalLM
 
     path = resolve(spec)
     base = adapter_base(path)
+    attn_implementation = attention_kernel(attn_implementation, device, train_max_length)
     kw = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
     try:
         model = AutoModelForCausalLM.from_pretrained(resolve(base) if base else path, dtype=dtype, **kw)

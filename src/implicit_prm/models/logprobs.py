@@ -15,21 +15,25 @@ def chunked_token_logprobs(hidden: torch.Tensor, head: nn.Module, targets: torch
     hidden: (..., H) states that predict targets (...), e.g. (B, T, H) and (B, T), or (N, H) and (N,) for selected
     positions. Returns float32 log-probs shaped like targets. The positions are flattened and cut into chunks of
     `chunk` tokens, so the float32 logits alive at once are (chunk, V) whatever the batch size: 48 MiB for a 49k
-    vocabulary at the default 256. Each chunk takes
-    logit[target] - logsumexp(logits) and drops the logits. Under autograd each chunk is checkpointed, so
-    backward recomputes its logits instead of storing them.
-    """
-    def one(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        logits = head(h).float()  # (c, V)
-        if scale is not None:
-            logits = logits * scale
-        if softcap is not None:
-            logits = torch.tanh(logits / softcap) * softcap
-        picked = logits.gather(-1, t.unsqueeze(-1)).squeeze(-1)  # (c,)
-        return picked - torch.logsumexp(logits, dim=-1)
+    vocabulary at the default 256. Each chunk takes logit[target] - logsumexp(logits) and drops the logits.
 
+    A linear head (every causal LM's lm_head) goes through HeadLogProbs, whose backward recomputes a chunk's
+    logits once and writes the gradient of the log-softmax by hand; any other head module is checkpointed per
+    chunk, which recomputes the whole forward of the chunk and then differentiates it.
+    """
     n = targets.numel()
     flat_h, flat_t = hidden.reshape(n, hidden.shape[-1]), targets.reshape(n)  # (N, H), (N,)
+    if n == 0:
+        return flat_h.new_zeros(targets.shape, dtype=torch.float32) + flat_h.sum() * 0
+    if type(head) is nn.Linear:
+        dtype = _compute_dtype(flat_h, head.weight)
+        out = HeadLogProbs.apply(flat_h, head.weight, head.bias, flat_t, chunk, softcap, scale, dtype)
+        return out.reshape(targets.shape)
+
+    def one(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        logits = _capped(head(h).float(), softcap, scale)[0]  # (c, V)
+        return logits.gather(-1, t.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
     outs = []
     for s in range(0, n, chunk):
         h, tg = flat_h[s:s + chunk], flat_t[s:s + chunk]
@@ -37,18 +41,90 @@ def chunked_token_logprobs(hidden: torch.Tensor, head: nn.Module, targets: torch
             outs.append(checkpoint(one, h, tg, use_reentrant=False))
         else:
             outs.append(one(h, tg))
-    return (torch.cat(outs) if outs else flat_h.new_zeros(0, dtype=torch.float32)).reshape(targets.shape)
+    return torch.cat(outs).reshape(targets.shape)
+
+
+def _compute_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    """The dtype the head's matmul runs in: autocast's where it is on (as head(h) would), else the promoted one."""
+    kind = hidden.device.type
+    if torch.is_autocast_enabled(kind):
+        return torch.get_autocast_dtype(kind)
+    return torch.promote_types(hidden.dtype, weight.dtype)
+
+
+def _capped(logits: torch.Tensor, softcap: float | None, scale: float | None):
+    """(final logits, tanh of the softcap or None) from the head's float32 output (c, V)."""
+    if scale is not None:
+        logits = logits * scale
+    if softcap is None:
+        return logits, None
+    t = torch.tanh(logits / softcap)
+    return t * softcap, t
+
+
+class HeadLogProbs(torch.autograd.Function):
+    """log p(targets) (N,) of a linear head over states (N, H), chunked; same maths as log_softmax(h W^T + b).
+
+    Forward keeps, per position, only the logsumexp; backward recomputes each chunk's logits z once and uses
+    d log p_t / dz = onehot(t) - softmax(z), so a training step pays the head's matmul three times (forward,
+    recompute, gradient of h) and one exp over (chunk, V), against a checkpoint's forward twice, a second
+    logsumexp and autograd's log-softmax backward. The weight is cast to the compute dtype once per pass,
+    not per chunk. The weight's (and bias's) gradient is accumulated in float32 when it is wanted (a full
+    fine-tune of a tied embedding); LoRA leaves the head frozen and skips it.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, chunk, softcap, scale, dtype):
+        with torch.autocast(hidden.device.type, enabled=False):
+            w, b = weight.to(dtype), None if bias is None else bias.to(dtype)
+            out = torch.empty(targets.shape, dtype=torch.float32, device=hidden.device)  # (N,)
+            lse = torch.empty_like(out)
+            for s in range(0, targets.numel(), chunk):
+                z = _capped(_linear(hidden[s:s + chunk].to(dtype), w, b).float(), softcap, scale)[0]  # (c, V)
+                lse[s:s + chunk] = torch.logsumexp(z, dim=-1)
+                out[s:s + chunk] = z.gather(-1, targets[s:s + chunk, None])[:, 0] - lse[s:s + chunk]
+        ctx.save_for_backward(hidden, weight, bias, targets, lse)
+        ctx.opts = (chunk, softcap, scale, dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        hidden, weight, bias, targets, lse = ctx.saved_tensors
+        chunk, softcap, scale, dtype = ctx.opts
+        want_h, want_w, want_b = ctx.needs_input_grad[:3]
+        grad_h = torch.empty_like(hidden) if want_h else None
+        grad_w = torch.zeros_like(weight, dtype=torch.float32) if want_w else None
+        grad_b = torch.zeros_like(bias, dtype=torch.float32) if want_b else None
+        with torch.autocast(hidden.device.type, enabled=False):
+            w, b = weight.to(dtype), None if bias is None else bias.to(dtype)
+            for s in range(0, targets.numel(), chunk):
+                h, t, g = hidden[s:s + chunk].to(dtype), targets[s:s + chunk], grad_out[s:s + chunk].float()
+                z, tanh = _capped(_linear(h, w, b).float(), softcap, scale)  # (c, V)
+                gz = torch.exp_(z.sub_(lse[s:s + chunk, None])).mul_(-g[:, None])  # -g * softmax(z)
+                gz.scatter_add_(1, t[:, None], g[:, None])  # + g at the target
+                if tanh is not None:
+                    gz.mul_(1 - tanh * tanh)
+                if scale is not None:
+                    gz.mul_(scale)
+                gz_c = gz.to(dtype)
+                if want_h:
+                    grad_h[s:s + chunk] = gz_c @ w
+                if want_w:
+                    grad_w += (gz_c.T @ h).float()
+                if want_b:
+                    grad_b += gz.sum(0)
+        grad_w = None if grad_w is None else grad_w.to(weight.dtype)
+        grad_b = None if grad_b is None else grad_b.to(bias.dtype)
+        return grad_h, grad_w, grad_b, None, None, None, None, None
+
+
+def _linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    return h @ w.T if b is None else torch.addmm(b, h, w.T)
 
 
 def full_token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The naive way: a full-vocabulary log_softmax over (B, T, V). Kept for benchmarks and tests only."""
     return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-
-
-
-
-
-
 
 
 class TokenLogProbs(nn.Module):
@@ -74,11 +150,11 @@ class TokenLogProbs(nn.Module):
         mask, narrows the head further to the positions that are read (each row's response; not its own prompt
         or padding); elsewhere the result is 0.
         """
-        decoder = self.lm.get_decoder()
-        # Right padding under a causal mask: a real token only attends to earlier, real tokens, so the padding
-        # mask changes nothing we read, and without it attention takes the fast causal kernel.
         if attention_mask is not None and bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all()):
+            # Right padding under a causal mask: a real token only attends to earlier, real tokens, so the
+            # padding mask changes nothing we read, and without it attention takes the fast causal kernel.
             attention_mask = None
+        decoder = self.lm.get_decoder()
         hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
         hidden, targets = hidden[:, start:-1], input_ids[:, start + 1:]  # (B, T', H), (B, T')
         head = self.lm.get_output_embeddings()

@@ -15,8 +15,9 @@ from ..core.errors import ConfigError
 class DeviceSettings:
     device: str = field("auto", help="where the models run: auto (the accelerator when present: CUDA, XPU or MPS; "
                                      "under torchrun / accelerate launch, each process's own), cpu, cuda, cuda:N")
-    attn_implementation: str = field("sdpa", help="attention kernel passed to from_pretrained: sdpa, eager, "
-                                                  "flash_attention_2, ...")
+    attn_implementation: str = field("auto", help="attention kernel passed to from_pretrained: auto (eager on a "
+                                                  "CPU, where it is faster at short lengths; sdpa elsewhere), sdpa, "
+                                                  "eager, flash_attention_2, ...")
 
     def torch_device(self, launched: torch.device | None = None) -> torch.device:
         """The device to put models on: `launched` (a process group's device) or the default for 'auto'."""

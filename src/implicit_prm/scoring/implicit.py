@@ -99,7 +99,7 @@ class ImplicitPRM(LocalScorer):
             check_same_tokenizer(tok, load_tokenizer(ref_spec), prm, ref_spec)
         device = device or default_device()
         dtype = weights_dtype(torch.device(device), kw.get("precision", "auto"))
-        model = TokenLogProbs(load_model(prm, dtype, attn_implementation=kw.get("attn_implementation")))
+        model = TokenLogProbs(load_model(prm, dtype, attn_implementation=kw.get("attn_implementation"), device=device))
         model = model.to(device).eval()
         if meta is not None:
             template = meta.template if template == "auto" else template

@@ -16,7 +16,7 @@ from ..core.errors import ConfigError, UserError
 from ..core.precision import resolve_precision
 from ..flops.counting import ModelShape
 from ..models.heads import SequenceValues, StepLogits, TokenClassLogits
-from ..models.loading import fingerprint, load_model, load_tokenizer, resolve
+from ..models.loading import attention_kernel, fingerprint, load_model, load_tokenizer, resolve
 from ..models.metadata import PRMMetadata, read_metadata
 from ..rewards import aggregate
 from ..steps.encoding import Encoded, Encoder, encode_samples
@@ -153,6 +153,7 @@ def _head_model(prm: str, config: dict | None, auto_class: str, trust_remote_cod
                           "run it (only for checkpoints you trust)")
     cls = getattr(transformers, mapped or auto_class)
     try:
+        attn_implementation = attention_kernel(attn_implementation)  # not knowing the device: auto is sdpa
         kw = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
         return cls.from_pretrained(resolve(prm), dtype=torch.float32, trust_remote_code=bool(mapped), **kw)
     except OSError as e:

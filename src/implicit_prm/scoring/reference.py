@@ -69,7 +69,7 @@ def reference_logprobs(ref_spec: str, in_memory: TokenLogProbs | None, encs: Seq
             fp = cache.get_fingerprint(stat) if (cache and stat) else None
             if fp is None:
                 ref_model = TokenLogProbs(load_model(ref_spec, weights_dtype(device, precision),
-                                                     attn_implementation=attn_implementation)).to(device)
+                                                     attn_implementation=attn_implementation, device=device)).to(device)
                 fp = fingerprint(ref_model.lm)
                 if cache and stat:
                     cache.put_fingerprint(stat, fp)
@@ -82,7 +82,7 @@ def reference_logprobs(ref_spec: str, in_memory: TokenLogProbs | None, encs: Seq
             model = in_memory if in_memory is not None else ref_model
             if model is None:
                 model = ref_model = TokenLogProbs(load_model(ref_spec, weights_dtype(device, precision),
-                                                             attn_implementation=attn_implementation)).to(device)
+                                                             attn_implementation=attn_implementation, device=device)).to(device)
             with adapter_disabled(model.lm):
                 arrays = response_logprobs(model, [by_key[k] for k in uniq_missing], pad_id, device, precision,
                                            batch_tokens, desc="reference pass", show=show,

@@ -79,7 +79,8 @@ def build(cfg: SearchConfig) -> tuple[Proposer, StepScorer]:
         return SolverPolicy(tok, max(cfg.solver_seed, 0), separator=cfg.separator), scorer
     lm_tok = load_tokenizer(cfg.policy)
     lm_tok.padding_side = "left"
-    model = load_model(cfg.policy, attn_implementation=cfg.attn_implementation).to(cfg.torch_device()).eval()
+    where = cfg.torch_device()
+    model = load_model(cfg.policy, attn_implementation=cfg.attn_implementation, device=where).to(where).eval()
     share = tok is not None and lm_tok.get_vocab() == tok.get_vocab()
     return HFPolicy(model, lm_tok, cfg.temperature, max_step_tokens=cfg.max_step_tokens, separator=cfg.separator,
                     share_ids=share, name=cfg.policy), scorer

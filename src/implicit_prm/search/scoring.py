@@ -75,7 +75,7 @@ class IncrementalImplicitScorer:
         self.models = [prm.model.lm]
         if prm.ref is not None:
             self.models.append(prm.model.lm if prm.ref_in_memory else load_model(
-                prm.ref, weights_dtype(prm.device, prm.precision), attn_implementation=prm.attn_implementation
+                prm.ref, weights_dtype(prm.device, prm.precision), attn_implementation=prm.attn_implementation, device=prm.device
             ).to(prm.device).eval())
         self.prm_tokens = 0  # tokens run through the PRM and the reference, each counted once per model
 

@@ -82,7 +82,7 @@ def train(cfg: TrainConfig) -> Path:
     data = prepare_examples(cfg, acc, precision)
     ev = eval_set(encode_data(cfg, cfg.eval_data, data.tok, data.tag), cfg.batch_size) if cfg.eval_data else None
     lora = LoraSpec(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target) if cfg.lora else None
-    lm = load_model(cfg.model, torch.float32, lora, cfg.attn_implementation)
+    lm = load_model(cfg.model, torch.float32, lora, cfg.attn_implementation, device, cfg.max_length)
     if cfg.gradient_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if data.tag is not None:  # a step objective: logits at the tags, no reference
