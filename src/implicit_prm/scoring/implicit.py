@@ -66,7 +66,7 @@ class ImplicitPRM(LocalScorer):
                  template: str = "auto", precision: str = "auto", max_length: int = 4096, logprob_cache: str = "",
                  device: str | torch.device = "cpu", system_prompt: str | None = None, batch_tokens: int = 8192,
                  overlong: str = "error", expected_ref_fingerprint: str = "", name: str = "",
-                 attn_implementation: str | None = None):
+                 attn_implementation: str | None = "auto"):
         self.model, self.tok, self.beta, self.name = model, tokenizer, beta, name
         self.attn_implementation = attn_implementation  # for the reference, when it is loaded
         self.ref, self.ref_in_memory, self.logprob_cache = ref, ref_in_memory, logprob_cache
@@ -99,7 +99,8 @@ class ImplicitPRM(LocalScorer):
             check_same_tokenizer(tok, load_tokenizer(ref_spec), prm, ref_spec)
         device = device or default_device()
         dtype = weights_dtype(torch.device(device), kw.get("precision", "auto"))
-        model = TokenLogProbs(load_model(prm, dtype, attn_implementation=kw.get("attn_implementation"), device=device))
+        kw.setdefault("attn_implementation", "auto")  # eager on a CPU (models/loading.py: attention_kernel)
+        model = TokenLogProbs(load_model(prm, dtype, attn_implementation=kw["attn_implementation"], device=device))
         model = model.to(device).eval()
         if meta is not None:
             template = meta.template if template == "auto" else template

@@ -1,0 +1,58 @@
+"""experiments/scaling.py: its within-problem AUROC on a worked case, its grid, and a --quick run that resumes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+import scaling  # noqa: E402
+
+
+def test_within_problem_auroc_worked_case(tmp_path):
+    # problem a: correct response scored 3 above both wrong ones (1, 2) -> AUROC 1; problem b: the correct one
+    # scored 1 below the wrong one's 2 -> 0; problem c holds only correct responses -> left out. Mean 0.5.
+    rows = [("a", 1, 3.0), ("a", 0, 1.0), ("a", 0, 2.0), ("b", 1, 1.0), ("b", 0, 2.0), ("c", 1, 0.5), ("c", 1, 0.7)]
+    path = tmp_path / "scored.jsonl"
+    path.write_text("".join(json.dumps({"problem": p, "response": f"r{i}", "correct": bool(y),
+                                        "scores": {"min": s}}) + "\n" for i, (p, y, s) in enumerate(rows)))
+    got = scaling.within_problem_auroc(path, "prm.min", n_bootstrap=200)
+    assert got["mean"] == pytest.approx(0.5) and got["n_problems"] == 2
+    assert got["ci"][0] == pytest.approx(0.0) and got["ci"][1] == pytest.approx(1.0)  # two problems: 0, 1/2 or 1
+
+
+def test_grid_is_nested_and_ordered():
+    pts = scaling.points(scaling.FULL)
+    ce1 = [p for p in pts if p[0] == "ce" and p[3] == 1]
+    assert len(ce1) == 12 and ce1[0] == ("ce", 100, 1, 1) and ce1[-1] == ("ce", 800, 4, 1)
+    sizes = [p * k for _, p, k, _ in ce1]
+    assert sizes == sorted(sizes) and max(sizes) == 3200
+    assert pts[12:] == [("dpo", 800, 4, 1), ("ce", 400, 4, 2), ("ce", 800, 4, 2)]
+    pool = [{"completions": ["x", "y", "z"], "correctness": [True, False, True]}] * 3
+    assert scaling.subset(pool, 2, 2) == [{"completions": ["x", "y"], "correctness": [True, False]}] * 2
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_scaling_quick_runs_and_resumes(tmp_path, tiny_model):
+    cmd = [sys.executable, str(ROOT / "experiments" / "scaling.py"), "--quick", "--model", tiny_model,
+           "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    first = subprocess.run([*cmd, "--max-points", "2"], capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    summary = json.loads((tmp_path / "results" / "scaling_quick.json").read_text())
+    assert summary["points_done"] == 2 and summary["points_total"] == len(scaling.points(scaling.QUICK))
+    done = sorted(summary["points"])
+    assert done == sorted(scaling.point_name(*p) for p in scaling.points(scaling.QUICK)[:2])
+    for p in summary["points"].values():
+        t = p["test"]
+        assert 0.0 <= t["auroc_min"]["value"] <= 1.0 and len(t["majority"]["acc"]) == 3  # N = 1, 2, 4
+        assert t["step_error"]["threshold_from_dev"] is not None and p["train_s"] > 0
+    again = subprocess.run([*cmd, "--max-points", "1"], capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("[scaling] ") == 1  # the two finished points were skipped, one new one ran
+    assert json.loads((tmp_path / "results" / "scaling_quick.json").read_text())["points_done"] == 3
+    assert (tmp_path / "results" / "scaling_quick_problems.png").exists()
