@@ -171,10 +171,11 @@ def main(argv=None) -> None:
             break
         run_point(out, res, pools, dev, test, point, args, grid)
         new += 1
+        summarize(res, grid, time.time() - t_start, args.quick, show=False)  # a kill leaves an up-to-date summary
     summarize(res, grid, time.time() - t_start, args.quick)
 
 
-def summarize(res: Path, grid: dict, wall_s: float, quick: bool) -> None:
+def summarize(res: Path, grid: dict, wall_s: float, quick: bool, show: bool = True) -> None:
     """scaling.json, .md and the plots from every finished point (partial until the last one has run)."""
     done = {point_name(*p): read_json_file(res / f"{point_name(*p)}.json") for p in points(grid)
             if (res / f"{point_name(*p)}.json").exists()}
@@ -189,7 +190,8 @@ def summarize(res: Path, grid: dict, wall_s: float, quick: bool) -> None:
     write_text(base.with_suffix(".md"), table(result))
     if done:
         plots(result, base)
-    print(table(result))
+    if show:
+        print(table(result))
 
 
 def _ci(x: dict, scale: float = 100.0) -> str:
