@@ -116,15 +116,38 @@ def evaluate_point(out: Path, prm: Path, name: str, dev: Path, test: Path, test_
     scored = {split: score_once(str(prm), path, run_dir / f"{split}.jsonl", progress=False)
               for split, path in (("dev", dev), ("test", test))}
     merged = merge_scored({name: scored["test"]}, run_dir / "test.merged.jsonl")
-    bon = run_bon(BonConfig(input=str(merged), ns=[n for n in (1, 2, 4, 8, 16) if n <= test_k], seed=0, n_bootstrap=1000))["methods"]
     outcome = run_outcome(OutcomeConfig(input=str(scored["test"]), n_bootstrap=1000))["methods"]["prm.min"]
     steps = run_steps(StepsConfig(input=str(scored["test"]), tune_on=str(scored["dev"])))
-    pick = {"top1_min": f"{name}.min", "weighted_majority_min": f"weighted_majority.{name}.min",
-            "majority": "majority", "random": "random", "pass_at_n": "pass@N"}
-    return {**{key: {"acc": bon[m]["acc"], "ci": bon[m]["ci"]} for key, m in pick.items()},
+    return {**bon_metrics(merged, name, test_k),
             "auroc_min": {"value": outcome["auroc"], "ci": outcome["ci"]["auroc"] if outcome.get("ci") else None},
             "auroc_within_problem_min": within_problem_auroc(scored["test"], "prm.min"),
             "step_error": {"threshold_from_dev": steps["threshold"], **steps["evaluated"]}}
+
+
+def bon_metrics(merged: Path, name: str, test_k: int) -> dict:
+    """Best-of-N accuracies per N with bootstrap intervals; the PRM's top-1 and weighted vote also paired against
+    majority voting (the difference per problem, bootstrapped over the same resamples)."""
+    bon = run_bon(BonConfig(input=str(merged), ns=[n for n in (1, 2, 4, 8, 16) if n <= test_k], seed=0,
+                            n_bootstrap=1000))["methods"]
+    pick = {"top1_min": f"{name}.min", "weighted_majority_min": f"weighted_majority.{name}.min",
+            "majority": "majority", "random": "random", "pass_at_n": "pass@N"}
+    return {key: {"acc": bon[m]["acc"], "ci": bon[m]["ci"],
+                  **({"minus_majority": bon[m]["minus_majority"]} if key != "majority" else {})}
+            for key, m in pick.items()}
+
+
+def backfill_paired(out: Path, res: Path, grid: dict) -> None:
+    """Add the paired difference with majority voting to points finished before it was measured, from their
+    merged test file under --out (points whose file is gone stay without it)."""
+    for p in points(grid):
+        name = point_name(*p)
+        path, merged = res / f"{name}.json", out / name / "test.merged.jsonl"
+        if not path.exists() or not merged.exists():
+            continue
+        rec = read_json_file(path)
+        if "minus_majority" not in rec["test"]["top1_min"]:
+            rec["test"].update(bon_metrics(merged, name, grid["test"][1]))
+            write_json(path, rec)
 
 
 def run_point(out: Path, res: Path, pools: dict, dev: Path, test: Path, point: tuple, args, grid: dict) -> dict:
@@ -164,6 +187,7 @@ def main(argv=None) -> None:
              for s in (1, 2)}
     dev = split_file(out, "dev", grid["dev"], SEEDS["dev"])
     test = split_file(out, "test", grid["test"], SEEDS["test"])
+    backfill_paired(out, res, grid)
     for point in points(grid):
         if (res / f"{point_name(*point)}.json").exists():
             continue
@@ -184,7 +208,7 @@ def summarize(res: Path, grid: dict, wall_s: float, quick: bool, show: bool = Tr
               "grid": grid, "seeds": SEEDS, "points_done": len(done), "points_total": len(points(grid)),
               "train_s_total": round(sum(r["train_s"] for r in done.values()), 1),
               "score_s_total": round(sum(r["score_s"] for r in done.values()), 1),
-              "wall_s_last_invocation": round(wall_s, 1), "points": done}
+              "wall_s_last_invocation": round(wall_s, 1), "trend": trend(done), "points": done}
     base = res.parent / res.name
     write_json(base.with_suffix(".json"), result)
     write_text(base.with_suffix(".md"), table(result))
@@ -192,6 +216,52 @@ def summarize(res: Path, grid: dict, wall_s: float, quick: bool, show: bool = Tr
         plots(result, base)
     if show:
         print(table(result))
+
+
+TARGETS = {"auroc_min": 0.80, "top1_minus_majority": 0.0, "weighted_majority_minus_majority": 0.03}
+
+
+def _trend_values(t: dict) -> dict:
+    """The trend's metrics of one point's test results (differences at the largest N; None where not measured)."""
+    diff = {k: t[key].get("minus_majority", {}).get("diff", [None])[-1]
+            for k, key in (("top1_minus_majority", "top1_min"),
+                           ("weighted_majority_minus_majority", "weighted_majority_min"))}
+    return {"auroc_min": t["auroc_min"]["value"], **diff}
+
+
+def trend(done: dict) -> dict:
+    """Least-squares line of each metric against log2(training responses) over the CE seed-1 points, its slope per
+    doubling, and the training size where the line reaches the research goal's target (None: flat or falling,
+    or fewer than 3 points). An extrapolation from a few noisy points: a hint of the distance, not a forecast."""
+    ce = [p for p in done.values() if p["objective"] == "ce" and p["pool_seed"] == 1]
+    out = {}
+    for metric, target in TARGETS.items():
+        xy = [(np.log2(p["train_responses"]), _trend_values(p["test"])[metric]) for p in ce]
+        xy = [(x, y) for x, y in xy if y is not None]
+        if len(xy) < 3 or len({x for x, _ in xy}) < 2:
+            out[metric] = {"points": len(xy), "target": target}
+            continue
+        slope, icpt = np.polyfit([x for x, _ in xy], [y for _, y in xy], 1)
+        exponent = (target - icpt) / slope if slope > 1e-9 else None
+        reach = 2.0 ** exponent if exponent is not None and exponent < 60 else None  # past 2^60: never, in effect
+        out[metric] = {"points": len(xy), "target": target, "slope_per_doubling": float(slope),
+                       "at_3200": float(icpt + slope * np.log2(3200)),
+                       "responses_to_target": None if reach is None else float(reach)}
+    return out
+
+
+def trend_lines(tr: dict) -> str:
+    rows = ["\nTrend (CE seed 1; a line against log2 of the training responses):\n"]
+    for metric, t in tr.items():
+        if "slope_per_doubling" not in t:
+            rows.append(f"- {metric}: {t['points']} points, too few for a line\n")
+            continue
+        reach = t["responses_to_target"]
+        where = ("not on this line (flat, falling, or past 2^60)" if reach is None else
+                 f"at about {reach:,.0f} training responses" + (" (inside the grid)" if reach <= 3200 else ""))
+        rows.append(f"- {metric}: {t['slope_per_doubling']:+.4f} per doubling over {t['points']} points, "
+                    f"{t['at_3200']:.3f} at 3,200 on the line; target {t['target']:g} reached {where}\n")
+    return "".join(rows)
 
 
 def _ci(x: dict, scale: float = 100.0) -> str:
@@ -213,15 +283,25 @@ def table(r: dict) -> str:
     out = [f"{r['points_done']} of {r['points_total']} points. Test: {r['grid']['test'][0]} problems x {n}. "
            "Intervals: 95% percentile bootstrap over test problems. Step F1 at the threshold chosen on dev.\n\n",
            f"| point | responses | AUROC(min) | within-problem AUROC | step F1 | top-1@{n} | weighted maj@{n} | "
-           f"majority@{n} | train s |\n|---|---|---|---|---|---|---|---|---|\n"]
+           f"majority@{n} | top-1 - maj | w. maj - maj | train s |\n|---|---|---|---|---|---|---|---|---|---|---|\n"]
     for name, p in sorted(r["points"].items(), key=lambda kv: (kv[1]["pool_seed"], kv[1]["objective"] != "ce",
                                                                 kv[1]["train_responses"], kv[1]["problems"])):
         t = p["test"]
         out.append(f"| {name} | {p['train_responses']} | {_ci(t['auroc_min'], 1)} | "
                    f"{_ci(t['auroc_within_problem_min'], 1)} | {100 * t['step_error']['f1']:.1f} | "
                    f"{_ci(_last(t['top1_min']))} | {_ci(_last(t['weighted_majority_min']))} | "
-                   f"{_ci(_last(t['majority']))} | {p['train_s']:.0f} |\n")
-    return "".join(out)
+                   f"{_ci(_last(t['majority']))} | {_paired(t['top1_min'])} | "
+                   f"{_paired(t['weighted_majority_min'])} | {p['train_s']:.0f} |\n")
+    out.append("\nThe last two columns: the paired difference with majority voting at N = "
+               f"{n} (points), bootstrapped over the same resamples of the problems.\n")
+    return "".join(out) + trend_lines(r.get("trend", {}))
+
+
+def _paired(x: dict) -> str:
+    d = x.get("minus_majority")
+    if not d:
+        return "-"
+    return _ci({"value": d["diff"][-1], "ci": d["ci"][-1] if d.get("ci") else None})
 
 
 def plots(r: dict, base: Path) -> None:

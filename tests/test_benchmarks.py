@@ -103,6 +103,11 @@ def test_gpu_script_on_cpu_with_tiny_configs(tmp_path):
     assert all(inf[name]["on_device"] for name in ("score_acc", "rollout_acc", "search_acc"))
     assert inf["score_step_rewards_vs_cpu"]["n"] > 0 and inf["search_step_rewards_vs_cpu_score"]["n"] > 0
     assert c["serve"]["on_device"] and c["serve"]["step_rewards_vs_cpu_score"]["n"] > 0
+    # the fused head's log-probs and gradients against the naive log-softmax, and auto attention's kernel
+    k = json.loads((tmp_path / "gpu_kernels_tiny.json").read_text())
+    assert k["ok"] and len(k["head_logprobs"]) == 4
+    assert all(r["max_abs_logprob"] <= 1e-4 for r in k["head_logprobs"] if r["precision"] == "fp32")
+    assert k["attention"]["loaded"] == {"inference": "eager", "train_512": "eager"}
 
 
 @pytest.mark.slow

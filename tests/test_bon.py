@@ -72,6 +72,20 @@ def test_first_subsets_hand_worked(tmp_path):
     assert set(res["methods"]) == set(EXPECTED_FIRST)
 
 
+def test_paired_difference_with_majority_hand_worked(tmp_path):
+    # per problem (A, B, C), prm.min minus majority from the table above: N=1 (0, 0, 1) -> 1/3; N=2 (0, 0, 0) -> 0;
+    # N=4 (-1, 0, 1) -> 0. Bootstrap of 3 problems: every resample of N=2 is 0; at N=4 a resample of A alone
+    # (mean -1) has chance 1/27 = 3.7% > 2.5%, so the 95% interval reaches -1, and C alone reaches +1.
+    res = run(tmp_path, records(), subsets="first", ns=[1, 2, 4], n_bootstrap=2000)
+    d = res["methods"]["prm.min"]["minus_majority"]
+    assert d["diff"] == pytest.approx([1 / 3, 0, 0])
+    assert d["ci"][1] == [0, 0] and d["ci"][2] == pytest.approx([-1, 1]) and d["ci"][0] == pytest.approx([0, 1])
+    assert res["methods"]["pass@N"]["minus_majority"]["diff"] == pytest.approx([1 / 3, 2 / 3, 1 / 3])
+    assert "minus_majority" not in res["methods"]["majority"]
+    unboot = run(tmp_path, records(), subsets="first", ns=[1, 2, 4], n_bootstrap=0)
+    assert unboot["methods"]["prm.min"]["minus_majority"]["ci"] is None
+
+
 def test_outputs_schema_plot_and_config(tmp_path, capsys):
     res = run(tmp_path, records(), subsets="first")
     assert res["ns"] == [1, 2, 4]  # default: powers of two up to the sample count

@@ -36,6 +36,25 @@ def test_grid_is_nested_and_ordered():
     assert scaling.subset(pool, 2, 2) == [{"completions": ["x", "y"], "correctness": [True, False]}] * 2
 
 
+def test_trend_worked_case():
+    # AUROC 0.5, 0.6, 0.7 at 100, 200, 400 responses: +0.1 per doubling, 0.8 at 800 and 0.5 + 0.1 log2(32) = 1.0 at
+    # 3,200 on the line. top-1 minus majority -0.1 at every size: flat, never reaches 0. The seed-2 and DPO points
+    # are left out of the line.
+    def point(n, auroc, objective="ce", seed=1):
+        diff = {"minus_majority": {"diff": [0.0, -0.1], "ci": None}}
+        return {"objective": objective, "pool_seed": seed, "train_responses": n,
+                "test": {"auroc_min": {"value": auroc}, "top1_min": diff, "weighted_majority_min": {}}}
+    done = {"a": point(100, 0.5), "b": point(200, 0.6), "c": point(400, 0.7), "d": point(400, 0.99, seed=2),
+            "e": point(400, 0.0, objective="dpo")}
+    tr = scaling.trend(done)
+    a = tr["auroc_min"]
+    assert a["points"] == 3 and a["slope_per_doubling"] == pytest.approx(0.1)
+    assert a["responses_to_target"] == pytest.approx(800) and a["at_3200"] == pytest.approx(1.0)
+    assert tr["top1_minus_majority"]["responses_to_target"] is None  # slope 0
+    assert tr["weighted_majority_minus_majority"] == {"points": 0, "target": 0.03}  # not measured
+    assert "at about 800 training responses (inside the grid)" in scaling.trend_lines(tr)
+
+
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_scaling_quick_runs_and_resumes(tmp_path, tiny_model):
