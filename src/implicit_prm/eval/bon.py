@@ -34,9 +34,11 @@ Output JSON (schema "implicit-prm/bon/v1"):
   {"schema", "input", "n_problems", "samples_per_problem", "n_responses", "answered" (fraction with an answer),
    "n_answers_extracted" (responses whose answer came from the text, not a field),
    "subsets", "n_subsets" (1 for "first"), "seed", "ns": [N...], "score_methods": [...],
-   "methods": {method: {"acc": [one per N], "std": [one per N], "ci": [[lo, hi] per N] | null}}, "tie_rule": str,
+   "methods": {method: {"acc": [one per N], "std": [one per N], "ci": [[lo, hi] per N] | null,
+                        "minus_majority": {"diff": [one per N], "ci": [[lo, hi] per N] | null}}}, "tie_rule": str,
    "weighted_majority_raw_left_out": {score method: its scale} (no raw vote for them),
-   "n_bootstrap", "ci_level" (ci: percentile bootstrap interval over problems, null when n_bootstrap = 0),
+   "n_bootstrap", "ci_level" (ci: percentile bootstrap interval over problems, null when n_bootstrap = 0;
+   minus_majority: the paired difference with majority voting, on the same resamples; not on majority itself),
    "truncated": null | {"min_count", "max_count", "samples_per_problem"} (ragged input cut with ragged="truncate")}
 """
 from __future__ import annotations
