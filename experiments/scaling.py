@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from error_kinds import error_kinds  # experiments/, beside this file
 
 from implicit_prm.collect.builtin import write_builtin
 from implicit_prm.core.distributed import default_device
@@ -121,6 +122,7 @@ def evaluate_point(out: Path, prm: Path, name: str, dev: Path, test: Path, test_
     return {**bon_metrics(merged, name, test_k),
             "auroc_min": {"value": outcome["auroc"], "ci": outcome["ci"]["auroc"] if outcome.get("ci") else None},
             "auroc_within_problem_min": within_problem_auroc(scored["test"], "prm.min"),
+            "error_kinds": error_kinds(scored["test"]),
             "step_error": {"threshold_from_dev": steps["threshold"], **steps["evaluated"]}}
 
 
@@ -136,18 +138,20 @@ def bon_metrics(merged: Path, name: str, test_k: int) -> dict:
             for key, m in pick.items()}
 
 
-def backfill_paired(out: Path, res: Path, grid: dict) -> None:
-    """Add the paired difference with majority voting to points finished before it was measured, from their
-    merged test file under --out (points whose file is gone stay without it)."""
+def backfill(out: Path, res: Path, grid: dict) -> None:
+    """Add the paired difference with majority voting and the error-kind breakdown to points finished before they
+    were measured, from their scored test files under --out (points whose files are gone stay without them)."""
     for p in points(grid):
         name = point_name(*p)
-        path, merged = res / f"{name}.json", out / name / "test.merged.jsonl"
-        if not path.exists() or not merged.exists():
+        path, scored, merged = res / f"{name}.json", out / name / "test.jsonl", out / name / "test.merged.jsonl"
+        if not path.exists() or not merged.exists() or not scored.exists():
             continue
         rec = read_json_file(path)
-        if "minus_majority" not in rec["test"]["top1_min"]:
-            rec["test"].update(bon_metrics(merged, name, grid["test"][1]))
-            write_json(path, rec)
+        if "minus_majority" in rec["test"]["top1_min"] and "error_kinds" in rec["test"]:
+            continue
+        rec["test"].update(bon_metrics(merged, name, grid["test"][1]))
+        rec["test"]["error_kinds"] = error_kinds(scored)
+        write_json(path, rec)
 
 
 def run_point(out: Path, res: Path, pools: dict, dev: Path, test: Path, point: tuple, args, grid: dict) -> dict:
@@ -187,7 +191,7 @@ def main(argv=None) -> None:
              for s in (1, 2)}
     dev = split_file(out, "dev", grid["dev"], SEEDS["dev"])
     test = split_file(out, "test", grid["test"], SEEDS["test"])
-    backfill_paired(out, res, grid)
+    backfill(out, res, grid)
     for point in points(grid):
         if (res / f"{point_name(*point)}.json").exists():
             continue

@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 import scaling  # noqa: E402
+from error_kinds import error_kinds  # noqa: E402
 
 
 def test_within_problem_auroc_worked_case(tmp_path):
@@ -34,6 +35,27 @@ def test_grid_is_nested_and_ordered():
     assert pts[12:] == [("dpo", 800, 4, 1), ("ce", 400, 4, 2), ("ce", 800, 4, 2)]
     pool = [{"completions": ["x", "y", "z"], "correctness": [True, False, True]}] * 3
     assert scaling.subset(pool, 2, 2) == [{"completions": ["x", "y"], "correctness": [True, False]}] * 2
+
+
+def test_error_kinds_worked_case(tmp_path):
+    # problem p: correct steps [0.1, -0.1] (min -0.1) and [0.0, 0.2] (min 0.0); a "slip" wrong at step 1, steps
+    # [0.1, -0.5]; a "drop" wrong at step 0, steps [0.0, 0.3] (min 0.0). Problem q: a lone "slip" wrong at step 0, [-0.3].
+    # Correct steps: mean 0.05, sd sqrt(0.05 / 4) = 0.1118.
+    # slip: both correct mins beat -0.5 -> 1.0 (q has no correct response); wrong steps -0.5, -0.3 -> shift -0.45.
+    # drop: 0.0 vs mins -0.1 (lower) and 0.0 (tie, 1/2) -> 0.25; shift 0.0 - 0.05 = -0.05.
+    rows = [("p", True, None, -1, [0.1, -0.1]), ("p", True, None, -1, [0.0, 0.2]), ("p", False, "slip", 1, [0.1, -0.5]),
+            ("p", False, "drop", 0, [0.0, 0.3]), ("q", False, "slip", 0, [-0.3])]
+    path = tmp_path / "scored.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p, "response": f"r{i}", "correctness": ok, "error_kind": kind,
+                                        "first_error": fe, "step_rewards": sr, "scores": {"min": min(sr)}}) + "\n"
+                            for i, (p, ok, kind, fe, sr) in enumerate(rows)))
+    got = error_kinds(path)
+    assert list(got) == ["slip", "drop"]
+    sd = (0.05 / 4) ** 0.5
+    assert got["slip"] == pytest.approx({"n": 2, "p_correct_above": 1.0, "error_step_shift": -0.45,
+                                         "d_prime": -0.45 / sd})
+    assert got["drop"] == pytest.approx({"n": 1, "p_correct_above": 0.25, "error_step_shift": -0.05,
+                                         "d_prime": -0.05 / sd})
 
 
 def test_trend_worked_case():
