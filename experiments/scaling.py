@@ -235,8 +235,9 @@ def _trend_values(t: dict) -> dict:
 
 def trend(done: dict) -> dict:
     """Least-squares line of each metric against log2(training responses) over the CE seed-1 points, its slope per
-    doubling, and the training size where the line reaches the research goal's target (None: flat or falling,
-    or fewer than 3 points). An extrapolation from a few noisy points: a hint of the distance, not a forecast."""
+    doubling, and the training size where the line reaches the research goal's target (None: flat, falling or
+    past 2^60; only "points" and "target" with fewer than 3 points). An extrapolation from a few noisy points: a
+    hint of the distance, not a forecast."""
     ce = [p for p in done.values() if p["objective"] == "ce" and p["pool_seed"] == 1]
     out = {}
     for metric, target in TARGETS.items():
@@ -262,7 +263,8 @@ def trend_lines(tr: dict) -> str:
             continue
         reach = t["responses_to_target"]
         where = ("not on this line (flat, falling, or past 2^60)" if reach is None else
-                 f"at about {reach:,.0f} training responses" + (" (inside the grid)" if reach <= 3200 else ""))
+                 f"at about {reach:,.0f} training responses" if reach < 1e7 else f"at about {reach:.1e} training responses")
+        where += " (inside the grid)" if reach is not None and reach <= 3200 else ""
         rows.append(f"- {metric}: {t['slope_per_doubling']:+.4f} per doubling over {t['points']} points, "
                     f"{t['at_3200']:.3f} at 3,200 on the line; target {t['target']:g} reached {where}\n")
     return "".join(rows)
