@@ -108,7 +108,18 @@ def train_point(out: Path, pool: list[dict], point: tuple, model: str, quick: bo
                             batch_size=2 if quick else 8, checkpoint_every=10, seed=seed,
                             max_pairs_per_prompt=2 if objective == "dpo" else None, progress=not quick))
     log = [rec for _, rec in read_json_records(Path(prm) / "train_log.jsonl")]
-    return Path(prm), float(log[-1]["elapsed_s"]) if log else 0.0, len(log)
+    return Path(prm), train_seconds(log), len(log)
+
+
+def train_seconds(log: list[dict]) -> float:
+    """The training time of a log. Logs written before the trainer carried its clock across a resume restart
+    `elapsed_s` at the resumed step: each restart adds the time before it."""
+    total, prev = 0.0, 0.0
+    for rec in log:
+        if rec["elapsed_s"] < prev:
+            total += prev
+        prev = rec["elapsed_s"]
+    return total + prev
 
 
 def evaluate_point(out: Path, prm: Path, name: str, dev: Path, test: Path, test_k: int) -> dict:
@@ -140,18 +151,23 @@ def bon_metrics(merged: Path, name: str, test_k: int) -> dict:
 
 def backfill(out: Path, res: Path, grid: dict) -> None:
     """Add the paired difference with majority voting and the error-kind breakdown to points finished before they
-    were measured, from their scored test files under --out (points whose files are gone stay without them)."""
+    were measured, from their scored test files under --out (points whose files are gone stay without them), and
+    correct the training time of points resumed before the trainer's clock carried across a resume."""
     for p in points(grid):
         name = point_name(*p)
         path, scored, merged = res / f"{name}.json", out / name / "test.jsonl", out / name / "test.merged.jsonl"
+        log = out / name / "prm" / "train_log.jsonl"
         if not path.exists() or not merged.exists() or not scored.exists():
             continue
         rec = read_json_file(path)
-        if "minus_majority" in rec["test"]["top1_min"] and "error_kinds" in rec["test"]:
-            continue
-        rec["test"].update(bon_metrics(merged, name, grid["test"][1]))
-        rec["test"]["error_kinds"] = error_kinds(scored)
-        write_json(path, rec)
+        old = dict(rec["test"]), rec["train_s"]
+        if log.exists():
+            rec["train_s"] = round(train_seconds([r for _, r in read_json_records(log)]), 1)
+        if "minus_majority" not in rec["test"]["top1_min"] or "error_kinds" not in rec["test"]:
+            rec["test"].update(bon_metrics(merged, name, grid["test"][1]))
+            rec["test"]["error_kinds"] = error_kinds(scored)
+        if (rec["test"], rec["train_s"]) != old:
+            write_json(path, rec)
 
 
 def run_point(out: Path, res: Path, pools: dict, dev: Path, test: Path, point: tuple, args, grid: dict) -> dict:

@@ -77,6 +77,13 @@ def test_trend_worked_case():
     assert "at about 800 training responses (inside the grid)" in scaling.trend_lines(tr)
 
 
+def test_train_seconds_adds_the_time_before_a_restarted_clock():
+    # an old log resumed at step 3: its clock went 10, 20, 30 s, restarted, then 5, 15 s -> 30 + 15 = 45 s in all
+    log = [{"elapsed_s": t} for t in (10.0, 20.0, 30.0, 5.0, 15.0)]
+    assert scaling.train_seconds(log) == pytest.approx(45.0)
+    assert scaling.train_seconds(log[:3]) == pytest.approx(30.0) and scaling.train_seconds([]) == 0.0
+
+
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_scaling_quick_runs_and_resumes(tmp_path, tiny_model):

@@ -90,6 +90,9 @@ def test_sigkilled_training_resumes_to_the_same_final_loss(tmp_path, capsys, tin
     assert log[-1]["loss"] == pytest.approx(expected[-1]["loss"], abs=1e-5)
     for got, want in zip(log, expected):
         assert got["loss"] == pytest.approx(want["loss"], abs=1e-5), got["step"]
+    # the token count and the clock go on across the resume: they count the whole training, not its last part
+    assert [r["tokens"] for r in log] == [r["tokens"] for r in expected]
+    assert all(b["elapsed_s"] > a["elapsed_s"] for a, b in zip(log, log[1:]))
     assert (broken / "implicit_prm.json").exists() and not (broken / "checkpoints").exists()
 
 

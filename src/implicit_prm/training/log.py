@@ -1,5 +1,5 @@
 """The training log: one JSON line per optimizer step (loss, rewards, accuracy, lr, tokens/s) and the progress bar;
-resumes by keeping the steps before the restored checkpoint."""
+resumes by keeping the steps before the restored checkpoint, and carries on their token count and elapsed time."""
 from __future__ import annotations
 
 import json
@@ -18,19 +18,23 @@ from .tracking import step_values
 
 class TrainLog:
     """train_log.jsonl (main process) and the progress bar. On resume, lines past the restored step, and a torn
-    last line, are dropped first."""
+    last line, are dropped first; `tokens` and `elapsed_s` go on from the last kept line, so they count the whole
+    training (the time between a kill and the resume, and the loading, are not counted)."""
 
     def __init__(self, path: Path, start: int, acc, total: int, desc: str, show: bool, every: int = 0):
         self.path, self.acc, self.main = path, acc, acc.is_main_process
         self.eval_path = path.with_name("eval_log.jsonl")
+        kept = {p: [r for r in (read_jsonl_prefix(p) if p.exists() else []) if r.get("step", math.inf) <= start]
+                for p in (path, self.eval_path)}  # a resumed run keeps the records up to its checkpoint
         if self.main:
-            for p in (path, self.eval_path):  # a resumed run keeps the records up to its checkpoint
-                kept = [r for r in (read_jsonl_prefix(p) if p.exists() else []) if r.get("step", math.inf) <= start]
-                if p == path or kept:
+            for p, rows in kept.items():
+                if p == path or rows:
                     with atomic_open(p) as f:
-                        f.writelines(json.dumps(r) + "\n" for r in kept)
+                        f.writelines(json.dumps(r) + "\n" for r in rows)
+        last = kept[path][-1] if start and kept[path] else {}
         self.bar = progress(total, desc, "step", show and self.main, start, every)
-        self.t0, self.tokens = time.time(), 0
+        self.tokens, self.elapsed0 = int(last.get("tokens", 0)), float(last.get("elapsed_s", 0.0))
+        self.t0 = time.time()
 
     def step(self, step: int, outputs: list[losses.LossOutput], n_tokens: int, lr: float, grad_norm) -> None:
         """Gather rewards and labels from every process; log the mean loss, rewards by label, and accuracy."""
@@ -42,7 +46,7 @@ class TrainLog:
         r, lab = r[lab >= 0], lab[lab >= 0]  # labels are in [0, 1]; -1 is padding
         loss = acc.reduce(sum(o.loss.detach() for o in outputs) / len(outputs), reduction="mean").item()
         self.tokens += int(acc.reduce(torch.tensor(n_tokens, device=r.device), reduction="sum").item())
-        elapsed = time.time() - self.t0
+        elapsed = self.elapsed0 + time.time() - self.t0
         rec = {"step": step, "loss": loss, "lr": lr, "reward_correct": _mean(r[lab == 1]),
                "reward_incorrect": _mean(r[lab == 0]), "acc": ((r > 0) == (lab >= 0.5)).float().mean().item(),
                "grad_norm": None if grad_norm is None else float(grad_norm), "tokens": self.tokens,
