@@ -156,9 +156,9 @@ def backfill(out: Path, res: Path, grid: dict) -> None:
     for p in points(grid):
         name = point_name(*p)
         path, scored, merged = res / f"{name}.json", out / name / "test.jsonl", out / name / "test.merged.jsonl"
-        log = out / name / "prm" / "train_log.jsonl"
         if not path.exists() or not merged.exists() or not scored.exists():
             continue
+        log = out / name / "prm" / "train_log.jsonl"
         rec = read_json_file(path)
         old = dict(rec["test"]), rec["train_s"]
         if log.exists():

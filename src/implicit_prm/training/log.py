@@ -24,14 +24,14 @@ class TrainLog:
     def __init__(self, path: Path, start: int, acc, total: int, desc: str, show: bool, every: int = 0):
         self.path, self.acc, self.main = path, acc, acc.is_main_process
         self.eval_path = path.with_name("eval_log.jsonl")
-        kept = {p: [r for r in (read_jsonl_prefix(p) if p.exists() else []) if r.get("step", math.inf) <= start]
-                for p in (path, self.eval_path)}  # a resumed run keeps the records up to its checkpoint
+        kept = {path: []}  # a resumed run keeps the records up to its checkpoint; only the main process reads them
         if self.main:
-            for p, rows in kept.items():
-                if p == path or rows:
+            for p in (path, self.eval_path):
+                kept[p] = [r for r in (read_jsonl_prefix(p) if p.exists() else []) if r.get("step", math.inf) <= start]
+                if p == path or kept[p]:
                     with atomic_open(p) as f:
-                        f.writelines(json.dumps(r) + "\n" for r in rows)
-        last = kept[path][-1] if start and kept[path] else {}
+                        f.writelines(json.dumps(r) + "\n" for r in kept[p])
+        last = kept[path][-1] if kept[path] else {}
         self.bar = progress(total, desc, "step", show and self.main, start, every)
         self.tokens, self.elapsed0 = int(last.get("tokens", 0)), float(last.get("elapsed_s", 0.0))
         self.t0 = time.time()
