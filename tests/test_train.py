@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from implicit_prm.core.precision import resolve_compile
 from implicit_prm.losses import closed_form_init_loss
 from implicit_prm.models import loading as models
 from implicit_prm.training.config import TrainConfig
@@ -67,6 +68,32 @@ def test_lora_uses_base_as_reference_with_one_copy(tmp_path, builtin_data, tiny_
     assert calls == [tiny_model]  # the reference pass ran on the same weights with the adapter disabled
     assert abs(_log(out)[0]["loss"] - math.log(2)) < 1e-4
     assert (out / "adapter_config.json").exists()
+
+
+def test_compile_auto_rule_and_flag():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_compile(cpu, "auto", 599) is False and resolve_compile(cpu, "auto", 600) is True
+    assert resolve_compile(cuda, "auto", 199) is False and resolve_compile(cuda, "auto", 200) is True
+    assert resolve_compile(torch.device("mps"), "auto", 10 ** 6) is False  # not measured there: never by default
+    assert resolve_compile(cpu, "on", 1) is True and resolve_compile(cuda, "off", 10 ** 6) is False
+    with pytest.raises(ValueError, match="compile must be"):
+        resolve_compile(cpu, "yes", 1)
+
+
+def test_compiled_decoder_trains_the_same_and_saves_the_same_keys(tmp_path, builtin_data, tiny_model, capsys):
+    from safetensors.torch import load_file
+
+    kw = dict(lora=True, lora_r=4, max_steps=3, warmup_ratio=0.0)
+    eager = train(_cfg(tmp_path, builtin_data, tiny_model, name="eager", compile="off", **kw))
+    assert "compiling the decoder" not in capsys.readouterr().out
+    compiled = train(_cfg(tmp_path, builtin_data, tiny_model, name="compiled", compile="on", **kw))
+    assert "compiling the decoder" in capsys.readouterr().out
+    for a, b in zip(_log(eager), _log(compiled), strict=True):  # fp32: fused kernels reorder sums, nothing more
+        assert b["loss"] == pytest.approx(a["loss"], abs=1e-5)
+    wa, wb = (load_file(str(out / "adapter_model.safetensors")) for out in (eager, compiled))
+    assert sorted(wa) == sorted(wb)  # no torch.compile `_orig_mod.` prefix in what is saved
+    for name in wa:
+        assert torch.allclose(wa[name], wb[name], atol=1e-5), name
 
 
 def test_plan_is_seeded_and_sharded_like_one_process():

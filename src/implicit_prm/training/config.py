@@ -65,6 +65,10 @@ class TrainConfig(InputSettings, DeviceSettings):
         "auto", help="bf16 autocast where fast (CUDA, AMX CPUs), else fp32", aliases=("dtype",),
         hf=(Alias("bf16", type=bool, values={True: "bf16", False: "fp32"}),))
     gradient_checkpointing: bool = field(False, help="recompute activations in backward to save memory")
+    compile: Literal["auto", "on", "off"] = field(
+        "auto", help="torch.compile the decoder (dynamic shapes) after the reference pass; auto: on only for runs "
+                     "long enough to pay back the compile time (core.precision.COMPILE_MIN_STEPS: 600 steps on a "
+                     "CPU, where it took minutes to gain a quarter, 200 on CUDA)")
     logprob_chunk: int = field(256, help="tokens per chunk of the log-softmax, across the micro-batch")
     # compatibility: accepts the former flag --ref-cache and config key `ref_cache`; warn on use in 0.2, remove in 0.3
     logprob_cache: str = field("", help="log-prob cache file ('' = default in the cache dir, 'none' = off)",

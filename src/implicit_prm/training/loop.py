@@ -23,7 +23,7 @@ from ..core.config import field_defaults, resolve_aliases, save_config
 from ..core.distributed import has_accelerator, is_main_rank
 from ..core.errors import ConfigError
 from ..core.io import read_json_file, write_json
-from ..core.precision import autocast_context, resolve_precision
+from ..core.precision import autocast_context, resolve_compile, resolve_precision
 from ..core.resume import check_same_run, run_signature
 from ..flops.counting import ModelShape
 from ..flops.ledger import Ledger
@@ -46,7 +46,7 @@ from .tracking import logging_dir, resolve_trackers, tracker_config
 
 # Fields that may change between a killed run and its restart without changing the result.
 FREE_ON_RESUME = ("output", "checkpoint_every", "keep_checkpoints", "progress", "batch_tokens", "logprob_cache",
-                  "save_precision", "log_every", "report_to", "logging_dir", "eval_data", "eval_every")
+                  "save_precision", "log_every", "report_to", "logging_dir", "eval_data", "eval_every", "compile")
 SIGNATURE_FILE = "run_signature.json"
 
 
@@ -91,6 +91,11 @@ def train(cfg: TrainConfig) -> Path:
         model = TokenLogProbs(lm, cfg.logprob_chunk).to(device)
         # before any update and any restored checkpoint
         ref = reference_pass(cfg, acc, model, data, precision, eval_sequences(cfg, ev) if ev else [])
+    if resolve_compile(device, cfg.compile, len(data.plan)):
+        if acc.is_main_process:
+            print("[implicit-prm] compiling the decoder (torch.compile, dynamic shapes): the first steps take "
+                  "minutes", flush=True)
+        lm.get_decoder().compile(dynamic=True)  # in place: the state dict's keys, and so checkpoints, are unchanged
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused_adamw(acc, params))
