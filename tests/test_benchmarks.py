@@ -108,6 +108,8 @@ def test_gpu_script_on_cpu_with_tiny_configs(tmp_path):
     assert k["ok"] and len(k["head_logprobs"]) == 4
     assert all(r["max_abs_logprob"] <= 1e-4 for r in k["head_logprobs"] if r["precision"] == "fp32")
     assert k["attention"]["loaded"] == {"inference": "eager", "train_512": "eager"}
+    assert [r["attention"] for r in k["packed_prompts"]] == ["eager", "sdpa"]
+    assert all(r["ok"] and r["max_abs_grad"] <= 1e-4 for r in k["packed_prompts"])
 
 
 @pytest.mark.slow

@@ -34,7 +34,8 @@ class DemoConfig:
     model: str = field(DEFAULT_MODEL, help="starting model")
     train_problems: int = field(200, help="training problems (one correct and one wrong response each)")
     dev_problems: int = field(32, help="dev problems (4 responses each), for tuning the step-error threshold")
-    test_problems: int = field(40, help="held-out test problems")
+    test_problems: int = field(80, help="held-out test problems (80 x 16: enough for paired intervals against "
+                                        "majority voting to exclude 0 at gaps of about 10 points)")
     test_samples: int = field(16, help="candidate solutions per test problem (best-of-N up to this N)")
     lr: float = field(1e-4, help="learning rate")
     beta: float = field(0.5, help="reward scale beta (0.5 learns faster than the paper's 0.05 at this budget)")

@@ -142,14 +142,19 @@ class TokenLogProbs(nn.Module):
         self.scale = getattr(cfg, "logit_scale", None)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int = 0,
-                positions: torch.Tensor | None = None) -> torch.Tensor:
+                positions: torch.Tensor | None = None, pack=None) -> torch.Tensor:
         """(B, T-1-start) log-probs of input_ids[:, start+1:].
 
         Positions before `start` (the prompt) skip the LM head, which is a fifth of a small model's forward FLOPs
         per token and, with its recomputation, a quarter of a training step's. `positions`, a (B, T-1-start) bool
         mask, narrows the head further to the positions that are read (each row's response; not its own prompt
         or padding); elsewhere the result is 0.
+
+        With `pack` (a steps.batching.SharedPack; input_ids and attention_mask unused): its (N,) token log-probs,
+        each prompt computed once for all its responses (see can_pack).
         """
+        if pack is not None:
+            return self._packed(pack)
         if attention_mask is not None and bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all()):
             # Right padding under a causal mask: a real token only attends to earlier, real tokens, so the
             # padding mask changes nothing we read, and without it attention takes the fast causal kernel.
@@ -165,6 +170,24 @@ class TokenLogProbs(nn.Module):
         picked = chunked_token_logprobs(hidden[positions], head, targets[positions], self.chunk, self.softcap,
                                         self.scale)  # (N,)
         return torch.zeros(targets.shape, dtype=picked.dtype, device=picked.device).masked_scatter(positions, picked)
+
+    @property
+    def can_pack(self) -> bool:
+        """Whether forward(pack=...) runs this model: its attention takes a custom 4D mask (eager, SDPA) and every
+        layer is attention (a recurrent layer would carry one response's state into the next)."""
+        kind = getattr(_text_config(self.lm), "_attn_implementation", None)
+        return kind in ("eager", "sdpa") and _all_attention(self.lm)
+
+    def _packed(self, pack) -> torch.Tensor:
+        kind = _text_config(self.lm)._attn_implementation
+        mask = pack.allowed[:, None]  # (G, 1, T, T): SDPA takes it as bool; eager adds it to the scores
+        if kind == "eager":
+            mask = torch.zeros(mask.shape, device=mask.device).masked_fill_(~mask, torch.finfo(torch.float32).min)
+        decoder = self.lm.get_decoder()
+        hidden = decoder(input_ids=pack.ids, attention_mask=mask, position_ids=pack.position_ids).last_hidden_state
+        flat = hidden.reshape(-1, hidden.shape[-1])[pack.pred]  # (N, H)
+        return chunked_token_logprobs(flat, self.lm.get_output_embeddings(), pack.targets, self.chunk, self.softcap,
+                                      self.scale)
 
     @property
     def attention_context(self) -> float:
@@ -186,8 +209,7 @@ class TokenLogProbs(nn.Module):
         """Whether continuations() can run this model: its decoder takes a key/value cache (transformers 5's
         `cache=`) and every layer is attention, whose cache repeats across a batch. Linear-attention and conv
         layers (hybrid models) keep recurrent states that a repeated cache would not carry."""
-        types = getattr(_text_config(self.lm), "layer_types", None) or []
-        if any(t not in ("full_attention", "sliding_attention", "chunked_attention") for t in types):
+        if not _all_attention(self.lm):
             return False
         try:
             return "cache" in inspect.signature(self.lm.get_decoder().forward).parameters
@@ -220,6 +242,12 @@ class TokenLogProbs(nn.Module):
                                         self.chunk, self.softcap, self.scale)  # (N,)
         out = torch.zeros(response_ids.shape, dtype=picked.dtype, device=picked.device)
         return out.masked_scatter(positions, picked)
+
+
+def _all_attention(lm) -> bool:
+    """Whether every layer is attention (not the linear-attention or conv layers of hybrid models)."""
+    types = getattr(_text_config(lm), "layer_types", None) or []
+    return all(t in ("full_attention", "sliding_attention", "chunked_attention") for t in types)
 
 
 def _text_config(lm):

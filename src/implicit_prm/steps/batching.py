@@ -115,3 +115,63 @@ def batch_plan(encs: Sequence[Encoded], batch_tokens: int, overhead_tokens: int 
     return sorted(plan, key=lambda b: (-width(b), b[1][0]))
 
 
+
+
+class SharedPack:
+    """A training micro-batch with each prompt computed once: one row per distinct prompt, holding the prompt and
+    then each of its responses, every response seeing the prompt and its own earlier tokens only.
+
+    ids, position_ids (G, T): row g is prompt_g + response_1 + response_2 + ..., right-padded; each response's
+    positions restart at len(prompt_g), as in its own unshared sequence. allowed (G, T, T) bool: query t may attend
+    to key s (the prompt causally; a response to the whole prompt and causally to itself; padding to itself).
+    pred (N,): flat index into (G * T) of the state that predicts each response token (the prompt's last state for
+    a response's first token); targets (N,): the token; owner (N,): the sequence (index into the input) it belongs
+    to. Under a causal LM this is the same computation as the unshared batch, with G * P prompt tokens instead of
+    B * P; only float summation order may differ.
+    """
+
+    def __init__(self, seqs: Sequence[Encoded], pad_id: int, device):
+        groups: dict[tuple, list[int]] = {}
+        for i, e in enumerate(seqs):
+            groups.setdefault(tuple(e.prompt_ids), []).append(i)
+        width = max(len(p) + sum(len(seqs[i].response_ids) for i in m) for p, m in groups.items())
+        g = len(groups)
+        ids = torch.full((g, width), pad_id, dtype=torch.long)
+        pos = torch.zeros((g, width), dtype=torch.long)
+        allowed = torch.eye(width, dtype=torch.bool).repeat(g, 1, 1)  # padding attends to itself only
+        pred, targets, owner = [], [], []
+        for row, (prompt, members) in enumerate(groups.items()):
+            p = len(prompt)
+            ids[row, :p] = torch.tensor(prompt, dtype=torch.long)
+            pos[row, :p] = torch.arange(p)
+            allowed[row, :p, :p] = torch.ones(p, p, dtype=torch.bool).tril()
+            at = p
+            for i in members:
+                r = seqs[i].response_ids
+                n = len(r)
+                if not n:
+                    continue
+                ids[row, at:at + n] = torch.tensor(r, dtype=torch.long)
+                pos[row, at:at + n] = torch.arange(p, p + n)
+                allowed[row, at:at + n, :p] = True
+                allowed[row, at:at + n, at:at + n] = torch.ones(n, n, dtype=torch.bool).tril()
+                pred += [row * width + p - 1] + [row * width + at + j for j in range(n - 1)]  # empty r: none
+                targets += r
+                owner += [i] * n
+                at += n
+        self.n_seqs = len(seqs)
+        self.ids, self.position_ids, self.allowed = ids.to(device), pos.to(device), allowed.to(device)
+        self.pred = torch.tensor(pred, dtype=torch.long, device=device)
+        self.targets = torch.tensor(targets, dtype=torch.long, device=device)
+        self.owner = torch.tensor(owner, dtype=torch.long, device=device)
+
+    @staticmethod
+    def pays(seqs: Sequence[Encoded]) -> bool:
+        """Whether any prompt of the batch has two or more responses (else packing saves nothing)."""
+        prompts = [tuple(e.prompt_ids) for e in seqs if e.response_ids]
+        return len(set(prompts)) < len(prompts) and all(e.prompt_ids for e in seqs)
+
+    def sums(self, token_lp: torch.Tensor) -> torch.Tensor:
+        """(B,) each sequence's summed log-probs from the (N,) per-token ones."""
+        return torch.zeros(self.n_seqs, dtype=token_lp.dtype, device=token_lp.device).index_add(0, self.owner,
+                                                                                              token_lp)

@@ -65,6 +65,9 @@ class TrainConfig(InputSettings, DeviceSettings):
         "auto", help="bf16 autocast where fast (CUDA, AMX CPUs), else fp32", aliases=("dtype",),
         hf=(Alias("bf16", type=bool, values={True: "bf16", False: "fp32"}),))
     gradient_checkpointing: bool = field(False, help="recompute activations in backward to save memory")
+    share_prompts: bool = field(False, help="implicit objectives: batch the responses of one prompt together and "
+                                            "compute the prompt once for all of them (same loss and gradients as "
+                                            "unshared; changes the order of the updates)")
     compile: Literal["auto", "on", "off"] = field(
         "auto", help="torch.compile the decoder (dynamic shapes) after the reference pass; auto: on only for runs "
                      "long enough to pay back the compile time (core.precision.COMPILE_MIN_STEPS: 600 steps on a "

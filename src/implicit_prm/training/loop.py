@@ -32,7 +32,7 @@ from ..models.loading import LoraSpec, check_same_tokenizer, load_model, load_to
 from ..models.logprobs import TokenLogProbs
 from ..models.metadata import PRMMetadata
 from ..scoring.reference import RefTable, reference_logprobs
-from ..steps.batching import first_response_position, pad_batch, response_mask
+from ..steps.batching import SharedPack, first_response_position, pad_batch, response_mask
 from ..steps.encoding import Encoded
 from ..steps.tags import StepTag, batch_inputs
 from .card import RunFacts
@@ -91,6 +91,10 @@ def train(cfg: TrainConfig) -> Path:
         model = TokenLogProbs(lm, cfg.logprob_chunk).to(device)
         # before any update and any restored checkpoint
         ref = reference_pass(cfg, acc, model, data, precision, eval_sequences(cfg, ev) if ev else [])
+    share = cfg.share_prompts and data.tag is None and model.can_pack
+    if cfg.share_prompts and not share and acc.is_main_process:
+        print("[implicit-prm] warning: --share-prompts needs an implicit objective and eager or SDPA attention over "
+              "attention-only layers; training without it", file=sys.stderr, flush=True)
     if resolve_compile(device, cfg.compile, len(data.plan)):
         if acc.is_main_process:
             print("[implicit-prm] compiling the decoder (torch.compile, dynamic shapes): the first steps take "
@@ -116,7 +120,7 @@ def train(cfg: TrainConfig) -> Path:
             batch = [data.examples[i] for i in mb]
             with acc.no_sync(model) if j < len(mbs) - 1 else contextlib.nullcontext():
                 output = micro_batch_loss(cfg, model, batch, data.encs, ref, data.tok.pad_token_id, device, precision,
-                                          data.targets)
+                                          data.targets, share)
                 acc.backward(output.loss / len(mbs))
             outputs.append(output)
             n_tokens += sum(len(data.encs[r]) for ex in batch for r in ex.rows)
@@ -204,8 +208,9 @@ def prepare_examples(cfg: TrainConfig, acc, precision: str) -> Prepared:
         check_same_tokenizer(tok, load_tokenizer(cfg.ref), cfg.model, cfg.ref)
     d = encode_data(cfg, cfg.data, tok)
     encs, examples, stats, tag, targets = d.encs, d.examples, d.stats, d.tag, d.targets
+    groups = [tuple(encs[ex.rows[0]].prompt_ids) for ex in examples] if cfg.share_prompts else None
     plan = make_plan(len(examples), cfg.batch_size * cfg.grad_accum * acc.num_processes, cfg.epochs, cfg.seed,
-                     cfg.max_steps)
+                     cfg.max_steps, groups)
     if acc.is_main_process:
         out = Path(cfg.output)
         out.mkdir(parents=True, exist_ok=True)
@@ -299,8 +304,14 @@ def metadata(cfg: TrainConfig, ref: RefTable | None, precision: str, tag: StepTa
 
 # ----------------------------------------------------------------------------- one micro-batch
 
-def sequence_logps(model, seqs: list[Encoded], pad_id: int, device, precision: str) -> torch.Tensor:
-    """Summed log-probs of each sequence's response tokens, (B,), with grad."""
+def sequence_logps(model, seqs: list[Encoded], pad_id: int, device, precision: str,
+                   share: bool = False) -> torch.Tensor:
+    """Summed log-probs of each sequence's response tokens, (B,), with grad. With `share`, a prompt with several
+    responses in the batch is computed once (SharedPack; the caller checks TokenLogProbs.can_pack)."""
+    if share and SharedPack.pays(seqs):
+        pack = SharedPack(seqs, pad_id, device)
+        with autocast_context(device, precision):
+            return pack.sums(model(None, None, pack=pack))
     ids, mask = pad_batch([e.ids for e in seqs], pad_id, device)  # (B, T)
     start = first_response_position(seqs)
     resp = response_mask(seqs, start, ids.shape[1], ids.device)  # (B, T-1-start): position t predicts t+1
@@ -310,7 +321,7 @@ def sequence_logps(model, seqs: list[Encoded], pad_id: int, device, precision: s
 
 
 def micro_batch_loss(cfg: TrainConfig, model, batch: list[Example], encs, ref: RefTable | None, pad_id: int, device,
-                     precision: str, targets: list | None = None) -> losses.LossOutput:
+                     precision: str, targets: list | None = None, share: bool = False) -> losses.LossOutput:
     """The objective's LossBatch for one micro-batch (one forward over its rows and any mismatched pairs), and its
     loss. Options come from the config fields named `<objective>_<option>` (e.g. kto_desirable_weight). A step
     objective reads `targets`, each response's label per read position."""
@@ -320,7 +331,7 @@ def micro_batch_loss(cfg: TrainConfig, model, batch: list[Example], encs, ref: R
     if objective.step_labels:
         return step_batch_loss(objective, model, seqs, [targets[r] for r in rows], labels, pad_id, device, precision)
     kl = mismatched_pairs(batch, encs, cfg.max_length) if objective.kl_pairs else []
-    lp = sequence_logps(model, seqs + kl, pad_id, device, precision)  # (B + M,)
+    lp = sequence_logps(model, seqs + kl, pad_id, device, precision, share)  # (B + M,)
     ref_lp = torch.tensor([ref.sum(e) for e in seqs + kl], device=device)  # (B + M,)
     n = len(seqs)
     lb = losses.LossBatch(torch.tensor(labels, dtype=torch.float32, device=device), lp[:n], ref_lp[:n], cfg.beta,

@@ -39,9 +39,14 @@ def build_examples(samples, encs: list[Encoded | None], paired: bool, max_pairs_
     return examples, stats
 
 
-def make_plan(n_examples: int, global_batch: int, epochs: int, seed: int, max_steps: int | None) -> list[list[int]]:
+def make_plan(n_examples: int, global_batch: int, epochs: int, seed: int, max_steps: int | None,
+              groups: list | None = None) -> list[list[int]]:
     """The examples (positions) of every optimizer step's global batch: seeded shuffles, one per epoch; the
-    remainder of an epoch that does not fill a global batch is dropped."""
+    remainder of an epoch that does not fill a global batch is dropped.
+
+    With `groups` (a key per example, e.g. its prompt), the shuffle is of the groups, each group's examples kept
+    next to each other in a shuffled order of their own: batches then hold several responses of one prompt, which
+    --share-prompts computes once. It changes the order of the updates, not which examples an epoch sees."""
     if n_examples < global_batch:
         raise ConfigError(f"{n_examples} training examples is fewer than one global batch of {global_batch} "
                           "(batch_size x grad_accum x processes); lower --batch-size")
@@ -49,6 +54,13 @@ def make_plan(n_examples: int, global_batch: int, epochs: int, seed: int, max_st
     for epoch in range(epochs):
         order = list(range(n_examples))
         random.Random(f"{seed}:{epoch}").shuffle(order)
+        if groups is not None:
+            members: dict = {}
+            for i in order:
+                members.setdefault(groups[i], []).append(i)
+            keys = list(members)
+            random.Random(f"{seed}:{epoch}:groups").shuffle(keys)
+            order = [i for k in keys for i in members[k]]
         plan += [order[s:s + global_batch] for s in range(0, n_examples - global_batch + 1, global_batch)]
     return plan[:max_steps] if max_steps else plan
 
