@@ -268,9 +268,10 @@ def evaluate(data: Responses, ns: list[int], subsets: str = "random", n_subsets:
             out[m]["std"].append(float(acc.std()))
             per_problem.setdefault(m, []).append(h.mean(axis=1))
     values = np.stack([np.stack(per_problem[m], axis=-1) for m in out], axis=1)  # (P, methods, N)
-    ci = bootstrap_mean_ci(values, n_bootstrap, seed, level)  # (methods, N, 2) | None
     diff = values - values[:, [list(out).index("majority")]]  # (P, methods, N): paired with majority voting
-    diff_ci = bootstrap_mean_ci(diff, n_bootstrap, seed, level)  # the same resamples of the problems
+    # one set of resamples of the problems for the accuracies and their paired differences: (2 methods, N, 2)
+    both = bootstrap_mean_ci(np.concatenate([values, diff], axis=1), n_bootstrap, seed, level)
+    ci, diff_ci = (None, None) if both is None else (both[:len(out)], both[len(out):])
     for i, m in enumerate(out):
         out[m]["ci"] = None if ci is None else ci_list(ci[i])
         if m != "majority":
