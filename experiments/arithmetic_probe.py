@@ -22,6 +22,7 @@ import torch
 from implicit_prm.core.io import write_json
 from implicit_prm.core.results import machine
 from implicit_prm.models.loading import DEFAULT_MODEL, load_model, resolve
+from implicit_prm.models.logprobs import TokenLogProbs
 
 TEMPLATE = "We start from {a}. We compute {a} {op} {b} = {c}. The running total is {c}."
 OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
@@ -44,14 +45,13 @@ def sentence_logprobs(spec: str, texts: list[str], batch: int = 50) -> torch.Ten
     """Summed log-probability of each text (after its first token) under the model or adapter `spec`."""
     from transformers import AutoTokenizer
 
-    model = load_model(spec, dtype=torch.float32, attn_implementation="eager").eval()
+    model = TokenLogProbs(load_model(spec, dtype=torch.float32, attn_implementation="eager")).eval()
     tok = AutoTokenizer.from_pretrained(resolve(DEFAULT_MODEL))
     tok.padding_side = "right"
     out = []
     for i in range(0, len(texts), batch):
         enc = tok(texts[i:i + batch], return_tensors="pt", padding=True)
-        logits = model(**enc).logits[:, :-1].float()
-        lp = torch.log_softmax(logits, -1).gather(-1, enc.input_ids[:, 1:, None])[..., 0]
+        lp = model(enc.input_ids, enc.attention_mask)  # (B, T-1): log p of tokens 1.. (the product's own path)
         out.append((lp * enc.attention_mask[:, 1:]).sum(-1))
     return torch.cat(out)
 
