@@ -120,14 +120,18 @@ def rss_mib(field: str = "VmRSS") -> float:
     return float("nan")
 
 
-def run_isolated(script: str, worker_args: dict, timeout: float = 3600) -> dict:
-    """Run `python script --worker JSON` in a fresh process (a clean peak-memory reading); returns its JSON line."""
+def run_isolated(script: str, worker_args: dict, timeout: float | None = 3600, argv: list[str] | None = None,
+                 pythonpath: str | None = None) -> dict:
+    """Run `python script --worker JSON` (or `python script *argv`) in a fresh process (a clean peak-memory reading),
+    `pythonpath` first on its PYTHONPATH; returns its RESULT line, or {"error", "returncode"} if it failed."""
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run([sys.executable, script, "--worker", json.dumps(worker_args)], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+    argv = ["--worker", json.dumps(worker_args)] if argv is None else argv
+    proc = subprocess.run([sys.executable, script, *argv], capture_output=True, text=True, timeout=timeout, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
-        return {"error": (proc.stderr or proc.stdout)[-1500:], "returncode": proc.returncode}
+        return {"error": (proc.stderr or proc.stdout)[-3000:], "returncode": proc.returncode}
     return json.loads(lines[-1][len("RESULT "):])
 
 

@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from common import flops_per_token, save
+from common import flops_per_token, run_isolated, save
 
 from implicit_prm.collect.builtin import write_builtin
 from implicit_prm.core.precision import resolve_precision
@@ -91,15 +89,10 @@ def model_flops(model: str, model_cfg, data: Path) -> dict:
 
 
 def run_worker(kind: str, payload: dict, pythonpath: str | None) -> dict:
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, str(WORKER), kind, json.dumps(payload)], capture_output=True, text=True,
-                          env=env)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise SystemExit(f"{kind} worker failed ({proc.returncode}):\n{(proc.stderr or proc.stdout)[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    got = run_isolated(str(WORKER), payload, None, [kind, json.dumps(payload)], pythonpath)
+    if set(got) == {"error", "returncode"}:
+        raise SystemExit(f"{kind} worker failed ({got['returncode']}):\n{got['error']}")
+    return got
 
 
 def baseline_clone(commit: str, tmp: Path) -> Path:

@@ -33,13 +33,18 @@ def train(args: dict) -> dict:
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    log = [json.loads(line) for line in (Path(args["out"]) / "train_log.jsonl").read_text().splitlines()]
+    return {"code": where(), **steady_rate(Path(args["out"]) / "train_log.jsonl"),
+            "wall_s_incl_load_and_reference": wall}
+
+
+def steady_rate(train_log: Path) -> dict:
+    """A train log's steady-state throughput: the first (warm-up) step left out, real tokens (prompt + response,
+    unpadded, as the log counts them) over the seconds between the first and the last logged step."""
+    log = [json.loads(line) for line in train_log.read_text().splitlines()]
     first, last = log[0], log[-1]
-    secs = last["elapsed_s"] - first["elapsed_s"]
-    return {"code": where(), "steps_timed": len(log) - 1, "tokens_timed": last["tokens"] - first["tokens"],
-            "loop_s": secs, "tokens_per_s": (last["tokens"] - first["tokens"]) / secs,
-            "s_per_step": secs / (len(log) - 1), "wall_s_incl_load_and_reference": wall,
-            "final_loss": last["loss"]}
+    secs, tokens = last["elapsed_s"] - first["elapsed_s"], last["tokens"] - first["tokens"]
+    return {"steps_timed": len(log) - 1, "tokens_timed": tokens, "loop_s": secs, "tokens_per_s": tokens / secs,
+            "s_per_step": secs / (len(log) - 1), "final_loss": last["loss"]}
 
 
 def score(args: dict) -> dict:

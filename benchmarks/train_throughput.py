@@ -41,6 +41,7 @@ from common import (
     worker_result,
     write_items,
 )
+from cpu_limit_worker import steady_rate
 
 
 def make_data(kind: str, n: int, path: Path) -> Path:
@@ -181,11 +182,9 @@ def ours(args: dict) -> dict:
     watcher.join()
     if "peak_rss_mib" not in peaks:  # steps too fast to watch (tiny test models): the whole run's peak
         peaks["peak_rss_mib"], peaks["peak_scope"] = rss_mib("VmHWM"), "whole run"
-    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    rate = steady_rate(out / "train_log.jsonl")  # the first (warm-up) step left out, as for the naive loop
     shutil.rmtree(tmp, ignore_errors=True)
-    first, last = log[0], log[-1]  # steady state: leave out the first (warm-up) step, as for the naive loop
-    train_s = last["elapsed_s"] - first["elapsed_s"]
-    return {"tokens_per_s": (last["tokens"] - first["tokens"]) / train_s, "s_per_step": train_s / (len(log) - 1),
+    return {"tokens_per_s": rate["tokens_per_s"], "s_per_step": rate["s_per_step"],
             "wall_s_incl_load_and_ref_pass": wall, "peak_rss_mib": peaks.get("peak_rss_mib"),
             "setup_peak_rss_mib": peaks.get("setup_peak_rss_mib"), "peak_scope": peaks.get("peak_scope", "timed steps"),
             "between_steps_rss_mib": peaks.get("between_steps_rss_mib")}
