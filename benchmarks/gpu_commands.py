@@ -4,7 +4,8 @@ Saves a random-initialised Llama-shaped model and a character-level tokenizer wi
 weights or network needed) to a work folder, writes built-in arithmetic data, then runs through the real CLI:
 - `train` (CE) for 1 and 2 steps, full fine-tune and LoRA, bf16 on the accelerator, and the 2-step runs again in
   fp32 on the CPU: the per-step losses must agree within bf16 tolerance, and the 1-step run's loss must equal the
-  2-step run's first loss;
+  2-step run's first loss; LoRA again with `--share-prompts` (bf16 against fp32 on the CPU) and with `--compile on`
+  besides (against the uncompiled run);
 - `score` with the trained LoRA PRM: step rewards against the CPU's;
 - `rollout` (greedy) and `search` (beam) with the model as policy and the trained PRM: the search's incremental step
   rewards against the CPU's `score` of the chosen solutions (greedy text is compared for information only: random
@@ -194,7 +195,30 @@ def train_runs(w: Path, base: Path, data: Path, dev: str, p: dict) -> dict:
         res["mfu_last_step"] = mfu(acc["tokens_per_s"] or 0.0, (4 if kind == "lora" else 6) * p["matmul_params"],
                                    p["peak"])
         out[kind] = res
+    out["speed_paths"] = speed_path_runs(w, common, dev, p)
     return out
+
+
+def speed_path_runs(w: Path, common: list[str], dev: str, p: dict) -> dict:
+    """The CPU speed work's training paths on the accelerator (LoRA, 2 steps): `--share-prompts` (each prompt once
+    for its responses, a 4D mask) in bf16 against the same on the CPU in fp32, and `--compile on` (torch.compile of
+    the decoder, dynamic shapes) with it against the uncompiled run, both within the loss tolerance."""
+    lora = [*common, "--lora", "--lora-r", "8", "--max-steps", "2", "--share-prompts"]
+    runs = {"shared_acc": (dev, "bf16", []), "shared_compiled_acc": (dev, "bf16", ["--compile", "on"]),
+            "shared_cpu": ("cpu", "fp32", [])}
+    jobs = {f"train_{name}": [*lora, "--device", where, "--precision", precision, *extra, "--output",
+                              str(w / f"train_{name}"), "--logprob-cache", str(w / f"train_{name}.sqlite")]
+            for name, (where, precision, extra) in runs.items()}
+    infos, res = run_many(w, jobs), {}
+    for name, (where, _, _) in runs.items():
+        log = read_jsonl(w / f"train_{name}" / "train_log.jsonl")
+        info = infos[f"train_{name}"]
+        res[name] = {"on_device": on_device(info, where), "losses": losses(w / f"train_{name}"),
+                     "seconds": info["seconds"], "peak_gib": info["peak_gib"], "tokens_per_s": log[-1].get("tokens_per_s")}
+    cpu, acc, comp = (res[k]["losses"] for k in ("shared_cpu", "shared_acc", "shared_compiled_acc"))
+    res["shared_vs_cpu"] = close(acc, cpu, "train --share-prompts: losses vs CPU", [LOSS_ATOL] * len(cpu))
+    res["compiled_vs_eager"] = close(comp, acc, "train --compile on: losses vs uncompiled", [LOSS_ATOL] * len(acc))
+    return res
 
 
 def inference_runs(w: Path, base: Path, prm: Path, data: Path, dev: str, p: dict) -> dict:
