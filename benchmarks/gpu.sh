@@ -2,9 +2,9 @@
 # The GPU check (at most 8 minutes on one H100/H200; no weights or network needed), in three parts:
 # 1. gpu_bench.py (about 4 minutes): scoring and training throughput and MFU of random-initialised
 #    Llama-3.2-1B and Llama-3.1-8B shaped models in bf16; writes gpu.json;
-# 2. gpu_commands.py (2-3 minutes, a torch.compile included): every command (train, score, rollout, search, serve) on CUDA through
-#    the CLI, each checked to run its models there and to agree with the same run on the CPU within bf16
-#    tolerance; writes gpu_commands.json;
+# 2. gpu_commands.py (2-3 minutes, one torch.compile included): every command (train, score, rollout, search,
+#    serve) on CUDA through the CLI, each checked to run its models there and to agree with the same run on the
+#    CPU within bf16 tolerance, and training's --share-prompts and --compile on; writes gpu_commands.json;
 # 3. gpu_kernels.py (under a minute): the CPU speed work's kernels on the device: the fused LM-head log-probs
 #    (HeadLogProbs) against the naive log-softmax in fp32 and bf16, its memory on a 128k-vocabulary head, and the
 #    attention kernel `--attn-implementation auto` picks and loads; writes gpu_kernels.json.
