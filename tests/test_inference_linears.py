@@ -81,14 +81,3 @@ def test_implicit_prm_scores_with_bf16_linears_on_a_cpu(tiny_model, tiny_model_b
         with torch.no_grad(), autocast_context(CPU, "bf16"):
             sums.append(float(TokenLogProbs(load_model(path, attn_implementation="auto", device="cpu").eval())(ids, torch.ones_like(ids), start).sum()))
     assert got["q_values"][-1] == pytest.approx(0.5 * (sums[0] - sums[1]), abs=1e-4)
-
-
-def test_search_loads_its_separate_reference_the_same_way(tiny_model, tiny_model_b):
-    from implicit_prm.search.scoring import IncrementalImplicitScorer
-
-    prm = ImplicitPRM.from_pretrained(tiny_model_b, ref=tiny_model, beta=0.5, precision="bf16", device="cpu",
-                                      logprob_cache="none")
-    ref = IncrementalImplicitScorer(prm).models[1]
-    assert ref is not prm.model.lm and not ref.training
-    assert ref.model.layers[1].self_attn.q_proj.weight.dtype == torch.bfloat16
-    assert ref.model.embed_tokens.weight.dtype == torch.float32

@@ -68,7 +68,7 @@ def reference_logprobs(ref_spec: str, in_memory: TokenLogProbs | None, encs: Seq
             stat = _stat_key(ref_spec)
             fp = cache.get_fingerprint(stat) if (cache and stat) else None
             if fp is None:
-                ref_model = load_reference(ref_spec, device, precision, attn_implementation)
+                ref_model = _load_reference(ref_spec, device, precision, attn_implementation)
                 fp = fingerprint(ref_model.lm)
                 if cache and stat:
                     cache.put_fingerprint(stat, fp)
@@ -80,7 +80,7 @@ def reference_logprobs(ref_spec: str, in_memory: TokenLogProbs | None, encs: Seq
         if uniq_missing:
             model = in_memory if in_memory is not None else ref_model
             if model is None:
-                model = ref_model = load_reference(ref_spec, device, precision, attn_implementation)
+                model = ref_model = _load_reference(ref_spec, device, precision, attn_implementation)
             with adapter_disabled(model.lm):
                 arrays = response_logprobs(model, [by_key[k] for k in uniq_missing], pad_id, device, precision,
                                            batch_tokens, desc="reference pass", show=show,
@@ -101,9 +101,8 @@ def reference_logprobs(ref_spec: str, in_memory: TokenLogProbs | None, encs: Seq
     return RefTable(model_key, table)
 
 
-def load_reference(spec: str, device, precision: str, attn_implementation: str | None) -> TokenLogProbs:
-    """A reference model for inference (scoring, search): frozen, in eval mode, its linear layers stored for the
-    precision (models.loading.inference_linears)."""
+def _load_reference(spec: str, device, precision: str, attn_implementation: str | None) -> TokenLogProbs:
+    """The reference model for scoring, frozen, its linear layers stored for the precision (inference_linears)."""
     lm = load_model(spec, weights_dtype(device, precision), attn_implementation=attn_implementation, device=device)
     inference_linears(lm.to(device), device, precision)
-    return TokenLogProbs(lm).to(device).eval()
+    return TokenLogProbs(lm).to(device)
