@@ -38,14 +38,6 @@ def test_score_throughput(tmp_path, tiny_model):
 
 
 @pytest.mark.subprocess
-def test_inference_linears(tmp_path, tiny_model):
-    run(["inference_linears.py", "--model", tiny_model, "--problems", "1", "--n", "3", "--repeats", "1"], tmp_path)
-    r = json.loads((tmp_path / "inference_linears.json").read_text())
-    assert (r["responses"], r["linears_cast"]) == (3, 15)  # 2 layers x 7 projections and the untied head
-    assert r["max_abs_logprob_diff"] == 0.0 and r["fp32_weights_s"] > 0 and r["bf16_linears_s"] > 0
-
-
-@pytest.mark.subprocess
 def test_memory(tmp_path, tiny_model):
     out = run(["memory.py", "--model", tiny_model, "--lengths", "256", "1024"], tmp_path)
     r = json.loads((tmp_path / "memory.json").read_text())

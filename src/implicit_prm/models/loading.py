@@ -249,9 +249,6 @@ def fingerprint(model, base_only: bool = True) -> str:
     reference is its base with the adapter disabled) and the plain base model share one fingerprint, and so one
     reference cache. base_only=False identifies the model as it computes, adapters included.
     """
-    memo = getattr(model, "_weights_fingerprint", {}).get(base_only)
-    if memo is not None:  # taken before inference_linears cast its weights: the fp32 weights' fingerprint
-        return memo
     h = hashlib.sha256()
     items = {}
     for name, p in model.state_dict().items():
@@ -265,35 +262,3 @@ def fingerprint(model, base_only: bool = True) -> str:
         h.update(str(tuple(p.shape)).encode())
         h.update(flat[::step][:4096].float().cpu().numpy().tobytes())
     return h.hexdigest()[:20]
-
-
-@torch.no_grad()
-def inference_linears(lm, device, precision: str) -> int:
-    """Freeze an inference model and, on a CPU under bf16 autocast, store its nn.Linear weights (and biases) in
-    bf16; returns how many layers were cast.
-
-    Autocast casts a linear layer's fp32 weight to bf16 on every call (and caches nothing for frozen weights): the
-    profile of CPU scoring spends about 15% of its time in those copies. A weight stored in bf16 gives the same bf16
-    values, so the log-probs are bit-identical; scoring 64 built-in responses measured 1.25x faster (2-core EPYC).
-    Everything else stays fp32 (norms, embeddings, a head tied to the input embedding: autocast does not cast
-    them), so this is not the all-bf16 model that measured slower and moved log-probs. For scoring only (training
-    keeps fp32 weights for its optimizer), only on a CPU (an accelerator loads inference weights in bf16 already:
-    core.precision.weights_dtype), and only for bf16 precision. The fp32 weights' fingerprints (base and full) are
-    kept on the model first, so cache keys and the reference check keep their meaning."""
-    from ..core.precision import resolve_precision
-
-    device = torch.device(device)
-    if device.type != "cpu" or resolve_precision(device, precision) != "bf16":
-        return 0
-    lm.requires_grad_(False)
-    tied = {id(m.weight) for m in lm.modules() if isinstance(m, torch.nn.Embedding)}
-    layers = [m for m in lm.modules()
-              if type(m) is torch.nn.Linear and id(m.weight) not in tied and m.weight.dtype == torch.float32]
-    if not layers:
-        return 0
-    lm._weights_fingerprint = {True: fingerprint(lm, True), False: fingerprint(lm, False)}
-    for m in layers:
-        m.weight.data = m.weight.data.to(torch.bfloat16)
-        if m.bias is not None:
-            m.bias.data = m.bias.data.to(torch.bfloat16)
-    return len(layers)

@@ -13,15 +13,7 @@ from ..core.errors import UserError
 from ..core.precision import resolve_precision, weights_dtype
 from ..flops.counting import ModelShape
 from ..losses import DEFAULT_BETA
-from ..models.loading import (
-    adapter_base,
-    check_same_tokenizer,
-    fingerprint,
-    inference_linears,
-    load_model,
-    load_tokenizer,
-    resolve,
-)
+from ..models.loading import adapter_base, check_same_tokenizer, fingerprint, load_model, load_tokenizer, resolve
 from ..models.logprobs import TokenLogProbs
 from ..models.metadata import METADATA_FILE, PRMMetadata, read_metadata
 from ..steps.encoding import Encoded, Encoder, encode_samples
@@ -110,7 +102,6 @@ class ImplicitPRM(LocalScorer):
         kw.setdefault("attn_implementation", "auto")  # eager on a CPU (models/loading.py: attention_kernel)
         model = TokenLogProbs(load_model(prm, dtype, attn_implementation=kw["attn_implementation"], device=device))
         model = model.to(device).eval()
-        inference_linears(model.lm, device, kw.get("precision", "auto"))
         if meta is not None:
             template = meta.template if template == "auto" else template
             system_prompt = meta.system_prompt if system_prompt is None else system_prompt

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from ..core.precision import weights_dtype
-from ..models.loading import fingerprint, inference_linears, load_model, resolve
+from ..models.loading import fingerprint, load_model, resolve
 from ..models.logprobs import TokenLogProbs
 from ..steps.encoding import Encoded
 from .cache import entry_key, open_cache
@@ -68,7 +68,8 @@ def reference_logprobs(ref_spec: str, in_memory: TokenLogProbs | None, encs: Seq
             stat = _stat_key(ref_spec)
             fp = cache.get_fingerprint(stat) if (cache and stat) else None
             if fp is None:
-                ref_model = _load_reference(ref_spec, device, precision, attn_implementation)
+                ref_model = TokenLogProbs(load_model(ref_spec, weights_dtype(device, precision),
+                                                     attn_implementation=attn_implementation, device=device)).to(device)
                 fp = fingerprint(ref_model.lm)
                 if cache and stat:
                     cache.put_fingerprint(stat, fp)
@@ -80,7 +81,8 @@ def reference_logprobs(ref_spec: str, in_memory: TokenLogProbs | None, encs: Seq
         if uniq_missing:
             model = in_memory if in_memory is not None else ref_model
             if model is None:
-                model = ref_model = _load_reference(ref_spec, device, precision, attn_implementation)
+                model = ref_model = TokenLogProbs(load_model(ref_spec, weights_dtype(device, precision),
+                                                             attn_implementation=attn_implementation, device=device)).to(device)
             with adapter_disabled(model.lm):
                 arrays = response_logprobs(model, [by_key[k] for k in uniq_missing], pad_id, device, precision,
                                            batch_tokens, desc="reference pass", show=show,
@@ -99,10 +101,3 @@ def reference_logprobs(ref_spec: str, in_memory: TokenLogProbs | None, encs: Seq
             cache.close()
     del ref_model
     return RefTable(model_key, table)
-
-
-def _load_reference(spec: str, device, precision: str, attn_implementation: str | None) -> TokenLogProbs:
-    """The reference model for scoring, frozen, its linear layers stored for the precision (inference_linears)."""
-    lm = load_model(spec, weights_dtype(device, precision), attn_implementation=attn_implementation, device=device)
-    inference_linears(lm.to(device), device, precision)
-    return TokenLogProbs(lm).to(device)

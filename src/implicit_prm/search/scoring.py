@@ -34,7 +34,7 @@ import torch
 from ..core.precision import autocast_context, weights_dtype
 from ..data.formats import Sample
 from ..flops.ledger import Ledger
-from ..models.loading import inference_linears, load_model
+from ..models.loading import load_model
 from ..models.logprobs import chunked_token_logprobs
 from ..scoring.implicit import ImplicitPRM, rewards_record
 from ..scoring.protocol import LocalScorer
@@ -74,15 +74,10 @@ class IncrementalImplicitScorer:
         self.flops_shape, self.lora = prm.flops_shape, prm.lora
         self.models = [prm.model.lm]
         if prm.ref is not None:
-            self.models.append(prm.model.lm if prm.ref_in_memory else self._reference())
+            self.models.append(prm.model.lm if prm.ref_in_memory else load_model(
+                prm.ref, weights_dtype(prm.device, prm.precision), attn_implementation=prm.attn_implementation, device=prm.device
+            ).to(prm.device).eval())
         self.prm_tokens = 0  # tokens run through the PRM and the reference, each counted once per model
-
-    def _reference(self):
-        prm = self.prm
-        lm = load_model(prm.ref, weights_dtype(prm.device, prm.precision), attn_implementation=prm.attn_implementation,
-                        device=prm.device).to(prm.device).eval()
-        inference_linears(lm, prm.device, prm.precision)
-        return lm
 
     def _ctx(self, m: int):
         if m == 1 and self.models[1] is self.models[0]:
