@@ -183,10 +183,7 @@ def train_runs(w: Path, base: Path, data: Path, dev: str, p: dict) -> dict:
     for kind in ("full", "lora"):
         res = {}
         for name in (n for n in jobs if n.startswith(f"train_{kind}_")):
-            log = read_jsonl(w / name / "train_log.jsonl")
-            res[name] = {"on_device": on_device(infos[name], where_of[name]), "losses": losses(w / name),
-                         "seconds": infos[name]["seconds"], "peak_gib": infos[name]["peak_gib"],
-                         "tokens_per_s": log[-1].get("tokens_per_s")}
+            res[name] = train_summary(w / name, infos[name], where_of[name])
         acc, cpu, one = res[f"train_{kind}_acc_2"], res[f"train_{kind}_cpu_2"], res[f"train_{kind}_acc_1"]
         res["losses_vs_cpu"] = close(acc["losses"], cpu["losses"], f"train {kind}: losses vs CPU",
                                      [LOSS_ATOL] * len(cpu["losses"]))
@@ -195,11 +192,18 @@ def train_runs(w: Path, base: Path, data: Path, dev: str, p: dict) -> dict:
         res["mfu_last_step"] = mfu(acc["tokens_per_s"] or 0.0, (4 if kind == "lora" else 6) * p["matmul_params"],
                                    p["peak"])
         out[kind] = res
-    out["speed_paths"] = speed_path_runs(w, common, dev, p)
+    out["speed_paths"] = speed_path_runs(w, common, dev)
     return out
 
 
-def speed_path_runs(w: Path, common: list[str], dev: str, p: dict) -> dict:
+def train_summary(run_dir: Path, info: dict, where: str) -> dict:
+    """One train run's checks and figures: where its modules ran, its losses, time, memory and last rate."""
+    log = read_jsonl(run_dir / "train_log.jsonl")
+    return {"on_device": on_device(info, where), "losses": losses(run_dir), "seconds": info["seconds"],
+            "peak_gib": info["peak_gib"], "tokens_per_s": log[-1].get("tokens_per_s")}
+
+
+def speed_path_runs(w: Path, common: list[str], dev: str) -> dict:
     """The CPU speed work's training paths on the accelerator (LoRA, 2 steps): `--share-prompts` (each prompt once
     for its responses, a 4D mask) in bf16 against the same on the CPU in fp32, and `--compile on` (torch.compile of
     the decoder, dynamic shapes) with it against the uncompiled run, both within the loss tolerance."""
@@ -211,10 +215,7 @@ def speed_path_runs(w: Path, common: list[str], dev: str, p: dict) -> dict:
             for name, (where, precision, extra) in runs.items()}
     infos, res = run_many(w, jobs), {}
     for name, (where, _, _) in runs.items():
-        log = read_jsonl(w / f"train_{name}" / "train_log.jsonl")
-        info = infos[f"train_{name}"]
-        res[name] = {"on_device": on_device(info, where), "losses": losses(w / f"train_{name}"),
-                     "seconds": info["seconds"], "peak_gib": info["peak_gib"], "tokens_per_s": log[-1].get("tokens_per_s")}
+        res[name] = train_summary(w / f"train_{name}", infos[f"train_{name}"], where)
     cpu, acc, comp = (res[k]["losses"] for k in ("shared_cpu", "shared_acc", "shared_compiled_acc"))
     res["shared_vs_cpu"] = close(acc, cpu, "train --share-prompts: losses vs CPU", [LOSS_ATOL] * len(cpu))
     res["compiled_vs_eager"] = close(comp, acc, "train --compile on: losses vs uncompiled", [LOSS_ATOL] * len(acc))

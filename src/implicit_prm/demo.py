@@ -32,7 +32,8 @@ class DemoConfig:
     output: str = field("", help="directory for data, model, scores and report (re-running resumes); default "
                                  "runs/demo, or runs/demo-quick with --quick")
     model: str = field(DEFAULT_MODEL, help="starting model")
-    train_problems: int = field(400, help="training problems (one correct and one wrong response each; 400: the dev-chosen size that fits the 15-minute budget)")
+    train_problems: int = field(400, help="training problems (one correct and one wrong response each; 400: the "
+                                          "dev-chosen size that fits the 15-minute budget)")
     dev_problems: int = field(32, help="dev problems (4 responses each), for tuning the step-error threshold")
     test_problems: int = field(80, help="held-out test problems (80 x 16: enough for paired intervals against "
                                         "majority voting to exclude 0 at gaps of about 10 points)")
