@@ -356,3 +356,43 @@ def test_positions_all_false_gives_zeros_with_a_graph(lm):
     assert out.shape == (2, 5) and (out == 0).all() and out.requires_grad
     out.sum().backward()  # no error: the graph reaches the weights
     lm.zero_grad(set_to_none=True)
+
+
+def test_frozen_head_cast_reused_until_the_weight_changes():
+    """cast_weight keeps a frozen CPU weight's bf16 cast across calls, recasts after an in-place change (its
+    version moves) and drops the entry when the weight dies; trainable weights are cast every time."""
+    w = torch.tensor([[1.0, 2.0], [3.0, 1.0 + 2 ** -10]])  # 1 + 2^-10 rounds to 1 in bf16
+    first = L.cast_weight(w, torch.bfloat16)
+    assert first.dtype == torch.bfloat16 and first[1, 1].item() == 1.0
+    assert L.cast_weight(w, torch.bfloat16) is first  # reused
+    assert L.cast_weight(w, torch.float32) is w  # no cast needed
+    with torch.no_grad():
+        w.mul_(2)  # as an optimizer step or load_state_dict would
+    again = L.cast_weight(w, torch.bfloat16)
+    assert again is not first and again[1, 0].item() == 6.0
+    key = id(w)
+    assert key in L._CASTS
+    del w
+    assert key not in L._CASTS
+    p = nn.Parameter(torch.ones(2, 2))  # requires grad: never cached
+    assert L.cast_weight(p, torch.bfloat16) is not L.cast_weight(p, torch.bfloat16)
+
+
+def test_head_logprobs_same_bits_with_a_cached_cast(setup):
+    """A frozen head (LoRA's) gives the same log-probs and input gradients on the first call, which casts its
+    weight, and on the next, which reuses the cast; and a changed weight changes the result."""
+    head, hidden, targets = setup
+    head.requires_grad_(False)
+    runs = []
+    for _ in range(2):
+        h = hidden.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = chunked_token_logprobs(h, head, targets, chunk=4)
+        (out * torch.arange(out.numel()).reshape(out.shape)).sum().backward()
+        runs.append((out.detach(), h.grad))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+    with torch.no_grad():
+        head.weight[0].add_(1.0)  # one vocabulary row: a shift of all rows would cancel
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            moved = chunked_token_logprobs(hidden, head, targets, chunk=4)
+    assert not torch.equal(moved, runs[0][0])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import weakref
 
 import torch
 from torch import nn
@@ -68,58 +69,117 @@ class HeadLogProbs(torch.autograd.Function):
     Forward keeps, per position, only the logsumexp; backward recomputes each chunk's logits z once and uses
     d log p_t / dz = onehot(t) - softmax(z), so a training step pays the head's matmul three times (forward,
     recompute, gradient of h) and one exp over (chunk, V), against a checkpoint's forward twice, a second
-    logsumexp and autograd's log-softmax backward. The weight is cast to the compute dtype once per pass,
-    not per chunk. The weight's (and bias's) gradient is accumulated in float32 when it is wanted (a full
-    fine-tune of a tied embedding); LoRA leaves the head frozen and skips it.
+    logsumexp and autograd's log-softmax backward. The weight is cast to the compute dtype once per step (the
+    cast is kept for backward; a frozen CPU weight's is reused across calls, see cast_weight), and the (chunk, V)
+    work runs in place in buffers allocated once per pass (see docs/performance.md). The weight's (and bias's)
+    gradient is accumulated in float32 when it is wanted (a full fine-tune of a tied embedding; a bias's from
+    the rounded logit gradient); LoRA leaves the head frozen and skips it.
     """
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, chunk, softcap, scale, dtype):
         with torch.autocast(hidden.device.type, enabled=False):
-            w, b = weight.to(dtype), None if bias is None else bias.to(dtype)
+            w, b = cast_weight(weight, dtype), None if bias is None else bias.to(dtype)
             out = torch.empty(targets.shape, dtype=torch.float32, device=hidden.device)  # (N,)
             lse = torch.empty_like(out)
+            bufs = _Buffers(min(chunk, targets.numel()), w, dtype)
             for s in range(0, targets.numel(), chunk):
-                z = _capped(_linear(hidden[s:s + chunk].to(dtype), w, b).float(), softcap, scale)[0]  # (c, V)
-                lse[s:s + chunk] = torch.logsumexp(z, dim=-1)
-                out[s:s + chunk] = z.gather(-1, targets[s:s + chunk, None])[:, 0] - lse[s:s + chunk]
-        ctx.save_for_backward(hidden, weight, bias, targets, lse)
+                zc = bufs.logits(hidden[s:s + chunk].to(dtype), w, b)  # (c, V) in the compute dtype
+                t = targets[s:s + chunk, None]  # (c, 1)
+                if softcap is None and scale is None:
+                    z_t, lse[s:s + chunk] = zc.gather(1, t)[:, 0].float(), bufs.logsumexp(zc)
+                else:
+                    z = _capped(zc.float(), softcap, scale)[0]
+                    z_t, lse[s:s + chunk] = z.gather(1, t)[:, 0], torch.logsumexp(z, dim=-1)
+                out[s:s + chunk] = z_t - lse[s:s + chunk]
+        ctx.save_for_backward(hidden, weight, bias, targets, lse, w)
         ctx.opts = (chunk, softcap, scale, dtype)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        hidden, weight, bias, targets, lse = ctx.saved_tensors
+        hidden, weight, bias, targets, lse, w = ctx.saved_tensors
         chunk, softcap, scale, dtype = ctx.opts
         want_h, want_w, want_b = ctx.needs_input_grad[:3]
         grad_h = torch.empty_like(hidden) if want_h else None
         grad_w = torch.zeros_like(weight, dtype=torch.float32) if want_w else None
         grad_b = torch.zeros_like(bias, dtype=torch.float32) if want_b else None
         with torch.autocast(hidden.device.type, enabled=False):
-            w, b = weight.to(dtype), None if bias is None else bias.to(dtype)
+            b = None if bias is None else bias.to(dtype)
+            bufs = _Buffers(min(chunk, targets.numel()), w, dtype)
             for s in range(0, targets.numel(), chunk):
-                h, t, g = hidden[s:s + chunk].to(dtype), targets[s:s + chunk], grad_out[s:s + chunk].float()
-                z, tanh = _capped(_linear(h, w, b).float(), softcap, scale)  # (c, V)
-                gz = torch.exp_(z.sub_(lse[s:s + chunk, None])).mul_(-g[:, None])  # -g * softmax(z)
-                gz.scatter_add_(1, t[:, None], g[:, None])  # + g at the target
-                if tanh is not None:
-                    gz.mul_(1 - tanh * tanh)
-                if scale is not None:
-                    gz.mul_(scale)
-                gz_c = gz.to(dtype)
+                h, t, g = hidden[s:s + chunk].to(dtype), targets[s:s + chunk, None], grad_out[s:s + chunk, None]
+                zc = bufs.logits(h, w, b)  # (c, V)
+                gz = bufs.grad_logits(zc, t, g.float(), lse[s:s + chunk, None], softcap, scale)  # (c, V)
                 if want_h:
-                    grad_h[s:s + chunk] = gz_c @ w
+                    grad_h[s:s + chunk] = gz @ w
                 if want_w:
-                    grad_w += (gz_c.T @ h).float()
+                    grad_w += (gz.T @ h).float()
                 if want_b:
-                    grad_b += gz.sum(0)
+                    grad_b += gz.float().sum(0)
         grad_w = None if grad_w is None else grad_w.to(weight.dtype)
         grad_b = None if grad_b is None else grad_b.to(bias.dtype)
         return grad_h, grad_w, grad_b, None, None, None, None, None
 
 
-def _linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    return h @ w.T if b is None else torch.addmm(b, h, w.T)
+class _Buffers:
+    """The (chunk, V) tensors of one pass of HeadLogProbs, allocated once and reused by every chunk: fresh
+    allocations of this size (48 MiB in float32 for a 49k vocabulary) come from the OS page by page on a CPU."""
+
+    def __init__(self, rows: int, w: torch.Tensor, dtype: torch.dtype):
+        shape, dev = (rows, w.shape[0]), w.device
+        self.z = torch.empty(shape, dtype=dtype, device=dev)  # the logits, in the compute dtype
+        self.f = torch.empty(shape, dtype=torch.float32, device=dev)  # float32 work
+        self.g = self.f if dtype == torch.float32 else torch.empty(shape, dtype=dtype, device=dev)
+
+    def logits(self, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        out = self.z[:h.shape[0]]  # (c, V)
+        return torch.mm(h, w.T, out=out) if b is None else torch.addmm(b, h, w.T, out=out)
+
+    def logsumexp(self, zc: torch.Tensor) -> torch.Tensor:
+        """(c,) float32 logsumexp of the logits: torch.logsumexp(zc.float())'s steps, in place in the buffer."""
+        e = self.f[:zc.shape[0]].copy_(zc)  # (c, V) float32
+        m = e.amax(1, keepdim=True)  # (c, 1)
+        m.masked_fill_(m.abs() == float("inf"), 0)
+        return e.sub_(m).exp_().sum(1).log_().add_(m[:, 0])
+
+    def grad_logits(self, zc, t, g, lse, softcap, scale) -> torch.Tensor:
+        """(c, V) gradient of sum_i g_i log p(t_i) in the logits, in the compute dtype: g * (onehot(t) - softmax);
+        the float32 values are those of the plain computation, rounded once."""
+        if softcap is None and scale is None:
+            p = self.f[:zc.shape[0]].copy_(zc).sub_(lse).exp_()  # (c, V) softmax, float32
+            at_t = p.gather(1, t).mul_(-g).add_(g)  # (c, 1): g - g * p_t
+            gz = self.g[:zc.shape[0]].copy_(p.mul_(-g))  # the compute dtype
+            return gz.scatter_(1, t, at_t.to(gz.dtype))
+        z, tanh = _capped(zc.float(), softcap, scale)
+        gz = torch.exp_(z.sub_(lse)).mul_(-g)  # -g * softmax(z)
+        gz.scatter_add_(1, t, g)  # + g at the target
+        if tanh is not None:
+            gz.mul_(1 - tanh * tanh)
+        if scale is not None:
+            gz.mul_(scale)
+        return gz.to(zc.dtype)
+
+
+#: id(weight) -> (weakref to it, its version, data pointer, dtype, the cast): see cast_weight.
+_CASTS: dict = {}
+
+
+def cast_weight(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`weight` in `dtype`. A frozen weight on a CPU (LoRA's LM head, a reference model's) keeps its cast across
+    calls until the tensor changes (its version counter or storage) or dies: each cast of a 49k x 576 head costs
+    as much as a fifth of the head's forward matmul there. A GPU casts fast and has the memory to spare least."""
+    if weight.dtype == dtype:
+        return weight
+    if weight.requires_grad or weight.device.type != "cpu":
+        return weight.to(dtype)
+    key, hit = id(weight), _CASTS.get(id(weight))
+    if hit is not None and hit[0]() is weight and hit[1:4] == (weight._version, weight.data_ptr(), dtype):
+        return hit[4]
+    cast = weight.to(dtype)
+    _CASTS[key] = (weakref.ref(weight, lambda _, k=key: _CASTS.pop(k, None)), weight._version, weight.data_ptr(),
+                   dtype, cast)
+    return cast
 
 
 def full_token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
