@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import threading
 import weakref
 
 import torch
@@ -71,7 +72,7 @@ class HeadLogProbs(torch.autograd.Function):
     recompute, gradient of h) and one exp over (chunk, V), against a checkpoint's forward twice, a second
     logsumexp and autograd's log-softmax backward. The weight is cast to the compute dtype once per step (the
     cast is kept for backward; a frozen CPU weight's is reused across calls, see cast_weight), and the (chunk, V)
-    work runs in place in buffers allocated once per pass (see docs/performance.md). The weight's (and bias's)
+    work runs in place in buffers kept across passes on a CPU (see docs/performance.md). The weight's (and bias's)
     gradient is accumulated in float32 when it is wanted (a full fine-tune of a tied embedding; a bias's from
     the rounded logit gradient); LoRA leaves the head frozen and skips it.
     """
@@ -82,7 +83,7 @@ class HeadLogProbs(torch.autograd.Function):
             w, b = cast_weight(weight, dtype), None if bias is None else bias.to(dtype)
             out = torch.empty(targets.shape, dtype=torch.float32, device=hidden.device)  # (N,)
             lse = torch.empty_like(out)
-            bufs = _Buffers(min(chunk, targets.numel()), w, dtype)
+            bufs = _buffers(chunk, targets.numel(), w, dtype)
             for s in range(0, targets.numel(), chunk):
                 zc = bufs.logits(hidden[s:s + chunk].to(dtype), w, b)  # (c, V) in the compute dtype
                 t = targets[s:s + chunk, None]  # (c, 1)
@@ -106,7 +107,7 @@ class HeadLogProbs(torch.autograd.Function):
         grad_b = torch.zeros_like(bias, dtype=torch.float32) if want_b else None
         with torch.autocast(hidden.device.type, enabled=False):
             b = None if bias is None else bias.to(dtype)
-            bufs = _Buffers(min(chunk, targets.numel()), w, dtype)
+            bufs = _buffers(chunk, targets.numel(), w, dtype)
             for s in range(0, targets.numel(), chunk):
                 h, t, g = hidden[s:s + chunk].to(dtype), targets[s:s + chunk, None], grad_out[s:s + chunk, None]
                 zc = bufs.logits(h, w, b)  # (c, V)
@@ -122,12 +123,28 @@ class HeadLogProbs(torch.autograd.Function):
         return grad_h, grad_w, grad_b, None, None, None, None, None
 
 
+#: Per thread, the last _Buffers a CPU pass of HeadLogProbs used, kept for the next.
+_KEPT = threading.local()
+
+
+def _buffers(chunk: int, n: int, w: torch.Tensor, dtype: torch.dtype) -> _Buffers:
+    """The work buffers of one pass over n positions. On a CPU they are kept across passes (per thread, the last
+    shape; about 100 MiB for a 49k vocabulary at the default chunk): each fresh set costs its page faults again,
+    about 25 ms for 48 MiB. An accelerator's caching allocator reuses memory by itself."""
+    if w.device.type != "cpu":
+        return _Buffers(min(chunk, n), w.shape[0], dtype, w.device)
+    kept = getattr(_KEPT, "buffers", None)
+    if kept is None or kept.key != (chunk, w.shape[0], dtype):
+        kept = _KEPT.buffers = _Buffers(chunk, w.shape[0], dtype, w.device)
+    return kept
+
+
 class _Buffers:
-    """The (chunk, V) tensors of one pass of HeadLogProbs, allocated once and reused by every chunk: fresh
+    """The (chunk, V) tensors of a pass of HeadLogProbs, allocated once and reused by every chunk: fresh
     allocations of this size (48 MiB in float32 for a 49k vocabulary) come from the OS page by page on a CPU."""
 
-    def __init__(self, rows: int, w: torch.Tensor, dtype: torch.dtype):
-        shape, dev = (rows, w.shape[0]), w.device
+    def __init__(self, rows: int, vocab: int, dtype: torch.dtype, dev: torch.device):
+        self.key, shape = (rows, vocab, dtype), (rows, vocab)
         self.z = torch.empty(shape, dtype=dtype, device=dev)  # the logits, in the compute dtype
         self.f = torch.empty(shape, dtype=torch.float32, device=dev)  # float32 work
         self.g = self.f if dtype == torch.float32 else torch.empty(shape, dtype=dtype, device=dev)
