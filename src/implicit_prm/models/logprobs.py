@@ -190,7 +190,8 @@ def cast_weight(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return weight
     if weight.requires_grad or weight.device.type != "cpu":
         return weight.to(dtype)
-    key, hit = id(weight), _CASTS.get(id(weight))
+    key = id(weight)
+    hit = _CASTS.get(key)
     if hit is not None and hit[0]() is weight and hit[1:4] == (weight._version, weight.data_ptr(), dtype):
         return hit[4]
     cast = weight.to(dtype)
